@@ -1,0 +1,212 @@
+//! Seal and open one value.
+//!
+//! A sealed item is `base64(age file)` where the age file (binary, not armored) is
+//! encrypted to every recipient of the set and its payload is the [`envelope`] for the
+//! item. Opening checks, after decryption, that the envelope's binding is exactly the one
+//! the caller expects.
+
+use std::io::{Read, Write};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use zeroize::Zeroizing;
+
+use crate::envelope::{self, EnvelopeError};
+use crate::keys::Keyring;
+use crate::recipients::{Fingerprint, RecipientSet};
+use crate::scope::Binding;
+
+/// The first line of every age file.
+pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+
+/// Sealing failed. Only happens if the age library refuses the recipients.
+#[derive(Debug, thiserror::Error)]
+#[error("age encryption failed")]
+pub struct SealError(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+/// Why a sealed item could not be opened. No variant carries ciphertext or plaintext.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum OpenError {
+    #[error("not valid base64")]
+    BadEncoding,
+    #[error("not an age file")]
+    NotAgeFile,
+    #[error("truncated: the age file ends early")]
+    Truncated,
+    #[error("malformed age header")]
+    MalformedHeader,
+    #[error("no key matches: the value was sealed to other recipients")]
+    NoMatchingKey,
+    #[error("decryption failed: the value was modified or damaged")]
+    DecryptionFailed,
+    #[error("{0}")]
+    Envelope(#[from] EnvelopeError),
+    #[error("sealed for {field} {sealed}, but found at {actual}")]
+    ScopeMismatch {
+        field: &'static str,
+        sealed: String,
+        actual: String,
+    },
+}
+
+impl OpenError {
+    /// A CamelCase reason for status conditions, events and metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            OpenError::BadEncoding | OpenError::NotAgeFile | OpenError::MalformedHeader => {
+                "MalformedSealedValue"
+            }
+            OpenError::Truncated | OpenError::DecryptionFailed => "DecryptionFailed",
+            OpenError::NoMatchingKey => "NoMatchingKey",
+            OpenError::Envelope(EnvelopeError::UnsupportedVersion(_)) => "UnsupportedFormat",
+            OpenError::Envelope(EnvelopeError::Malformed(_)) => "MalformedSealedValue",
+            OpenError::ScopeMismatch { .. } => "ScopeMismatch",
+        }
+    }
+}
+
+/// Seals `value` for `binding` to every recipient in the set.
+pub fn seal(recipients: &RecipientSet, binding: &Binding, value: &[u8]) -> Result<String, SealError> {
+    let payload = envelope::encode(binding, value);
+    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_age()))
+        .map_err(|e| SealError(Box::new(e)))?;
+    let mut out = Vec::with_capacity(payload.len() + 64 + 200 * recipients.len());
+    let mut writer = encryptor
+        .wrap_output(&mut out)
+        .map_err(|e| SealError(Box::new(e)))?;
+    writer
+        .write_all(&payload)
+        .and_then(|()| writer.finish().map(drop))
+        .map_err(|e| SealError(Box::new(e)))?;
+    Ok(STANDARD.encode(out))
+}
+
+/// Opens a sealed item with any key of the ring (hinted ones first) and checks that it
+/// was sealed for `expected`.
+pub fn open(
+    keyring: &Keyring,
+    hint: &[Fingerprint],
+    expected: &Binding,
+    sealed: &str,
+) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    let bytes = STANDARD
+        .decode(sealed.trim_end())
+        .map_err(|_| OpenError::BadEncoding)?;
+    if !bytes.starts_with(AGE_MAGIC) {
+        return Err(if AGE_MAGIC.starts_with(&bytes) {
+            OpenError::Truncated
+        } else {
+            OpenError::NotAgeFile
+        });
+    }
+    let decryptor = age::Decryptor::new(&bytes[..]).map_err(map_decrypt_error)?;
+    let mut reader = decryptor
+        .decrypt(keyring.ordered_for(hint).map(|k| k.as_age()))
+        .map_err(map_decrypt_error)?;
+    let mut payload = Zeroizing::new(Vec::with_capacity(bytes.len()));
+    reader
+        .read_to_end(&mut payload)
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => OpenError::Truncated,
+            _ => OpenError::DecryptionFailed,
+        })?;
+    let (binding, value) = envelope::decode(&payload)?;
+    check_binding(&binding, expected)?;
+    Ok(Zeroizing::new(value.to_vec()))
+}
+
+fn map_decrypt_error(e: age::DecryptError) -> OpenError {
+    match e {
+        age::DecryptError::NoMatchingKeys => OpenError::NoMatchingKey,
+        age::DecryptError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            OpenError::Truncated
+        }
+        age::DecryptError::InvalidHeader | age::DecryptError::Io(_) => OpenError::MalformedHeader,
+        age::DecryptError::UnknownFormat => OpenError::NotAgeFile,
+        _ => OpenError::DecryptionFailed,
+    }
+}
+
+fn check_binding(sealed: &Binding, expected: &Binding) -> Result<(), OpenError> {
+    let mismatch = |field, sealed: String, actual: String| {
+        Err(OpenError::ScopeMismatch {
+            field,
+            sealed,
+            actual,
+        })
+    };
+    if sealed.scope != expected.scope {
+        return mismatch(
+            "scope",
+            sealed.scope.to_string(),
+            format!("scope {}", expected.scope),
+        );
+    }
+    let show = |v: &Option<String>| format!("{:?}", v.as_deref().unwrap_or(""));
+    if sealed.namespace != expected.namespace {
+        return mismatch(
+            "namespace",
+            show(&sealed.namespace),
+            format!("namespace {}", show(&expected.namespace)),
+        );
+    }
+    if sealed.name != expected.name {
+        return mismatch(
+            "name",
+            show(&sealed.name),
+            format!("name {}", show(&expected.name)),
+        );
+    }
+    if sealed.item != expected.item {
+        return mismatch(
+            "item key",
+            format!("{:?}", sealed.item),
+            format!("item key {:?}", expected.item),
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Key;
+    use crate::scope::Scope;
+
+    fn setup() -> (Keyring, RecipientSet, Binding) {
+        let key = Key::generate();
+        let set = RecipientSet::new([key.recipient().clone()]).unwrap();
+        let b = Binding::new(Scope::Strict, Some("prod"), Some("db"), "password").unwrap();
+        (Keyring::new([key]), set, b)
+    }
+
+    #[test]
+    fn round_trip() {
+        let (ring, set, b) = setup();
+        let sealed = seal(&set, &b, b"hunter2").unwrap();
+        assert_eq!(&open(&ring, &[], &b, &sealed).unwrap()[..], b"hunter2");
+    }
+
+    #[test]
+    fn moved_ciphertext_is_refused_and_named() {
+        let (ring, set, b) = setup();
+        let sealed = seal(&set, &b, b"hunter2").unwrap();
+        let elsewhere = Binding::new(Scope::Strict, Some("dev"), Some("db"), "password").unwrap();
+        let err = open(&ring, &[], &elsewhere, &sealed).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "sealed for namespace \"prod\", but found at namespace \"dev\""
+        );
+        assert_eq!(err.reason(), "ScopeMismatch");
+    }
+
+    #[test]
+    fn errors_never_contain_the_value() {
+        let (_, set, b) = setup();
+        let sealed = seal(&set, &b, b"hunter2").unwrap();
+        let other = Keyring::new([Key::generate()]);
+        let err = open(&other, &[], &b, &sealed).unwrap_err();
+        assert_eq!(err, OpenError::NoMatchingKey);
+        assert!(!format!("{err} {err:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,29 @@
+//! kseal-core: the sealing format, the `SealedSecret` resource types and the pure logic
+//! both binaries share. Nothing here talks to a cluster or touches the filesystem: the
+//! `kseal` CLI and `kseal-controller` do the I/O and call these functions.
+//!
+//! Map of the crate:
+//! - [`scope`]: where a sealed value may be opened (strict, namespace-wide, cluster-wide)
+//!   and the Kubernetes name rules behind it.
+//! - [`envelope`]: the versioned header inside every age payload that authenticates the
+//!   scope and the item key.
+//! - [`recipients`] and [`keys`]: public recipients with their fingerprints, and private
+//!   identities.
+//! - [`item`]: seal and open one value.
+//! - [`age_header`]: read an age header without a key (for `inspect` and `validate`).
+//! - [`resource`]: the `SealedSecret` custom resource.
+//! - [`manifest`]: read Secret and SealedSecret documents from YAML or JSON.
+//! - [`sealing`]: whole objects: Secret → SealedSecret and back.
+
+pub mod age_header;
+pub mod envelope;
+pub mod item;
+pub mod keys;
+pub mod manifest;
+pub mod recipients;
+pub mod resource;
+pub mod scope;
+pub mod sealing;
+
+/// The largest Secret the API server accepts: the sum of all values, in bytes.
+pub const MAX_SECRET_BYTES: usize = 1024 * 1024;

@@ -1,0 +1,281 @@
+//! Public recipients: parsing, fingerprints, and the recipients document the controller
+//! publishes.
+//!
+//! A fingerprint is the first 8 bytes of SHA-256 over the recipient's text form
+//! (`age1…`), in lowercase hex. It names a key in SealedSecrets, logs and metrics without
+//! needing the key itself, and it covers the recipient type, so new kinds fit unchanged.
+
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A short, stable name for a public key.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct Fingerprint(pub String);
+
+impl Fingerprint {
+    /// The fingerprint of a recipient given in its text form.
+    pub fn of(recipient_text: &str) -> Self {
+        let digest = ring::digest::digest(&ring::digest::SHA256, recipient_text.as_bytes());
+        Fingerprint(
+            digest.as_ref()[..8]
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect(),
+        )
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A public key items can be sealed to. An enum so new kinds (post-quantum age
+/// recipients once the age crate ships them) slot in without changing callers.
+#[derive(Clone)]
+pub enum Recipient {
+    X25519(age::x25519::Recipient),
+}
+
+impl Recipient {
+    pub fn fingerprint(&self) -> Fingerprint {
+        Fingerprint::of(&self.to_string())
+    }
+
+    pub(crate) fn as_age(&self) -> &dyn age::Recipient {
+        match self {
+            Recipient::X25519(r) => r,
+        }
+    }
+}
+
+impl fmt::Display for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Recipient::X25519(r) => write!(f, "{r}"),
+        }
+    }
+}
+
+impl fmt::Debug for Recipient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Recipient({self})")
+    }
+}
+
+/// Why a recipient string was refused. The string itself is public and is named.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RecipientError {
+    #[error("{0:?} is not supported yet: only X25519 recipients (age1…) are")]
+    Unsupported(String),
+    #[error("{0:?} is not a valid age recipient")]
+    Invalid(String),
+    #[error("line {line}: {source}")]
+    Line {
+        line: usize,
+        #[source]
+        source: Box<RecipientError>,
+    },
+    #[error("no recipients given")]
+    Empty,
+    #[error("not a recipients document: {0}")]
+    BadDocument(String),
+}
+
+impl FromStr for Recipient {
+    type Err = RecipientError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Ok(r) = s.parse::<age::x25519::Recipient>() {
+            return Ok(Recipient::X25519(r));
+        }
+        let shown = s.chars().take(80).collect::<String>();
+        // `age1pq1…`, `age1tag1…` and plugin recipients (`age1<name>1…`) carry a second
+        // separator; SSH keys start with their key type.
+        if s.starts_with("ssh-") || s.strip_prefix("age1").is_some_and(|rest| rest.contains('1')) {
+            return Err(RecipientError::Unsupported(shown));
+        }
+        Err(RecipientError::Invalid(shown))
+    }
+}
+
+/// Parses age's recipients-file format: one recipient per line, `#` comments and blank
+/// lines ignored.
+pub fn parse_recipients_file(text: &str) -> Result<Vec<Recipient>, RecipientError> {
+    let mut out = Vec::new();
+    for (idx, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        out.push(line.parse().map_err(|e| RecipientError::Line {
+            line: idx + 1,
+            source: Box::new(e),
+        })?);
+    }
+    if out.is_empty() {
+        return Err(RecipientError::Empty);
+    }
+    Ok(out)
+}
+
+/// The document `kseal-controller` publishes (ConfigMap and `/v1/recipients`): the
+/// cluster's recipients, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RecipientsDocument {
+    /// Always `kseal.dev/recipients/v1`.
+    pub format: String,
+    pub recipients: Vec<PublishedRecipient>,
+}
+
+/// One public key of a cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PublishedRecipient {
+    pub recipient: String,
+    pub fingerprint: Fingerprint,
+    /// RFC 3339 creation time of the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created: Option<String>,
+}
+
+/// The value of [`RecipientsDocument::format`].
+pub const RECIPIENTS_DOCUMENT_FORMAT: &str = "kseal.dev/recipients/v1";
+
+impl RecipientsDocument {
+    /// Checks the document and returns the recipient new seals should use: the newest.
+    pub fn sealing_recipient(&self) -> Result<Recipient, RecipientError> {
+        if self.format != RECIPIENTS_DOCUMENT_FORMAT {
+            return Err(RecipientError::BadDocument(format!(
+                "format is {:?}, expected {RECIPIENTS_DOCUMENT_FORMAT:?}",
+                self.format
+            )));
+        }
+        let newest = self.recipients.first().ok_or(RecipientError::Empty)?;
+        let recipient: Recipient = newest.recipient.parse()?;
+        if recipient.fingerprint() != newest.fingerprint {
+            return Err(RecipientError::BadDocument(format!(
+                "fingerprint {} does not match recipient {}",
+                newest.fingerprint, newest.recipient
+            )));
+        }
+        Ok(recipient)
+    }
+}
+
+/// Reads what `--cert` points at: a recipients document (JSON), whose newest recipient is
+/// used, or else a recipients file.
+pub fn parse_cert(text: &str) -> Result<Vec<Recipient>, RecipientError> {
+    if text.trim_start().starts_with('{') {
+        let doc: RecipientsDocument = serde_json::from_str(text)
+            .map_err(|e| RecipientError::BadDocument(e.to_string()))?;
+        return Ok(vec![doc.sealing_recipient()?]);
+    }
+    parse_recipients_file(text)
+}
+
+/// A non-empty set of distinct recipients, the unit every item is sealed to.
+#[derive(Clone, Debug)]
+pub struct RecipientSet(Vec<Recipient>);
+
+impl RecipientSet {
+    /// Deduplicates by fingerprint, keeping the first occurrence.
+    pub fn new(recipients: impl IntoIterator<Item = Recipient>) -> Result<Self, RecipientError> {
+        let mut out: Vec<Recipient> = Vec::new();
+        for r in recipients {
+            if !out.iter().any(|o| o.fingerprint() == r.fingerprint()) {
+                out.push(r);
+            }
+        }
+        if out.is_empty() {
+            return Err(RecipientError::Empty);
+        }
+        Ok(RecipientSet(out))
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Recipient> {
+        self.0.iter()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The fingerprints, sorted, as recorded in `spec.recipients`.
+    pub fn fingerprints(&self) -> Vec<Fingerprint> {
+        let mut fps: Vec<_> = self.0.iter().map(Recipient::fingerprint).collect();
+        fps.sort();
+        fps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const R1: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+
+    #[test]
+    fn fingerprint_is_stable_hex() {
+        let r: Recipient = R1.parse().unwrap();
+        let fp = r.fingerprint();
+        assert_eq!(fp.0.len(), 16);
+        assert!(fp.0.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(fp, Fingerprint::of(R1));
+    }
+
+    #[test]
+    fn recipients_file_allows_comments_and_names_bad_lines() {
+        let text = format!("# cluster prod\n\n{R1}\n  # escrow\n");
+        assert_eq!(parse_recipients_file(&text).unwrap().len(), 1);
+        let err = parse_recipients_file(&format!("{R1}\nage1nope\n")).unwrap_err();
+        assert_eq!(err.to_string(), "line 2: \"age1nope\" is not a valid age recipient");
+        assert_eq!(
+            parse_recipients_file("# nothing\n").unwrap_err(),
+            RecipientError::Empty
+        );
+    }
+
+    #[test]
+    fn unsupported_kinds_are_named() {
+        assert!(matches!(
+            "ssh-ed25519 AAAA".parse::<Recipient>(),
+            Err(RecipientError::Unsupported(_))
+        ));
+    }
+
+    #[test]
+    fn document_yields_newest_and_checks_fingerprint() {
+        let doc = RecipientsDocument {
+            format: RECIPIENTS_DOCUMENT_FORMAT.into(),
+            recipients: vec![PublishedRecipient {
+                recipient: R1.into(),
+                fingerprint: Fingerprint::of(R1),
+                created: None,
+            }],
+        };
+        let json = serde_json::to_string(&doc).unwrap();
+        assert_eq!(parse_cert(&json).unwrap()[0].to_string(), R1);
+        let mut bad = doc.clone();
+        bad.recipients[0].fingerprint = Fingerprint("0000000000000000".into());
+        assert!(bad.sealing_recipient().is_err());
+    }
+
+    #[test]
+    fn set_dedups_and_sorts_fingerprints() {
+        let r: Recipient = R1.parse().unwrap();
+        let set = RecipientSet::new([r.clone(), r]).unwrap();
+        assert_eq!(set.len(), 1);
+        assert!(RecipientSet::new([]).is_err());
+    }
+}

@@ -1,0 +1,116 @@
+//! The `SealedSecret` custom resource (`kseal.dev/v1alpha1`).
+//!
+//! `manifests/crd.yaml` is generated from these types (see [`crd_yaml`]) and a test fails
+//! when the committed file drifts from them.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use kube::core::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::recipients::Fingerprint;
+use crate::scope::Scope;
+
+/// Annotations kubectl and other tools write that can carry a plaintext copy of the
+/// Secret; they never reach the template.
+pub const DROPPED_ANNOTATIONS: &[&str] = &[
+    "kubectl.kubernetes.io/last-applied-configuration",
+    "kubecfg.ksonnet.io/last-applied-configuration",
+];
+
+/// Annotation on an input Secret that picks the scope when `--scope` is not given.
+pub const SCOPE_ANNOTATION: &str = "kseal.dev/scope";
+
+/// A Secret sealed to one or more public keys, safe to commit.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "kseal.dev",
+    version = "v1alpha1",
+    kind = "SealedSecret",
+    namespaced,
+    status = "SealedSecretStatus",
+    shortname = "kss",
+    category = "kseal",
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(name = "Scope", type_ = "string", json_path = ".spec.scope", priority = "1"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedSecretSpec {
+    /// Envelope version the items were sealed with. A hint for tools without a key; the
+    /// envelope inside each item is authoritative.
+    #[serde(default = "default_format_version")]
+    pub format_version: u32,
+    /// The scope the items were sealed for. The controller requires each item's
+    /// authenticated scope to equal this one and to match where the object is.
+    #[serde(default)]
+    pub scope: Scope,
+    /// Fingerprints of the recipients every item is sealed to (sorted). A hint for key
+    /// selection, rotation reports and offline validation.
+    #[serde(default)]
+    pub recipients: Vec<Fingerprint>,
+    /// Item key → `base64(age file)`; one ciphertext per item.
+    pub encrypted_data: BTreeMap<String, String>,
+    /// What the resulting Secret looks like, apart from its sealed items.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<SecretTemplate>,
+}
+
+fn default_format_version() -> u32 {
+    crate::envelope::VERSION
+}
+
+/// Metadata, type and plain data for the Secret the controller writes.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretTemplate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<TemplateMetadata>,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub immutable: Option<bool>,
+    /// Plain, non-secret items copied into the Secret as they are (UTF-8 strings).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+}
+
+/// Labels and annotations for the resulting Secret.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct TemplateMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// Observed state, following the kstatus conventions so Flux and Argo CD read health.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedSecretStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// The CRD as YAML, exactly as committed in `manifests/crd.yaml`.
+pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
+    let crd = SealedSecret::crd();
+    Ok(format!(
+        "# Generated from kseal-core's Rust types; do not edit.\n# Regenerate: KSEAL_UPDATE_CRD=1 cargo test -p kseal-core --test crd\n{}",
+        serde_saphyr::to_string(&crd)?
+    ))
+}

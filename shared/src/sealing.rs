@@ -1,0 +1,189 @@
+//! Whole objects: seal a Secret into a SealedSecret, add items to one, and open one back
+//! into its items. Both the CLI and the controller go through these functions, so the
+//! binding rules live in one place.
+
+use std::collections::BTreeMap;
+
+use kube::core::ObjectMeta;
+use zeroize::Zeroizing;
+
+use crate::item::{self, OpenError, SealError};
+use crate::keys::Keyring;
+use crate::manifest::SecretInput;
+use crate::recipients::RecipientSet;
+use crate::resource::{
+    DROPPED_ANNOTATIONS, SCOPE_ANNOTATION, SealedSecret, SealedSecretSpec, SecretTemplate,
+    TemplateMetadata,
+};
+use crate::scope::{Binding, NameError, Scope, validate_name};
+
+/// Sealing an object failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SealingError {
+    #[error("metadata.name is missing")]
+    MissingName,
+    #[error("{0}")]
+    Name(#[from] NameError),
+    #[error(transparent)]
+    Seal(#[from] SealError),
+}
+
+/// One item of a SealedSecret could not be opened.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("item {item:?}: {source}")]
+pub struct ItemError {
+    pub item: String,
+    #[source]
+    pub source: OpenError,
+}
+
+/// Seals every item of `input` for `scope` to `recipients`.
+///
+/// The template keeps the Secret's labels, annotations (without kubectl's
+/// last-applied-configuration, which holds a plaintext copy, or kseal's scope annotation),
+/// `type` and `immutable`.
+pub fn seal_secret(
+    input: &SecretInput,
+    scope: Scope,
+    recipients: &RecipientSet,
+) -> Result<SealedSecret, SealingError> {
+    let name = input.name.as_deref().ok_or(SealingError::MissingName)?;
+    validate_name(name)?;
+    let annotations: BTreeMap<_, _> = input
+        .annotations
+        .iter()
+        .filter(|(k, _)| !DROPPED_ANNOTATIONS.contains(&k.as_str()) && k.as_str() != SCOPE_ANNOTATION)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let metadata = (!input.labels.is_empty() || !annotations.is_empty()).then(|| TemplateMetadata {
+        labels: input.labels.clone(),
+        annotations,
+    });
+    let template = SecretTemplate {
+        metadata,
+        type_: input.type_.clone(),
+        immutable: input.immutable,
+        data: BTreeMap::new(),
+    };
+    let mut sealed = SealedSecret {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            namespace: input.namespace.clone(),
+            ..ObjectMeta::default()
+        },
+        spec: SealedSecretSpec {
+            format_version: crate::envelope::VERSION,
+            scope,
+            recipients: recipients.fingerprints(),
+            encrypted_data: BTreeMap::new(),
+            template: (template != SecretTemplate::default()).then_some(template),
+        },
+        status: None,
+    };
+    seal_items(
+        &mut sealed,
+        input.data.iter().map(|(k, v)| (k.as_str(), &v[..])),
+        recipients,
+    )?;
+    Ok(sealed)
+}
+
+/// Seals items into an existing SealedSecret, replacing items of the same key and
+/// leaving every other item's ciphertext exactly as it was.
+pub fn seal_items<'a>(
+    sealed: &mut SealedSecret,
+    items: impl IntoIterator<Item = (&'a str, &'a [u8])>,
+    recipients: &RecipientSet,
+) -> Result<(), SealingError> {
+    for (key, value) in items {
+        let binding = binding_for(sealed, key)?;
+        let ciphertext = item::seal(recipients, &binding, value)?;
+        sealed.spec.encrypted_data.insert(key.to_owned(), ciphertext);
+    }
+    Ok(())
+}
+
+/// The binding an item of this SealedSecret must carry: its recorded scope and its own
+/// namespace and name. This is what the controller checks and what sealing writes.
+pub fn binding_for(sealed: &SealedSecret, item: &str) -> Result<Binding, NameError> {
+    Binding::new(
+        sealed.spec.scope,
+        sealed.metadata.namespace.as_deref(),
+        sealed.metadata.name.as_deref(),
+        item,
+    )
+}
+
+/// Opens every item. Fails on the first item that cannot be opened; nothing partial is
+/// returned, so a caller never writes a Secret with some items missing.
+pub fn unseal(
+    sealed: &SealedSecret,
+    keyring: &Keyring,
+) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, ItemError> {
+    let mut out = BTreeMap::new();
+    for (key, ciphertext) in &sealed.spec.encrypted_data {
+        let fail = |source| ItemError {
+            item: key.clone(),
+            source,
+        };
+        let binding = binding_for(sealed, key).map_err(|e| {
+            fail(OpenError::ScopeMismatch {
+                field: "location",
+                sealed: sealed.spec.scope.to_string(),
+                actual: e.to_string(),
+            })
+        })?;
+        let value = item::open(keyring, &sealed.spec.recipients, &binding, ciphertext).map_err(fail)?;
+        out.insert(key.clone(), value);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::Key;
+
+    fn input() -> SecretInput {
+        let mut input = SecretInput {
+            name: Some("db".into()),
+            namespace: Some("prod".into()),
+            type_: Some("kubernetes.io/basic-auth".into()),
+            immutable: Some(true),
+            ..SecretInput::default()
+        };
+        input.labels.insert("app".into(), "db".into());
+        input.annotations.insert(DROPPED_ANNOTATIONS[0].into(), "{\"data\":\"leak\"}".into());
+        input.annotations.insert("team".into(), "core".into());
+        input.data.insert("username".into(), Zeroizing::new(b"admin".to_vec()));
+        input.data.insert("password".into(), Zeroizing::new(b"hunter2".to_vec()));
+        input
+    }
+
+    #[test]
+    fn seal_then_unseal_keeps_template_and_values() {
+        let key = Key::generate();
+        let set = RecipientSet::new([key.recipient().clone()]).unwrap();
+        let sealed = seal_secret(&input(), Scope::Strict, &set).unwrap();
+        let template = sealed.spec.template.clone().unwrap();
+        let meta = template.metadata.unwrap();
+        assert_eq!(meta.labels["app"], "db");
+        assert_eq!(meta.annotations.len(), 1, "last-applied-configuration dropped");
+        assert_eq!(template.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+        assert_eq!(template.immutable, Some(true));
+        assert_eq!(sealed.spec.recipients, vec![key.fingerprint().clone()]);
+        let items = unseal(&sealed, &Keyring::new([key])).unwrap();
+        assert_eq!(&items["password"][..], b"hunter2");
+        assert_eq!(&items["username"][..], b"admin");
+    }
+
+    #[test]
+    fn moving_the_object_breaks_every_strict_item() {
+        let key = Key::generate();
+        let set = RecipientSet::new([key.recipient().clone()]).unwrap();
+        let mut sealed = seal_secret(&input(), Scope::Strict, &set).unwrap();
+        sealed.metadata.namespace = Some("dev".into());
+        let err = unseal(&sealed, &Keyring::new([key])).unwrap_err();
+        assert_eq!(err.source.reason(), "ScopeMismatch");
+    }
+}
