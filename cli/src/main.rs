@@ -1,1 +1,51 @@
-fn main(){}
+//! `kseal`: parse the command line and dispatch. Logic lives in `cmd/`.
+
+mod cli;
+mod cmd;
+mod io;
+mod recipients;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, FromArgMatches};
+
+use crate::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let mut command = Cli::command();
+    // Installed as `kubectl-kseal`, kubectl runs it for `kubectl kseal …`.
+    let invoked_as = std::env::args_os()
+        .next()
+        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()));
+    if invoked_as.as_deref() == Some("kubectl-kseal") {
+        command = command.bin_name("kubectl kseal");
+    }
+    let matches = command.get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Seal(args) => cmd::seal::run(&args),
+        Command::Merge(args) => cmd::merge::run(&args),
+        Command::Keygen(args) => cmd::keygen::run(&args),
+        Command::Inspect(args) => cmd::inspect::run(&args),
+        Command::Validate(args) => cmd::validate::run(&args),
+        Command::Unseal(args) => cmd::unseal::run(&args),
+        Command::Completion { shell } => {
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "kseal", &mut std::io::stdout());
+            Ok(())
+        }
+    }
+}

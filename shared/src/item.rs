@@ -39,7 +39,7 @@ pub enum OpenError {
     NoMatchingKey,
     #[error("decryption failed: the value was modified or damaged")]
     DecryptionFailed,
-    #[error("{0}")]
+    #[error(transparent)]
     Envelope(#[from] EnvelopeError),
     #[error("sealed for {field} {sealed}, but found at {actual}")]
     ScopeMismatch {

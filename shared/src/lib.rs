@@ -10,12 +10,14 @@
 //! - [`recipients`] and [`keys`]: public recipients with their fingerprints, and private
 //!   identities.
 //! - [`item`]: seal and open one value.
-//! - [`age_header`]: read an age header without a key (for `inspect` and `validate`).
+//! - [`age_header`] and [`audit`]: what can be read and checked without a key (for
+//!   `inspect` and `validate`).
 //! - [`resource`]: the `SealedSecret` custom resource.
 //! - [`manifest`]: read Secret and SealedSecret documents from YAML or JSON.
 //! - [`sealing`]: whole objects: Secret → SealedSecret and back.
 
 pub mod age_header;
+pub mod audit;
 pub mod envelope;
 pub mod item;
 pub mod keys;

@@ -31,6 +31,8 @@ pub enum ManifestError {
     Empty,
     #[error("not valid JSON at line {line}, column {column}")]
     Json { line: usize, column: usize },
+    #[error("not valid JSON: it ends early (line {0})")]
+    JsonEof(usize),
     #[error("not valid YAML at line {line}, column {column}")]
     Yaml { line: u64, column: u64 },
     #[error("document {0}: not a mapping/object")]
@@ -46,9 +48,15 @@ pub fn parse_documents(bytes: &[u8]) -> Result<(Format, Vec<Value>), ManifestErr
         let docs = serde_json::Deserializer::from_str(text)
             .into_iter::<Value>()
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ManifestError::Json {
-                line: e.line(),
-                column: e.column(),
+            .map_err(|e| {
+                if e.is_eof() {
+                    ManifestError::JsonEof(e.line())
+                } else {
+                    ManifestError::Json {
+                        line: e.line(),
+                        column: e.column(),
+                    }
+                }
             })?;
         (Format::Json, docs)
     } else {
@@ -121,7 +129,7 @@ pub enum InputError {
     BadBase64(String),
     #[error("item {0:?} is in both data and stringData")]
     DuplicateKey(String),
-    #[error("{0}")]
+    #[error(transparent)]
     Name(#[from] NameError),
     #[error("item {key:?} is {size} bytes; a Secret holds at most 1 MiB")]
     TooLarge { key: String, size: usize },

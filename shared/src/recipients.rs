@@ -75,7 +75,7 @@ pub enum RecipientError {
     Unsupported(String),
     #[error("{0:?} is not a valid age recipient")]
     Invalid(String),
-    #[error("line {line}: {source}")]
+    #[error("line {line}")]
     Line {
         line: usize,
         #[source]
@@ -239,7 +239,9 @@ mod tests {
         let text = format!("# cluster prod\n\n{R1}\n  # escrow\n");
         assert_eq!(parse_recipients_file(&text).unwrap().len(), 1);
         let err = parse_recipients_file(&format!("{R1}\nage1nope\n")).unwrap_err();
-        assert_eq!(err.to_string(), "line 2: \"age1nope\" is not a valid age recipient");
+        assert_eq!(err.to_string(), "line 2");
+        let source = std::error::Error::source(&err).unwrap().to_string();
+        assert_eq!(source, "\"age1nope\" is not a valid age recipient");
         assert_eq!(
             parse_recipients_file("# nothing\n").unwrap_err(),
             RecipientError::Empty

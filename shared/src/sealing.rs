@@ -22,7 +22,7 @@ use crate::scope::{Binding, NameError, Scope, validate_name};
 pub enum SealingError {
     #[error("metadata.name is missing")]
     MissingName,
-    #[error("{0}")]
+    #[error(transparent)]
     Name(#[from] NameError),
     #[error(transparent)]
     Seal(#[from] SealError),
@@ -30,7 +30,7 @@ pub enum SealingError {
 
 /// One item of a SealedSecret could not be opened.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("item {item:?}: {source}")]
+#[error("item {item:?}")]
 pub struct ItemError {
     pub item: String,
     #[source]

@@ -1,0 +1,163 @@
+//! Command-line definitions. Parsing only; each subcommand's logic is in `cmd/`.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum, ValueHint};
+use kseal_core::scope::Scope;
+
+/// Seal Kubernetes Secrets with your cluster's public key, so they are safe to commit.
+///
+/// Only the kseal controller in the cluster (or whoever holds one of the private keys the
+/// items were sealed to) can turn a SealedSecret back into a Secret.
+#[derive(Debug, Parser)]
+#[command(name = "kseal", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Seal Secrets (YAML or JSON, one or more documents) into SealedSecrets
+    Seal(SealArgs),
+    /// Add, replace or remove items in an existing SealedSecret file
+    Merge(MergeArgs),
+    /// Generate an age identity (private key) and print its recipient (public key)
+    Keygen(KeygenArgs),
+    /// Show a SealedSecret's scope, items, recipients and format, without any key
+    Inspect(InspectArgs),
+    /// Check SealedSecret files offline: structure, format and recipients (for CI)
+    Validate(ValidateArgs),
+    /// Disaster recovery: open a SealedSecret with a private key and print the Secret
+    Unseal(UnsealArgs),
+    /// Print a shell completion script
+    Completion {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormat {
+    Text,
+    Json,
+}
+
+/// Where the public keys to seal to come from. At least one is required; every item is
+/// sealed to all of them, and any one of the matching private keys can open it.
+#[derive(Debug, Args, Default)]
+pub struct RecipientArgs {
+    /// Seal to this age recipient (age1…); repeatable
+    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT", env = "KSEAL_RECIPIENT", value_delimiter = ',')]
+    pub recipients: Vec<String>,
+    /// Seal to every recipient in this file (age's format: one per line, # comments); repeatable
+    #[arg(short = 'R', long = "recipients-file", value_name = "FILE", env = "KSEAL_RECIPIENTS_FILE", value_hint = ValueHint::FilePath)]
+    pub recipients_files: Vec<PathBuf>,
+    /// Seal to the newest key of a cluster's published recipients document (a file or an http(s) URL); repeatable
+    #[arg(long = "cert", value_name = "FILE|URL", env = "KSEAL_CERT")]
+    pub certs: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct SealArgs {
+    /// Read Secrets from this file instead of stdin
+    #[arg(short = 'f', long = "file", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
+    /// Output format [default: yaml, or json when -w ends in .json]
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<OutputFormat>,
+    /// Write to this file (replaced atomically, and only if sealing succeeds) instead of stdout
+    #[arg(short = 'w', long = "write", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub write: Option<PathBuf>,
+    /// Where the sealed values may be unsealed [default: the Secret's kseal.dev/scope annotation, else strict]
+    #[arg(long, value_parser = parse_scope)]
+    pub scope: Option<Scope>,
+    /// Namespace, for Secrets that do not name one (and for --raw)
+    #[arg(short = 'n', long, env = "KSEAL_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Name, for a Secret that does not name one (and for --raw)
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Seal a single value from stdin or --from-file and print only the sealed value
+    #[arg(long)]
+    pub raw: bool,
+    /// With --raw: the item key the value will have in the Secret
+    #[arg(long)]
+    pub key: Option<String>,
+    /// With --raw: read the value from this file ([KEY=]PATH; KEY defaults to the file name)
+    #[arg(long = "from-file", value_name = "[KEY=]PATH")]
+    pub from_file: Option<String>,
+    /// Seal Secrets that have no data (they would become empty Secrets)
+    #[arg(long)]
+    pub allow_empty_data: bool,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// The SealedSecret file to update in place (atomically)
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+    /// Add or replace an item from a literal value (visible in your shell history and ps)
+    #[arg(long = "from-literal", value_name = "KEY=VALUE")]
+    pub from_literal: Vec<String>,
+    /// Add or replace an item from a file's contents (KEY defaults to the file name)
+    #[arg(long = "from-file", value_name = "[KEY=]PATH")]
+    pub from_file: Vec<String>,
+    /// Remove an item; repeatable
+    #[arg(long = "remove", value_name = "KEY")]
+    pub remove: Vec<String>,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Write the identity to this file (mode 0600; never overwrites) and print only the recipient
+    #[arg(short = 'o', long = "output", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The SealedSecret file ('-' for stdin)
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
+    pub output: InspectFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// SealedSecret files to check ('-' for stdin)
+    #[arg(value_name = "FILE", required = true, value_hint = ValueHint::FilePath)]
+    pub files: Vec<PathBuf>,
+    /// Also require every item to be sealed to exactly these recipients
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct UnsealArgs {
+    /// An age identity file holding one or more private keys; repeatable
+    #[arg(short = 'i', long = "identity", value_name = "FILE", required = true, env = "KSEAL_IDENTITY", value_hint = ValueHint::FilePath)]
+    pub identities: Vec<PathBuf>,
+    /// Read SealedSecrets from this file instead of stdin
+    #[arg(short = 'f', long = "file", value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: Option<PathBuf>,
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = OutputFormat::Yaml)]
+    pub output: OutputFormat,
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    s.parse().map_err(|e: kseal_core::scope::UnknownScope| e.to_string())
+}

@@ -1,0 +1,115 @@
+//! `kseal inspect FILE`: what a SealedSecret holds, read without any key.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result};
+use kseal_core::audit::{ItemSummary, summarize_item};
+use kseal_core::manifest::{parse_documents, sealed_from_value};
+use kseal_core::resource::SealedSecret;
+use serde::Serialize;
+
+use super::{doc_label, plural};
+use crate::cli::{InspectArgs, InspectFormat};
+use crate::io::{read_input, write_output};
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Report {
+    name: Option<String>,
+    namespace: Option<String>,
+    api_version: &'static str,
+    format_version: u32,
+    scope: String,
+    recipients: Vec<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    type_: Option<String>,
+    immutable: bool,
+    labels: usize,
+    annotations: usize,
+    plain_items: Vec<String>,
+    items: Vec<ItemSummary>,
+}
+
+fn report(sealed: &SealedSecret) -> Report {
+    let template = sealed.spec.template.clone().unwrap_or_default();
+    let meta = template.metadata.unwrap_or_default();
+    Report {
+        name: sealed.metadata.name.clone(),
+        namespace: sealed.metadata.namespace.clone(),
+        api_version: "kseal.dev/v1alpha1",
+        format_version: sealed.spec.format_version,
+        scope: sealed.spec.scope.to_string(),
+        recipients: sealed.spec.recipients.iter().map(|f| f.0.clone()).collect(),
+        type_: template.type_,
+        immutable: template.immutable.unwrap_or(false),
+        labels: meta.labels.len(),
+        annotations: meta.annotations.len(),
+        plain_items: template.data.keys().cloned().collect(),
+        items: sealed
+            .spec
+            .encrypted_data
+            .iter()
+            .map(|(k, v)| summarize_item(k, v))
+            .collect(),
+    }
+}
+
+pub fn run(args: &InspectArgs) -> Result<()> {
+    let input = read_input(Some(&args.file), "reading a SealedSecret from stdin")?;
+    let (_, docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
+    let mut reports = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let sealed = sealed_from_value(doc)
+            .with_context(|| doc_label(&input.name, i, docs.len()))?;
+        reports.push(report(&sealed));
+    }
+    let text = match args.output {
+        InspectFormat::Json => {
+            let value = if reports.len() == 1 {
+                serde_json::to_value(&reports[0])?
+            } else {
+                serde_json::to_value(&reports)?
+            };
+            format!("{}\n", serde_json::to_string_pretty(&value)?)
+        }
+        InspectFormat::Text => reports.iter().map(render_text).collect::<Vec<_>>().join("\n"),
+    };
+    write_output(None, text.as_bytes())
+}
+
+fn render_text(r: &Report) -> String {
+    let mut out = String::new();
+    let location = match (&r.namespace, &r.name) {
+        (Some(ns), Some(n)) => format!("{ns}/{n}"),
+        (None, Some(n)) => n.clone(),
+        _ => "(no name)".into(),
+    };
+    let _ = writeln!(out, "SealedSecret {location}");
+    let _ = writeln!(out, "  format:      {}, envelope v{}", r.api_version, r.format_version);
+    let _ = writeln!(out, "  scope:       {}", r.scope);
+    let _ = writeln!(out, "  recipients:  {} [{}]", r.recipients.len(), r.recipients.join(", "));
+    let mut template = vec![format!("type {}", r.type_.as_deref().unwrap_or("Opaque"))];
+    template.push(plural(r.labels, "label"));
+    template.push(plural(r.annotations, "annotation"));
+    if r.immutable {
+        template.push("immutable".into());
+    }
+    if !r.plain_items.is_empty() {
+        template.push(format!("plain items: {}", r.plain_items.join(", ")));
+    }
+    let _ = writeln!(out, "  template:    {}", template.join(", "));
+    let _ = writeln!(out, "  items:       {}", r.items.len());
+    let width = r.items.iter().map(|i| i.key.len()).max().unwrap_or(0);
+    for item in &r.items {
+        let detail = match &item.problem {
+            Some(p) => format!("INVALID: {p}"),
+            None => format!(
+                "age, {}, {} bytes",
+                plural(item.x25519_stanzas, "X25519 recipient"),
+                item.age_bytes
+            ),
+        };
+        let _ = writeln!(out, "    {:width$}  {detail}", item.key);
+    }
+    out
+}

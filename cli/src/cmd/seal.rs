@@ -1,0 +1,128 @@
+//! `kseal seal`: Secrets in, SealedSecrets out; `--raw` for a single value.
+
+use std::io::IsTerminal;
+
+use anyhow::{Context, Result, anyhow, bail};
+use kseal_core::item;
+use kseal_core::manifest::{SecretInput, parse_documents, scrub, secret_from_value};
+use kseal_core::recipients::RecipientSet;
+use kseal_core::resource::SCOPE_ANNOTATION;
+use kseal_core::scope::{Binding, Scope};
+use kseal_core::sealing::seal_secret;
+
+use super::{doc_label, output_format};
+use crate::cli::SealArgs;
+use crate::io::{read_file, read_input, render, split_key_path, write_output};
+
+pub fn run(args: &SealArgs) -> Result<()> {
+    if args.raw {
+        return raw(args);
+    }
+    if args.key.is_some() || args.from_file.is_some() {
+        bail!("--key and --from-file only apply with --raw");
+    }
+    let input = read_input(args.file.as_deref(), "reading Secrets from stdin")?;
+    let (_, mut docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
+    let recipients = args.recipients.resolve()?;
+    let total = docs.len();
+    let mut sealed = Vec::with_capacity(total);
+    for (i, doc) in docs.iter_mut().enumerate() {
+        let result = seal_one(args, doc, &recipients);
+        scrub(doc);
+        sealed.push(result.with_context(|| doc_label(&input.name, i, total))?);
+    }
+    let format = output_format(args.output, args.write.as_deref());
+    let text = render(&sealed, format)?;
+    write_output(args.write.as_deref(), text.as_bytes())
+}
+
+fn seal_one(
+    args: &SealArgs,
+    doc: &serde_json::Value,
+    recipients: &RecipientSet,
+) -> Result<kseal_core::resource::SealedSecret> {
+    let mut secret = secret_from_value(doc)?;
+    let scope = scope_for(args.scope, &secret)?;
+    resolve_location(&mut secret, args, scope)?;
+    if secret.data.is_empty() && !args.allow_empty_data {
+        bail!("no data or stringData to seal (pass --allow-empty-data to seal an empty Secret)");
+    }
+    Ok(seal_secret(&secret, scope, recipients)?)
+}
+
+/// `--scope`, else the Secret's `kseal.dev/scope` annotation, else strict.
+fn scope_for(flag: Option<Scope>, secret: &SecretInput) -> Result<Scope> {
+    if let Some(scope) = flag {
+        return Ok(scope);
+    }
+    match secret.annotations.get(SCOPE_ANNOTATION) {
+        Some(value) => value
+            .parse()
+            .map_err(|e| anyhow!("annotation {SCOPE_ANNOTATION}: {e}")),
+        None => Ok(Scope::Strict),
+    }
+}
+
+/// Fills in namespace and name from the flags, refusing contradictions.
+fn resolve_location(secret: &mut SecretInput, args: &SealArgs, scope: Scope) -> Result<()> {
+    for (field, flag, value) in [
+        ("namespace", "-n", args.namespace.as_ref()),
+        ("name", "--name", args.name.as_ref()),
+    ] {
+        let slot = if field == "namespace" {
+            &mut secret.namespace
+        } else {
+            &mut secret.name
+        };
+        match (slot.as_ref(), value) {
+            (Some(have), Some(want)) if have != want => {
+                bail!("{field} mismatch: the Secret says {have:?} but {flag} says {want:?}")
+            }
+            (None, Some(want)) => *slot = Some(want.clone()),
+            _ => {}
+        }
+    }
+    if scope.binds_namespace() && secret.namespace.is_none() {
+        bail!("namespace is required for {scope} scope: set metadata.namespace or pass -n");
+    }
+    Ok(())
+}
+
+/// `--raw`: one value from stdin or `--from-file`, printed as the sealed value alone.
+fn raw(args: &SealArgs) -> Result<()> {
+    if args.file.is_some() || args.write.is_some() || args.output.is_some() {
+        bail!("--raw prints one sealed value: it takes no -f, -w or -o");
+    }
+    let (key, value) = match &args.from_file {
+        Some(spec) => {
+            let (default_key, path) = split_key_path(spec)?;
+            let key = args.key.clone().unwrap_or(default_key);
+            (key, read_file(path).context("--from-file")?)
+        }
+        None => {
+            let key = args
+                .key
+                .clone()
+                .ok_or_else(|| anyhow!("--raw needs the item key: pass --key KEY or --from-file KEY=PATH"))?;
+            (key, read_input(None, "reading the value to seal from stdin")?)
+        }
+    };
+    if value.bytes.len() > kseal_core::MAX_SECRET_BYTES {
+        bail!("{}: {} bytes; a Secret holds at most 1 MiB", value.name, value.bytes.len());
+    }
+    let scope = args.scope.unwrap_or_default();
+    let binding = Binding::new(scope, args.namespace.as_deref(), args.name.as_deref(), &key)
+        .map_err(|e| match e {
+            kseal_core::scope::NameError::Missing { what: "namespace", scope } => {
+                anyhow!("namespace is required for {scope} scope: pass -n")
+            }
+            kseal_core::scope::NameError::Missing { what: "name", scope } => {
+                anyhow!("name is required for {scope} scope: pass --name")
+            }
+            other => anyhow!(other),
+        })?;
+    let recipients = args.recipients.resolve()?;
+    let sealed = item::seal(&recipients, &binding, &value.bytes)?;
+    let newline = if std::io::stdout().is_terminal() { "\n" } else { "" };
+    write_output(None, format!("{sealed}{newline}").as_bytes())
+}

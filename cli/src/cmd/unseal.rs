@@ -1,0 +1,74 @@
+//! `kseal unseal`: disaster recovery. Opens SealedSecrets with private keys, checking
+//! each item's scope binding against the object's own namespace and name, and prints
+//! the Secrets on stdout. It never writes them to a file.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result, anyhow};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use kseal_core::keys::{Keyring, parse_identity_file};
+use kseal_core::manifest::{parse_documents, sealed_from_value};
+use kseal_core::sealing::unseal;
+use serde_json::{Map, Value, json};
+
+use super::doc_label;
+use crate::cli::UnsealArgs;
+use crate::io::{read_file, read_input, render, write_output};
+
+pub fn run(args: &UnsealArgs) -> Result<()> {
+    let mut keyring = Keyring::default();
+    for path in &args.identities {
+        let file = read_file(path).context("--identity")?;
+        let text = std::str::from_utf8(&file.bytes)
+            .map_err(|_| anyhow!("--identity {}: not UTF-8 text", file.name))?;
+        keyring.extend(parse_identity_file(text).with_context(|| format!("--identity {}", file.name))?);
+    }
+    let input = read_input(args.file.as_deref(), "reading SealedSecrets from stdin")?;
+    let (_, docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
+    let mut secrets = Vec::with_capacity(docs.len());
+    for (i, doc) in docs.iter().enumerate() {
+        let label = doc_label(&input.name, i, docs.len());
+        let sealed = sealed_from_value(doc).with_context(|| label.clone())?;
+        let items = unseal(&sealed, &keyring).with_context(|| label.clone())?;
+        let template = sealed.spec.template.clone().unwrap_or_default();
+        let mut data = Map::new();
+        for (k, v) in &template.data {
+            data.insert(k.clone(), Value::String(STANDARD.encode(v)));
+        }
+        for (k, v) in &items {
+            data.insert(k.clone(), Value::String(STANDARD.encode(v)));
+        }
+        let meta = template.metadata.unwrap_or_default();
+        let mut metadata = Map::new();
+        metadata.insert("name".into(), json!(sealed.metadata.name));
+        if let Some(ns) = &sealed.metadata.namespace {
+            metadata.insert("namespace".into(), json!(ns));
+        }
+        insert_map(&mut metadata, "labels", &meta.labels);
+        insert_map(&mut metadata, "annotations", &meta.annotations);
+        let mut secret = Map::new();
+        secret.insert("apiVersion".into(), json!("v1"));
+        secret.insert("kind".into(), json!("Secret"));
+        secret.insert("metadata".into(), Value::Object(metadata));
+        if let Some(t) = template.type_ {
+            secret.insert("type".into(), json!(t));
+        }
+        if let Some(i) = template.immutable {
+            secret.insert("immutable".into(), json!(i));
+        }
+        secret.insert("data".into(), Value::Object(data));
+        secrets.push(Value::Object(secret));
+    }
+    let text = render(&secrets, args.output);
+    for s in &mut secrets {
+        kseal_core::manifest::scrub(s);
+    }
+    write_output(None, text?.as_bytes())
+}
+
+fn insert_map(parent: &mut Map<String, Value>, field: &str, map: &BTreeMap<String, String>) {
+    if !map.is_empty() {
+        parent.insert(field.into(), json!(map));
+    }
+}

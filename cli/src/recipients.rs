@@ -1,0 +1,67 @@
+//! Turning `--recipient`, `--recipients-file` and `--cert` into the set of public keys
+//! to seal to.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use kseal_core::recipients::{Recipient, RecipientSet, parse_cert, parse_recipients_file};
+
+use crate::cli::RecipientArgs;
+use crate::io::read_file;
+
+/// Largest recipients document accepted from a URL.
+const MAX_CERT_BYTES: u64 = 1024 * 1024;
+
+impl RecipientArgs {
+    pub fn is_empty(&self) -> bool {
+        self.recipients.is_empty() && self.recipients_files.is_empty() && self.certs.is_empty()
+    }
+
+    /// Every recipient named by the flags, deduplicated. Errors name the flag and source.
+    pub fn resolve(&self) -> Result<RecipientSet> {
+        if self.is_empty() {
+            bail!("no recipients: pass --recipient age1…, --recipients-file FILE or --cert FILE|URL");
+        }
+        let mut all: Vec<Recipient> = Vec::new();
+        for r in &self.recipients {
+            all.push(r.trim().parse().with_context(|| "--recipient".to_string())?);
+        }
+        for path in &self.recipients_files {
+            let input = read_file(path).context("--recipients-file")?;
+            let text = std::str::from_utf8(&input.bytes)
+                .map_err(|_| anyhow::anyhow!("--recipients-file {}: not UTF-8 text", input.name))?;
+            all.extend(
+                parse_recipients_file(text)
+                    .with_context(|| format!("--recipients-file {}", input.name))?,
+            );
+        }
+        for cert in &self.certs {
+            let text = fetch_cert(cert)?;
+            all.extend(parse_cert(&text).with_context(|| format!("--cert {cert}"))?);
+        }
+        Ok(RecipientSet::new(all)?)
+    }
+}
+
+/// Reads a recipients document from a file, or from an `http(s)://` URL.
+fn fetch_cert(location: &str) -> Result<String> {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .new_agent();
+        let mut response = agent
+            .get(location)
+            .call()
+            .map_err(|e| anyhow::anyhow!("--cert {location}: cannot fetch: {e}"))?;
+        return response
+            .body_mut()
+            .with_config()
+            .limit(MAX_CERT_BYTES)
+            .read_to_string()
+            .map_err(|e| anyhow::anyhow!("--cert {location}: cannot read the response: {e}"));
+    }
+    let path = location.strip_prefix("file://").unwrap_or(location);
+    let input = read_file(path.as_ref()).context("--cert")?;
+    String::from_utf8(input.bytes.to_vec()).map_err(|_| anyhow::anyhow!("--cert {location}: not UTF-8 text"))
+}
