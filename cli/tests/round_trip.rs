@@ -1,0 +1,130 @@
+//! Round trips through the real binary and the real `age` tool: a Secret sealed to three
+//! recipients opens with each identity alone, with `kseal unseal` and with the command
+//! documented in docs/recovery.md.
+
+mod common;
+
+use std::process::Command;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use common::*;
+
+/// A value that would break any text handling: newlines, NUL, invalid UTF-8, no final newline.
+const BINARY: &[u8] = b"line one\nline two\n\x00\xff\xfe tail";
+
+fn secret_yaml() -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: app\n  namespace: prod\ntype: Opaque\ndata:\n  blob: {}\nstringData:\n  password: hunter2\n  config.json: '{{\"a\": 1}}'\n",
+        STANDARD.encode(BINARY)
+    )
+}
+
+fn expected() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("blob", BINARY.to_vec()),
+        ("config.json", br#"{"a": 1}"#.to_vec()),
+        ("password", b"hunter2".to_vec()),
+    ]
+}
+
+#[test]
+fn three_recipients_each_open_alone_with_kseal_and_with_stock_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys: Vec<_> = ["a.key", "b.key", "c.key"].iter().map(|n| keygen(dir.path(), n)).collect();
+    let mut args = vec!["seal", "-w", "sealed.yaml"];
+    for (_, recipient) in &keys {
+        args.extend(["-r", recipient.as_str()]);
+    }
+    let out = run_in(dir.path(), &args, secret_yaml().as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sealed = std::fs::read_to_string(dir.path().join("sealed.yaml")).unwrap();
+    assert!(!sealed.contains("hunter2"));
+
+    let command = recovery_command();
+    for (identity, _) in &keys {
+        // kseal unseal with this identity alone
+        let out = run_in(dir.path(), &["unseal", "-i", identity.to_str().unwrap(), "-f", "sealed.yaml", "-o", "json"], b"");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        for (item, value) in expected() {
+            let got = STANDARD.decode(secret["data"][item].as_str().unwrap()).unwrap();
+            assert_eq!(got, value, "kseal unseal, item {item}");
+        }
+        // the documented command with Debian's age
+        for (item, value) in expected() {
+            let out = Command::new("bash")
+                .args(["-c", &command])
+                .current_dir(dir.path())
+                .env("ITEM", item)
+                .env("FILE", "sealed.yaml")
+                .env("KEY", identity)
+                .output()
+                .expect("bash");
+            assert!(out.status.success(), "recovery of {item}: {}", stderr(&out));
+            assert_eq!(out.stdout, value, "stock age recovery of {item}");
+        }
+    }
+}
+
+#[test]
+fn raw_values_open_with_stock_age_and_carry_their_binding() {
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, recipient) = keygen(dir.path(), "k.key");
+    let out = run_in(
+        dir.path(),
+        &["seal", "--raw", "--key", "token", "-n", "prod", "--scope", "namespace-wide", "-r", &recipient],
+        b"s3cr3t",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let sealed = String::from_utf8(out.stdout).unwrap();
+    assert!(!sealed.ends_with('\n'), "no newline when piped");
+    let out = Command::new("bash")
+        .args(["-c", r#"printf %s "$SEALED_VALUE" | base64 -d | age -d -i "$KEY""#])
+        .env("SEALED_VALUE", &sealed)
+        .env("KEY", &identity)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(out.stdout, b"kseal/v1 namespace-wide prod token\ns3cr3t");
+}
+
+#[test]
+fn stdin_json_list_in_json_list_out() {
+    let dir = sandbox();
+    let list = r#"{"apiVersion":"v1","kind":"List","items":[
+        {"apiVersion":"v1","kind":"Secret","metadata":{"name":"a","namespace":"x"},"stringData":{"k":"v"}},
+        {"apiVersion":"v1","kind":"Secret","metadata":{"name":"b","namespace":"x"},"stringData":{"k":"w"}}]}"#;
+    let out = run_in(dir.path(), &["seal", "-R", "cluster.recipients", "-o", "json"], list.as_bytes());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["kind"], "List");
+    assert_eq!(doc["items"][1]["metadata"]["name"], "b");
+    assert_eq!(doc["items"][1]["kind"], "SealedSecret");
+}
+
+#[test]
+fn works_as_a_kubectl_plugin() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugin = dir.path().join("kubectl-kseal");
+    std::fs::copy(env!("CARGO_BIN_EXE_kseal"), &plugin).unwrap();
+    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+    let out = Command::new("kubectl")
+        .args(["kseal", "seal", "--help"])
+        .env("PATH", path)
+        .output()
+        .expect("kubectl is installed on these machines");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let help = String::from_utf8(out.stdout).unwrap();
+    assert!(help.contains("Usage: kubectl kseal seal"), "{help}");
+}
+
+#[test]
+fn completion_scripts_name_the_subcommands() {
+    for shell in ["bash", "zsh", "fish"] {
+        let out = kseal().args(["completion", shell]).output().unwrap();
+        assert!(out.status.success());
+        let script = String::from_utf8(out.stdout).unwrap();
+        assert!(script.contains("unseal") && script.contains("recipients-file"), "{shell}");
+    }
+}
