@@ -10,7 +10,12 @@ use kseal_core::scope::Scope;
 /// Only the kseal controller in the cluster (or whoever holds one of the private keys the
 /// items were sealed to) can turn a SealedSecret back into a Secret.
 #[derive(Debug, Parser)]
-#[command(name = "kseal", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "kseal",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -54,7 +59,13 @@ pub enum InspectFormat {
 #[derive(Debug, Args, Default)]
 pub struct RecipientArgs {
     /// Seal to this age recipient (age1…); repeatable
-    #[arg(short = 'r', long = "recipient", value_name = "RECIPIENT", env = "KSEAL_RECIPIENT", value_delimiter = ',')]
+    #[arg(
+        short = 'r',
+        long = "recipient",
+        value_name = "RECIPIENT",
+        env = "KSEAL_RECIPIENT",
+        value_delimiter = ','
+    )]
     pub recipients: Vec<String>,
     /// Seal to every recipient in this file (age's format: one per line, # comments); repeatable
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE", env = "KSEAL_RECIPIENTS_FILE", value_hint = ValueHint::FilePath)]
@@ -159,5 +170,6 @@ pub struct UnsealArgs {
 }
 
 fn parse_scope(s: &str) -> Result<Scope, String> {
-    s.parse().map_err(|e: kseal_core::scope::UnknownScope| e.to_string())
+    s.parse()
+        .map_err(|e: kseal_core::scope::UnknownScope| e.to_string())
 }

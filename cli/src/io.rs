@@ -72,7 +72,8 @@ pub fn render<T: Serialize>(docs: &[T], format: OutputFormat) -> Result<Zeroizin
                 // diffs show exactly which items changed.
                 let options = serde_saphyr::ser_options! { prefer_block_scalars: false };
                 out.push_str(
-                    &serde_saphyr::to_string_with_options(doc, options).context("rendering YAML")?,
+                    &serde_saphyr::to_string_with_options(doc, options)
+                        .context("rendering YAML")?,
                 );
             }
         }
@@ -99,7 +100,10 @@ pub fn render<T: Serialize>(docs: &[T], format: OutputFormat) -> Result<Zeroizin
 pub fn write_output(dest: Option<&Path>, content: &[u8]) -> Result<()> {
     let Some(dest) = dest else {
         let mut stdout = std::io::stdout().lock();
-        stdout.write_all(content).and_then(|()| stdout.flush()).context("writing to stdout")?;
+        stdout
+            .write_all(content)
+            .and_then(|()| stdout.flush())
+            .context("writing to stdout")?;
         return Ok(());
     };
     replace_file(dest, content)
@@ -115,7 +119,12 @@ pub fn replace_file(dest: &Path, content: &[u8]) -> Result<()> {
     let mut tmp = tempfile::Builder::new()
         .prefix(".kseal-")
         .tempfile_in(dir)
-        .with_context(|| format!("{name}: cannot create a temporary file in {}", dir.display()))?;
+        .with_context(|| {
+            format!(
+                "{name}: cannot create a temporary file in {}",
+                dir.display()
+            )
+        })?;
     tmp.write_all(content)
         .and_then(|()| tmp.as_file().sync_all())
         .with_context(|| format!("{name}: cannot write"))?;
@@ -123,7 +132,8 @@ pub fn replace_file(dest: &Path, content: &[u8]) -> Result<()> {
         use std::os::unix::fs::PermissionsExt;
         fs::Permissions::from_mode(0o644)
     });
-    fs::set_permissions(tmp.path(), perms).with_context(|| format!("{name}: cannot set permissions"))?;
+    fs::set_permissions(tmp.path(), perms)
+        .with_context(|| format!("{name}: cannot set permissions"))?;
     tmp.persist(dest)
         .map_err(|e| e.error)
         .with_context(|| format!("{name}: cannot replace"))?;

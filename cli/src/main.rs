@@ -14,9 +14,11 @@ use crate::cli::{Cli, Command};
 fn main() -> ExitCode {
     let mut command = Cli::command();
     // Installed as `kubectl-kseal`, kubectl runs it for `kubectl kseal …`.
-    let invoked_as = std::env::args_os()
-        .next()
-        .and_then(|a| std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()));
+    let invoked_as = std::env::args_os().next().and_then(|a| {
+        std::path::Path::new(&a)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+    });
     if invoked_as.as_deref() == Some("kubectl-kseal") {
         command = command.bin_name("kubectl kseal");
     }

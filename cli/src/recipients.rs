@@ -20,11 +20,17 @@ impl RecipientArgs {
     /// Every recipient named by the flags, deduplicated. Errors name the flag and source.
     pub fn resolve(&self) -> Result<RecipientSet> {
         if self.is_empty() {
-            bail!("no recipients: pass --recipient age1…, --recipients-file FILE or --cert FILE|URL");
+            bail!(
+                "no recipients: pass --recipient age1…, --recipients-file FILE or --cert FILE|URL"
+            );
         }
         let mut all: Vec<Recipient> = Vec::new();
         for r in &self.recipients {
-            all.push(r.trim().parse().with_context(|| "--recipient".to_string())?);
+            all.push(
+                r.trim()
+                    .parse()
+                    .with_context(|| "--recipient".to_string())?,
+            );
         }
         for path in &self.recipients_files {
             let input = read_file(path).context("--recipients-file")?;
@@ -63,5 +69,6 @@ fn fetch_cert(location: &str) -> Result<String> {
     }
     let path = location.strip_prefix("file://").unwrap_or(location);
     let input = read_file(path.as_ref()).context("--cert")?;
-    String::from_utf8(input.bytes.to_vec()).map_err(|_| anyhow::anyhow!("--cert {location}: not UTF-8 text"))
+    String::from_utf8(input.bytes.to_vec())
+        .map_err(|_| anyhow::anyhow!("--cert {location}: not UTF-8 text"))
 }

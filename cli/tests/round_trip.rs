@@ -31,7 +31,10 @@ fn expected() -> Vec<(&'static str, Vec<u8>)> {
 #[test]
 fn three_recipients_each_open_alone_with_kseal_and_with_stock_age() {
     let dir = tempfile::tempdir().unwrap();
-    let keys: Vec<_> = ["a.key", "b.key", "c.key"].iter().map(|n| keygen(dir.path(), n)).collect();
+    let keys: Vec<_> = ["a.key", "b.key", "c.key"]
+        .iter()
+        .map(|n| keygen(dir.path(), n))
+        .collect();
     let mut args = vec!["seal", "-w", "sealed.yaml"];
     for (_, recipient) in &keys {
         args.extend(["-r", recipient.as_str()]);
@@ -44,11 +47,25 @@ fn three_recipients_each_open_alone_with_kseal_and_with_stock_age() {
     let command = recovery_command();
     for (identity, _) in &keys {
         // kseal unseal with this identity alone
-        let out = run_in(dir.path(), &["unseal", "-i", identity.to_str().unwrap(), "-f", "sealed.yaml", "-o", "json"], b"");
+        let out = run_in(
+            dir.path(),
+            &[
+                "unseal",
+                "-i",
+                identity.to_str().unwrap(),
+                "-f",
+                "sealed.yaml",
+                "-o",
+                "json",
+            ],
+            b"",
+        );
         assert!(out.status.success(), "{}", stderr(&out));
         let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         for (item, value) in expected() {
-            let got = STANDARD.decode(secret["data"][item].as_str().unwrap()).unwrap();
+            let got = STANDARD
+                .decode(secret["data"][item].as_str().unwrap())
+                .unwrap();
             assert_eq!(got, value, "kseal unseal, item {item}");
         }
         // the documented command with Debian's age
@@ -73,14 +90,28 @@ fn raw_values_open_with_stock_age_and_carry_their_binding() {
     let (identity, recipient) = keygen(dir.path(), "k.key");
     let out = run_in(
         dir.path(),
-        &["seal", "--raw", "--key", "token", "-n", "prod", "--scope", "namespace-wide", "-r", &recipient],
+        &[
+            "seal",
+            "--raw",
+            "--key",
+            "token",
+            "-n",
+            "prod",
+            "--scope",
+            "namespace-wide",
+            "-r",
+            &recipient,
+        ],
         b"s3cr3t",
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let sealed = String::from_utf8(out.stdout).unwrap();
     assert!(!sealed.ends_with('\n'), "no newline when piped");
     let out = Command::new("bash")
-        .args(["-c", r#"printf %s "$SEALED_VALUE" | base64 -d | age -d -i "$KEY""#])
+        .args([
+            "-c",
+            r#"printf %s "$SEALED_VALUE" | base64 -d | age -d -i "$KEY""#,
+        ])
         .env("SEALED_VALUE", &sealed)
         .env("KEY", &identity)
         .output()
@@ -95,7 +126,11 @@ fn stdin_json_list_in_json_list_out() {
     let list = r#"{"apiVersion":"v1","kind":"List","items":[
         {"apiVersion":"v1","kind":"Secret","metadata":{"name":"a","namespace":"x"},"stringData":{"k":"v"}},
         {"apiVersion":"v1","kind":"Secret","metadata":{"name":"b","namespace":"x"},"stringData":{"k":"w"}}]}"#;
-    let out = run_in(dir.path(), &["seal", "-R", "cluster.recipients", "-o", "json"], list.as_bytes());
+    let out = run_in(
+        dir.path(),
+        &["seal", "-R", "cluster.recipients", "-o", "json"],
+        list.as_bytes(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["kind"], "List");
@@ -108,7 +143,11 @@ fn works_as_a_kubectl_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = dir.path().join("kubectl-kseal");
     std::fs::copy(env!("CARGO_BIN_EXE_kseal"), &plugin).unwrap();
-    let path = format!("{}:{}", dir.path().display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        dir.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let out = Command::new("kubectl")
         .args(["kseal", "seal", "--help"])
         .env("PATH", path)
@@ -125,6 +164,9 @@ fn completion_scripts_name_the_subcommands() {
         let out = kseal().args(["completion", shell]).output().unwrap();
         assert!(out.status.success());
         let script = String::from_utf8(out.stdout).unwrap();
-        assert!(script.contains("unseal") && script.contains("recipients-file"), "{shell}");
+        assert!(
+            script.contains("unseal") && script.contains("recipients-file"),
+            "{shell}"
+        );
     }
 }

@@ -9,7 +9,17 @@ use serde_json::Value;
 fn seal_json(dir: &std::path::Path, scope: &str) -> Value {
     let out = run_in(
         dir,
-        &["seal", "-f", "secret.yaml", "-R", "cluster.recipients", "--scope", scope, "-o", "json"],
+        &[
+            "seal",
+            "-f",
+            "secret.yaml",
+            "-R",
+            "cluster.recipients",
+            "--scope",
+            scope,
+            "-o",
+            "json",
+        ],
         b"",
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -19,7 +29,11 @@ fn seal_json(dir: &std::path::Path, scope: &str) -> Value {
 /// Unseals `doc` with the cluster key; returns stderr of the failure.
 fn refused(dir: &std::path::Path, doc: &Value) -> String {
     std::fs::write(dir.join("t.json"), doc.to_string()).unwrap();
-    let out = run_in(dir, &["unseal", "-i", "cluster-key.txt", "-f", "t.json"], b"");
+    let out = run_in(
+        dir,
+        &["unseal", "-i", "cluster-key.txt", "-f", "t.json"],
+        b"",
+    );
     assert!(!out.status.success(), "tampered object was unsealed");
     assert!(out.stdout.is_empty(), "printed something on failure");
     let err = stderr(&out);
@@ -33,7 +47,11 @@ fn untouched_objects_unseal() {
     for scope in ["strict", "namespace-wide", "cluster-wide"] {
         let doc = seal_json(dir.path(), scope);
         std::fs::write(dir.path().join("t.json"), doc.to_string()).unwrap();
-        let out = run_in(dir.path(), &["unseal", "-i", "cluster-key.txt", "-f", "t.json"], b"");
+        let out = run_in(
+            dir.path(),
+            &["unseal", "-i", "cluster-key.txt", "-f", "t.json"],
+            b"",
+        );
         assert!(out.status.success(), "{scope}: {}", stderr(&out));
     }
 }
@@ -53,7 +71,15 @@ fn moved_to_another_namespace() {
     let mut doc = seal_json(dir.path(), "cluster-wide");
     doc["metadata"]["namespace"] = "staging".into();
     std::fs::write(dir.path().join("t.json"), doc.to_string()).unwrap();
-    assert!(run_in(dir.path(), &["unseal", "-i", "cluster-key.txt", "-f", "t.json"], b"").status.success());
+    assert!(
+        run_in(
+            dir.path(),
+            &["unseal", "-i", "cluster-key.txt", "-f", "t.json"],
+            b""
+        )
+        .status
+        .success()
+    );
 }
 
 #[test]
@@ -115,16 +141,28 @@ fn copied_between_objects() {
 fn damaged_values() {
     let dir = sandbox();
     let doc = seal_json(dir.path(), "strict");
-    let original = doc["spec"]["encryptedData"]["password"].as_str().unwrap().to_owned();
+    let original = doc["spec"]["encryptedData"]["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let cases = [
-        (original[..original.len() - 8].to_owned() + "AAAAAAA=", "decryption failed: the value was modified or damaged"),
-        (original[..60].to_owned(), "truncated: the age file ends early"),
+        (
+            original[..original.len() - 8].to_owned() + "AAAAAAA=",
+            "decryption failed: the value was modified or damaged",
+        ),
+        (
+            original[..60].to_owned(),
+            "truncated: the age file ends early",
+        ),
         ("not base64!".to_owned(), "not valid base64"),
         ("aGVsbG8gd29ybGQ=".to_owned(), "not an age file"),
     ];
     for (value, message) in cases {
         let mut bad = doc.clone();
         bad["spec"]["encryptedData"]["password"] = value.into();
-        assert_eq!(refused(dir.path(), &bad), format!("error: t.json: item \"password\": {message}"));
+        assert_eq!(
+            refused(dir.path(), &bad),
+            format!("error: t.json: item \"password\": {message}")
+        );
     }
 }

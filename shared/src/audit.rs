@@ -80,7 +80,12 @@ pub fn problems(sealed: &SealedSecret, expected: Option<&[Fingerprint]>) -> Vec<
     if let Some(expected) = expected
         && spec.recipients != expected
     {
-        let show = |fps: &[Fingerprint]| fps.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(", ");
+        let show = |fps: &[Fingerprint]| {
+            fps.iter()
+                .map(|f| f.0.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
         out.push(format!(
             "sealed to recipients [{}], expected [{}]",
             show(&spec.recipients),

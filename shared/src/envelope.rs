@@ -78,7 +78,9 @@ pub fn decode(payload: &[u8]) -> Result<(Binding, &[u8]), EnvelopeError> {
     let fields: Vec<&str> = parts.collect();
     let expected = 1 + usize::from(scope.binds_namespace()) + usize::from(scope.binds_name());
     if fields.len() != expected {
-        return Err(EnvelopeError::Malformed("wrong number of fields for the scope"));
+        return Err(EnvelopeError::Malformed(
+            "wrong number of fields for the scope",
+        ));
     }
     let Some((item, location)) = fields.split_last() else {
         return Err(EnvelopeError::Malformed("no item key"));
@@ -103,7 +105,10 @@ mod tests {
     fn header_is_one_line_per_scope() {
         let cases = [
             (Scope::Strict, "kseal/v1 strict prod db-creds password\n"),
-            (Scope::NamespaceWide, "kseal/v1 namespace-wide prod password\n"),
+            (
+                Scope::NamespaceWide,
+                "kseal/v1 namespace-wide prod password\n",
+            ),
             (Scope::ClusterWide, "kseal/v1 cluster-wide password\n"),
         ];
         for (scope, header) in cases {

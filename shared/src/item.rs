@@ -66,7 +66,11 @@ impl OpenError {
 }
 
 /// Seals `value` for `binding` to every recipient in the set.
-pub fn seal(recipients: &RecipientSet, binding: &Binding, value: &[u8]) -> Result<String, SealError> {
+pub fn seal(
+    recipients: &RecipientSet,
+    binding: &Binding,
+    value: &[u8],
+) -> Result<String, SealError> {
     let payload = envelope::encode(binding, value);
     let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_age()))
         .map_err(|e| SealError(Box::new(e)))?;

@@ -155,7 +155,9 @@ mod tests {
 
     #[test]
     fn bad_lines_are_named_without_content() {
-        let err = parse_identity_file("# c\nAGE-SECRET-KEY-1NOPE\n").err().unwrap();
+        let err = parse_identity_file("# c\nAGE-SECRET-KEY-1NOPE\n")
+            .err()
+            .unwrap();
         assert_eq!(err, KeyError::InvalidIdentity(2));
         assert!(!err.to_string().contains("NOPE"));
         assert_eq!(parse_identity_file("\n").err(), Some(KeyError::Empty));

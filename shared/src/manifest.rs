@@ -151,7 +151,11 @@ pub struct SecretInput {
     pub data: BTreeMap<String, Zeroizing<Vec<u8>>>,
 }
 
-fn check_kind(doc: &Map<String, Value>, kind: &'static str, api_version: &'static str) -> Result<(), InputError> {
+fn check_kind(
+    doc: &Map<String, Value>,
+    kind: &'static str,
+    api_version: &'static str,
+) -> Result<(), InputError> {
     match doc.get("kind") {
         None => return Err(InputError::MissingKind),
         Some(Value::String(k)) if k == kind => {}
@@ -165,7 +169,11 @@ fn check_kind(doc: &Map<String, Value>, kind: &'static str, api_version: &'stati
     }
 }
 
-fn string_map(parent: &Map<String, Value>, field: &str, path: &str) -> Result<BTreeMap<String, String>, InputError> {
+fn string_map(
+    parent: &Map<String, Value>,
+    field: &str,
+    path: &str,
+) -> Result<BTreeMap<String, String>, InputError> {
     match parent.get(field) {
         None | Some(Value::Null) => Ok(BTreeMap::new()),
         Some(Value::Object(map)) => map
@@ -179,7 +187,11 @@ fn string_map(parent: &Map<String, Value>, field: &str, path: &str) -> Result<BT
     }
 }
 
-fn opt_string(parent: &Map<String, Value>, field: &str, path: &str) -> Result<Option<String>, InputError> {
+fn opt_string(
+    parent: &Map<String, Value>,
+    field: &str,
+    path: &str,
+) -> Result<Option<String>, InputError> {
     match parent.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -217,7 +229,12 @@ pub fn secret_from_value(doc: &Value) -> Result<SecretInput, InputError> {
         let items = match doc.get(field) {
             None | Some(Value::Null) => continue,
             Some(Value::Object(m)) => m,
-            Some(_) => return Err(InputError::WrongType(field.into(), "a mapping of item keys to strings")),
+            Some(_) => {
+                return Err(InputError::WrongType(
+                    field.into(),
+                    "a mapping of item keys to strings",
+                ));
+            }
         };
         for (key, value) in items {
             validate_item_key(key)?;
@@ -281,7 +298,8 @@ mod tests {
 
     #[test]
     fn reads_concatenated_json_and_lists() {
-        let one = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"a"},"stringData":{"k":"v"}}"#;
+        let one =
+            r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"a"},"stringData":{"k":"v"}}"#;
         let (format, docs) = parse_documents(format!("{one}\n{one}").as_bytes()).unwrap();
         assert_eq!((format, docs.len()), (Format::Json, 2));
         let list = format!(r#"{{"apiVersion":"v1","kind":"List","items":[{one},{one},{one}]}}"#);
@@ -293,7 +311,8 @@ mod tests {
         let doc: Value = serde_json::json!({"apiVersion":"v1","kind":"Secret","stringData":{"pw":"hunter2"},"data":{"pw":"aHVudGVyMg=="}});
         let err = secret_from_value(&doc).err().unwrap();
         assert_eq!(err, InputError::DuplicateKey("pw".into()));
-        let doc: Value = serde_json::json!({"apiVersion":"v1","kind":"Secret","data":{"pw":"hunter2!"}});
+        let doc: Value =
+            serde_json::json!({"apiVersion":"v1","kind":"Secret","data":{"pw":"hunter2!"}});
         let err = secret_from_value(&doc).err().unwrap();
         assert_eq!(err.to_string(), "data.pw is not valid base64");
         let bad_yaml = "apiVersion: v1\nkind: Secret\nstringData:\n  pw: [hunter2\n";

@@ -12,7 +12,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// A short, stable name for a public key.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct Fingerprint(pub String);
 
@@ -97,7 +99,10 @@ impl FromStr for Recipient {
         let shown = s.chars().take(80).collect::<String>();
         // `age1pq1…`, `age1tag1…` and plugin recipients (`age1<name>1…`) carry a second
         // separator; SSH keys start with their key type.
-        if s.starts_with("ssh-") || s.strip_prefix("age1").is_some_and(|rest| rest.contains('1')) {
+        if s.starts_with("ssh-")
+            || s.strip_prefix("age1")
+                .is_some_and(|rest| rest.contains('1'))
+        {
             return Err(RecipientError::Unsupported(shown));
         }
         Err(RecipientError::Invalid(shown))
@@ -173,8 +178,8 @@ impl RecipientsDocument {
 /// used, or else a recipients file.
 pub fn parse_cert(text: &str) -> Result<Vec<Recipient>, RecipientError> {
     if text.trim_start().starts_with('{') {
-        let doc: RecipientsDocument = serde_json::from_str(text)
-            .map_err(|e| RecipientError::BadDocument(e.to_string()))?;
+        let doc: RecipientsDocument =
+            serde_json::from_str(text).map_err(|e| RecipientError::BadDocument(e.to_string()))?;
         return Ok(vec![doc.sealing_recipient()?]);
     }
     parse_recipients_file(text)

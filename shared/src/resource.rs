@@ -44,8 +44,17 @@ pub const SCOPE_ANNOTATION: &str = "kseal.dev/scope";
         type_ = "string",
         json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
     ),
-    printcolumn(name = "Scope", type_ = "string", json_path = ".spec.scope", priority = "1"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Scope",
+        type_ = "string",
+        json_path = ".spec.scope",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct SealedSecretSpec {

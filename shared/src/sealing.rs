@@ -52,13 +52,16 @@ pub fn seal_secret(
     let annotations: BTreeMap<_, _> = input
         .annotations
         .iter()
-        .filter(|(k, _)| !DROPPED_ANNOTATIONS.contains(&k.as_str()) && k.as_str() != SCOPE_ANNOTATION)
+        .filter(|(k, _)| {
+            !DROPPED_ANNOTATIONS.contains(&k.as_str()) && k.as_str() != SCOPE_ANNOTATION
+        })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let metadata = (!input.labels.is_empty() || !annotations.is_empty()).then(|| TemplateMetadata {
-        labels: input.labels.clone(),
-        annotations,
-    });
+    let metadata =
+        (!input.labels.is_empty() || !annotations.is_empty()).then(|| TemplateMetadata {
+            labels: input.labels.clone(),
+            annotations,
+        });
     let template = SecretTemplate {
         metadata,
         type_: input.type_.clone(),
@@ -98,7 +101,10 @@ pub fn seal_items<'a>(
     for (key, value) in items {
         let binding = binding_for(sealed, key)?;
         let ciphertext = item::seal(recipients, &binding, value)?;
-        sealed.spec.encrypted_data.insert(key.to_owned(), ciphertext);
+        sealed
+            .spec
+            .encrypted_data
+            .insert(key.to_owned(), ciphertext);
     }
     Ok(())
 }
@@ -133,7 +139,8 @@ pub fn unseal(
                 actual: e.to_string(),
             })
         })?;
-        let value = item::open(keyring, &sealed.spec.recipients, &binding, ciphertext).map_err(fail)?;
+        let value =
+            item::open(keyring, &sealed.spec.recipients, &binding, ciphertext).map_err(fail)?;
         out.insert(key.clone(), value);
     }
     Ok(out)
@@ -153,10 +160,16 @@ mod tests {
             ..SecretInput::default()
         };
         input.labels.insert("app".into(), "db".into());
-        input.annotations.insert(DROPPED_ANNOTATIONS[0].into(), "{\"data\":\"leak\"}".into());
+        input
+            .annotations
+            .insert(DROPPED_ANNOTATIONS[0].into(), "{\"data\":\"leak\"}".into());
         input.annotations.insert("team".into(), "core".into());
-        input.data.insert("username".into(), Zeroizing::new(b"admin".to_vec()));
-        input.data.insert("password".into(), Zeroizing::new(b"hunter2".to_vec()));
+        input
+            .data
+            .insert("username".into(), Zeroizing::new(b"admin".to_vec()));
+        input
+            .data
+            .insert("password".into(), Zeroizing::new(b"hunter2".to_vec()));
         input
     }
 
@@ -168,7 +181,11 @@ mod tests {
         let template = sealed.spec.template.clone().unwrap();
         let meta = template.metadata.unwrap();
         assert_eq!(meta.labels["app"], "db");
-        assert_eq!(meta.annotations.len(), 1, "last-applied-configuration dropped");
+        assert_eq!(
+            meta.annotations.len(),
+            1,
+            "last-applied-configuration dropped"
+        );
         assert_eq!(template.type_.as_deref(), Some("kubernetes.io/basic-auth"));
         assert_eq!(template.immutable, Some(true));
         assert_eq!(sealed.spec.recipients, vec![key.fingerprint().clone()]);

@@ -59,8 +59,8 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     let (_, docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
     let mut reports = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
-        let sealed = sealed_from_value(doc)
-            .with_context(|| doc_label(&input.name, i, docs.len()))?;
+        let sealed =
+            sealed_from_value(doc).with_context(|| doc_label(&input.name, i, docs.len()))?;
         reports.push(report(&sealed));
     }
     let text = match args.output {
@@ -72,7 +72,11 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             };
             format!("{}\n", serde_json::to_string_pretty(&value)?)
         }
-        InspectFormat::Text => reports.iter().map(render_text).collect::<Vec<_>>().join("\n"),
+        InspectFormat::Text => reports
+            .iter()
+            .map(render_text)
+            .collect::<Vec<_>>()
+            .join("\n"),
     };
     write_output(None, text.as_bytes())
 }
@@ -85,9 +89,18 @@ fn render_text(r: &Report) -> String {
         _ => "(no name)".into(),
     };
     let _ = writeln!(out, "SealedSecret {location}");
-    let _ = writeln!(out, "  format:      {}, envelope v{}", r.api_version, r.format_version);
+    let _ = writeln!(
+        out,
+        "  format:      {}, envelope v{}",
+        r.api_version, r.format_version
+    );
     let _ = writeln!(out, "  scope:       {}", r.scope);
-    let _ = writeln!(out, "  recipients:  {} [{}]", r.recipients.len(), r.recipients.join(", "));
+    let _ = writeln!(
+        out,
+        "  recipients:  {} [{}]",
+        r.recipients.len(),
+        r.recipients.join(", ")
+    );
     let mut template = vec![format!("type {}", r.type_.as_deref().unwrap_or("Opaque"))];
     template.push(plural(r.labels, "label"));
     template.push(plural(r.annotations, "annotation"));

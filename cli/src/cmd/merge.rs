@@ -18,7 +18,10 @@ pub fn run(args: &MergeArgs) -> Result<()> {
     let name = file.name.clone();
     let (format, docs) = parse_documents(&file.bytes).with_context(|| name.clone())?;
     if docs.len() != 1 {
-        bail!("{name}: holds {} documents; merge works on a file with exactly one SealedSecret", docs.len());
+        bail!(
+            "{name}: holds {} documents; merge works on a file with exactly one SealedSecret",
+            docs.len()
+        );
     }
     let mut sealed = sealed_from_value(&docs[0]).with_context(|| name.clone())?;
 
@@ -42,8 +45,12 @@ pub fn run(args: &MergeArgs) -> Result<()> {
             );
         }
         sealed.spec.recipients = given;
-        seal_items(&mut sealed, items.iter().map(|(k, v)| (k.as_str(), &v[..])), &recipients)
-            .with_context(|| name.clone())?;
+        seal_items(
+            &mut sealed,
+            items.iter().map(|(k, v)| (k.as_str(), &v[..])),
+            &recipients,
+        )
+        .with_context(|| name.clone())?;
     }
     let out = match format {
         Format::Yaml => OutputFormat::Yaml,
@@ -53,17 +60,26 @@ pub fn run(args: &MergeArgs) -> Result<()> {
 }
 
 fn join(fps: &[kseal_core::recipients::Fingerprint]) -> String {
-    fps.iter().map(|f| f.0.as_str()).collect::<Vec<_>>().join(", ")
+    fps.iter()
+        .map(|f| f.0.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The items to seal: from the flags, or else from a Secret on stdin (whose labels and
 /// annotations are merged into the template too).
-fn collect_items(args: &MergeArgs, sealed: &mut SealedSecret) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>> {
+fn collect_items(
+    args: &MergeArgs,
+    sealed: &mut SealedSecret,
+) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>> {
     let mut items = BTreeMap::new();
     let mut add = |key: String, value: Zeroizing<Vec<u8>>| -> Result<()> {
         validate_item_key(&key)?;
         if value.len() > kseal_core::MAX_SECRET_BYTES {
-            bail!("item {key:?} is {} bytes; a Secret holds at most 1 MiB", value.len());
+            bail!(
+                "item {key:?} is {} bytes; a Secret holds at most 1 MiB",
+                value.len()
+            );
         }
         if items.insert(key.clone(), value).is_some() {
             bail!("item {key:?} is given twice");
@@ -87,7 +103,10 @@ fn collect_items(args: &MergeArgs, sealed: &mut SealedSecret) -> Result<BTreeMap
     let (_, mut docs) = parse_documents(&input.bytes).context("stdin")?;
     if docs.len() != 1 {
         docs.iter_mut().for_each(scrub);
-        bail!("stdin: holds {} documents; merge takes one Secret", docs.len());
+        bail!(
+            "stdin: holds {} documents; merge takes one Secret",
+            docs.len()
+        );
     }
     let secret = secret_from_value(&docs[0]);
     scrub(&mut docs[0]);
@@ -104,7 +123,9 @@ fn collect_items(args: &MergeArgs, sealed: &mut SealedSecret) -> Result<BTreeMap
     }
     if !secret.labels.is_empty() || !secret.annotations.is_empty() {
         let template = sealed.spec.template.get_or_insert_with(Default::default);
-        let meta = template.metadata.get_or_insert_with(TemplateMetadata::default);
+        let meta = template
+            .metadata
+            .get_or_insert_with(TemplateMetadata::default);
         meta.labels.extend(secret.labels.clone());
         meta.annotations.extend(
             secret
@@ -121,7 +142,9 @@ fn collect_items(args: &MergeArgs, sealed: &mut SealedSecret) -> Result<BTreeMap
         add(key, value)?;
     }
     if items.is_empty() {
-        bail!("nothing to merge: give --from-literal, --from-file, --remove, or a Secret with data on stdin");
+        bail!(
+            "nothing to merge: give --from-literal, --from-file, --remove, or a Secret with data on stdin"
+        );
     }
     Ok(items)
 }

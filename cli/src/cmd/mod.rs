@@ -14,10 +14,12 @@ use crate::cli::OutputFormat;
 
 /// The output format: the flag, else what `-w`'s extension says, else YAML.
 pub fn output_format(flag: Option<OutputFormat>, dest: Option<&Path>) -> OutputFormat {
-    flag.unwrap_or_else(|| match dest.and_then(|p| p.extension()).and_then(|e| e.to_str()) {
-        Some("json") => OutputFormat::Json,
-        _ => OutputFormat::Yaml,
-    })
+    flag.unwrap_or_else(
+        || match dest.and_then(|p| p.extension()).and_then(|e| e.to_str()) {
+            Some("json") => OutputFormat::Json,
+            _ => OutputFormat::Yaml,
+        },
+    )
 }
 
 /// How error messages name a document: the input's name, and "document N" when the

@@ -100,29 +100,45 @@ fn raw(args: &SealArgs) -> Result<()> {
             (key, read_file(path).context("--from-file")?)
         }
         None => {
-            let key = args
-                .key
-                .clone()
-                .ok_or_else(|| anyhow!("--raw needs the item key: pass --key KEY or --from-file KEY=PATH"))?;
-            (key, read_input(None, "reading the value to seal from stdin")?)
+            let key = args.key.clone().ok_or_else(|| {
+                anyhow!("--raw needs the item key: pass --key KEY or --from-file KEY=PATH")
+            })?;
+            (
+                key,
+                read_input(None, "reading the value to seal from stdin")?,
+            )
         }
     };
     if value.bytes.len() > kseal_core::MAX_SECRET_BYTES {
-        bail!("{}: {} bytes; a Secret holds at most 1 MiB", value.name, value.bytes.len());
+        bail!(
+            "{}: {} bytes; a Secret holds at most 1 MiB",
+            value.name,
+            value.bytes.len()
+        );
     }
     let scope = args.scope.unwrap_or_default();
     let binding = Binding::new(scope, args.namespace.as_deref(), args.name.as_deref(), &key)
         .map_err(|e| match e {
-            kseal_core::scope::NameError::Missing { what: "namespace", scope } => {
+            kseal_core::scope::NameError::Missing {
+                what: "namespace",
+                scope,
+            } => {
                 anyhow!("namespace is required for {scope} scope: pass -n")
             }
-            kseal_core::scope::NameError::Missing { what: "name", scope } => {
+            kseal_core::scope::NameError::Missing {
+                what: "name",
+                scope,
+            } => {
                 anyhow!("name is required for {scope} scope: pass --name")
             }
             other => anyhow!(other),
         })?;
     let recipients = args.recipients.resolve()?;
     let sealed = item::seal(&recipients, &binding, &value.bytes)?;
-    let newline = if std::io::stdout().is_terminal() { "\n" } else { "" };
+    let newline = if std::io::stdout().is_terminal() {
+        "\n"
+    } else {
+        ""
+    };
     write_output(None, format!("{sealed}{newline}").as_bytes())
 }

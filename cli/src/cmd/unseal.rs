@@ -22,7 +22,9 @@ pub fn run(args: &UnsealArgs) -> Result<()> {
         let file = read_file(path).context("--identity")?;
         let text = std::str::from_utf8(&file.bytes)
             .map_err(|_| anyhow!("--identity {}: not UTF-8 text", file.name))?;
-        keyring.extend(parse_identity_file(text).with_context(|| format!("--identity {}", file.name))?);
+        keyring.extend(
+            parse_identity_file(text).with_context(|| format!("--identity {}", file.name))?,
+        );
     }
     let input = read_input(args.file.as_deref(), "reading SealedSecrets from stdin")?;
     let (_, docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;

@@ -38,8 +38,15 @@ pub fn sandbox() -> tempfile::TempDir {
 /// Generates a key with `kseal keygen -o`, returning (identity path, recipient).
 pub fn keygen(dir: &Path, name: &str) -> (PathBuf, String) {
     let out = run_in(dir, &["keygen", "-o", name], b"");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    (dir.join(name), String::from_utf8(out.stdout).unwrap().trim().to_owned())
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        dir.join(name),
+        String::from_utf8(out.stdout).unwrap().trim().to_owned(),
+    )
 }
 
 pub fn stderr(out: &Output) -> String {
@@ -48,8 +55,11 @@ pub fn stderr(out: &Output) -> String {
 
 /// The recovery command from docs/recovery.md, verbatim.
 pub fn recovery_command() -> String {
-    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/recovery.md")).unwrap();
-    let start = doc.find("<!-- recovery-command: begin").expect("begin marker");
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/recovery.md"))
+        .unwrap();
+    let start = doc
+        .find("<!-- recovery-command: begin")
+        .expect("begin marker");
     let end = doc.find("<!-- recovery-command: end").expect("end marker");
     let block = &doc[start..end];
     let code_start = block.find("```sh\n").expect("sh fence") + 6;

@@ -25,10 +25,15 @@ fn at(binding: &Binding) -> OpenedAt {
 }
 
 fn raw_age(key: &Key, payload: &[u8]) -> Result<String> {
-    let recipient: age::x25519::Recipient = key.recipient().to_string().parse().map_err(anyhow::Error::msg)?;
+    let recipient: age::x25519::Recipient = key
+        .recipient()
+        .to_string()
+        .parse()
+        .map_err(anyhow::Error::msg)?;
     let mut out = Vec::new();
-    let mut w = age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))?
-        .wrap_output(&mut out)?;
+    let mut w =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))?
+            .wrap_output(&mut out)?;
     w.write_all(payload)?;
     w.finish()?;
     Ok(STANDARD.encode(out))
@@ -71,38 +76,164 @@ fn main() -> Result<()> {
     let _ = envelope::VERSION;
 
     let cases: Vec<(&str, &str, &str, Binding, String, Expect)> = vec![
-        ("ok-strict", "strict scope opened where it was sealed", &identity, strict.clone(), sealed_strict.clone(), value.clone()),
-        ("ok-namespace-wide", "namespace-wide scope", &identity, wide.clone(), item::seal(&set, &wide, VALUE)?, value.clone()),
-        ("ok-cluster-wide", "cluster-wide scope", &identity, cluster.clone(), item::seal(&set, &cluster, VALUE)?, value.clone()),
-        ("wrong-key", "a key that is not a recipient", &other_identity, strict.clone(), sealed_strict.clone(),
-            err("NoMatchingKey", "no key matches: the value was sealed to other recipients")),
-        ("wrong-namespace", "strict value opened in another namespace", &identity,
-            Binding::new(Scope::Strict, Some("dev"), Some("db"), "password")?, sealed_strict.clone(),
-            err("ScopeMismatch", "sealed for namespace \"prod\", but found at namespace \"dev\"")),
-        ("wrong-name", "strict value opened under another name", &identity,
-            Binding::new(Scope::Strict, Some("prod"), Some("web"), "password")?, sealed_strict.clone(),
-            err("ScopeMismatch", "sealed for name \"db\", but found at name \"web\"")),
-        ("wrong-item-key", "value moved to another item key", &identity,
-            Binding::new(Scope::Strict, Some("prod"), Some("db"), "token")?, sealed_strict.clone(),
-            err("ScopeMismatch", "sealed for item key \"password\", but found at item key \"token\"")),
-        ("wrong-scope", "namespace-wide value opened as strict", &identity, strict.clone(), item::seal(&set, &wide, VALUE)?,
-            err("ScopeMismatch", "sealed for scope namespace-wide, but found at scope strict")),
-        ("truncated", "cut inside the age header", &identity, strict.clone(), truncated_header,
-            err("DecryptionFailed", "truncated: the age file ends early")),
-        ("truncated-payload", "last 5 bytes of the payload cut", &identity, strict.clone(), truncated_payload,
-            err("DecryptionFailed", "decryption failed: the value was modified or damaged")),
-        ("bit-flipped", "one payload bit flipped", &identity, strict.clone(), flipped_payload,
-            err("DecryptionFailed", "decryption failed: the value was modified or damaged")),
-        ("bit-flipped-mac", "one bit of the header MAC flipped", &identity, strict.clone(), flipped_mac,
-            err("DecryptionFailed", "decryption failed: the value was modified or damaged")),
-        ("bad-encoding", "not base64", &identity, strict.clone(), "c2VhbGVk*".into(),
-            err("MalformedSealedValue", "not valid base64")),
-        ("not-age", "base64, but not an age file", &identity, strict.clone(), STANDARD.encode("hello, world"),
-            err("MalformedSealedValue", "not an age file")),
-        ("unknown-envelope-version", "envelope kseal/v2", &identity, strict.clone(), v2,
-            err("UnsupportedFormat", "envelope version 2 is not supported (this kseal reads version 1)")),
-        ("no-envelope", "age payload without a kseal envelope", &identity, strict.clone(), no_header,
-            err("MalformedSealedValue", "malformed envelope: not a kseal envelope")),
+        (
+            "ok-strict",
+            "strict scope opened where it was sealed",
+            &identity,
+            strict.clone(),
+            sealed_strict.clone(),
+            value.clone(),
+        ),
+        (
+            "ok-namespace-wide",
+            "namespace-wide scope",
+            &identity,
+            wide.clone(),
+            item::seal(&set, &wide, VALUE)?,
+            value.clone(),
+        ),
+        (
+            "ok-cluster-wide",
+            "cluster-wide scope",
+            &identity,
+            cluster.clone(),
+            item::seal(&set, &cluster, VALUE)?,
+            value.clone(),
+        ),
+        (
+            "wrong-key",
+            "a key that is not a recipient",
+            &other_identity,
+            strict.clone(),
+            sealed_strict.clone(),
+            err(
+                "NoMatchingKey",
+                "no key matches: the value was sealed to other recipients",
+            ),
+        ),
+        (
+            "wrong-namespace",
+            "strict value opened in another namespace",
+            &identity,
+            Binding::new(Scope::Strict, Some("dev"), Some("db"), "password")?,
+            sealed_strict.clone(),
+            err(
+                "ScopeMismatch",
+                "sealed for namespace \"prod\", but found at namespace \"dev\"",
+            ),
+        ),
+        (
+            "wrong-name",
+            "strict value opened under another name",
+            &identity,
+            Binding::new(Scope::Strict, Some("prod"), Some("web"), "password")?,
+            sealed_strict.clone(),
+            err(
+                "ScopeMismatch",
+                "sealed for name \"db\", but found at name \"web\"",
+            ),
+        ),
+        (
+            "wrong-item-key",
+            "value moved to another item key",
+            &identity,
+            Binding::new(Scope::Strict, Some("prod"), Some("db"), "token")?,
+            sealed_strict.clone(),
+            err(
+                "ScopeMismatch",
+                "sealed for item key \"password\", but found at item key \"token\"",
+            ),
+        ),
+        (
+            "wrong-scope",
+            "namespace-wide value opened as strict",
+            &identity,
+            strict.clone(),
+            item::seal(&set, &wide, VALUE)?,
+            err(
+                "ScopeMismatch",
+                "sealed for scope namespace-wide, but found at scope strict",
+            ),
+        ),
+        (
+            "truncated",
+            "cut inside the age header",
+            &identity,
+            strict.clone(),
+            truncated_header,
+            err("DecryptionFailed", "truncated: the age file ends early"),
+        ),
+        (
+            "truncated-payload",
+            "last 5 bytes of the payload cut",
+            &identity,
+            strict.clone(),
+            truncated_payload,
+            err(
+                "DecryptionFailed",
+                "decryption failed: the value was modified or damaged",
+            ),
+        ),
+        (
+            "bit-flipped",
+            "one payload bit flipped",
+            &identity,
+            strict.clone(),
+            flipped_payload,
+            err(
+                "DecryptionFailed",
+                "decryption failed: the value was modified or damaged",
+            ),
+        ),
+        (
+            "bit-flipped-mac",
+            "one bit of the header MAC flipped",
+            &identity,
+            strict.clone(),
+            flipped_mac,
+            err(
+                "DecryptionFailed",
+                "decryption failed: the value was modified or damaged",
+            ),
+        ),
+        (
+            "bad-encoding",
+            "not base64",
+            &identity,
+            strict.clone(),
+            "c2VhbGVk*".into(),
+            err("MalformedSealedValue", "not valid base64"),
+        ),
+        (
+            "not-age",
+            "base64, but not an age file",
+            &identity,
+            strict.clone(),
+            STANDARD.encode("hello, world"),
+            err("MalformedSealedValue", "not an age file"),
+        ),
+        (
+            "unknown-envelope-version",
+            "envelope kseal/v2",
+            &identity,
+            strict.clone(),
+            v2,
+            err(
+                "UnsupportedFormat",
+                "envelope version 2 is not supported (this kseal reads version 1)",
+            ),
+        ),
+        (
+            "no-envelope",
+            "age payload without a kseal envelope",
+            &identity,
+            strict.clone(),
+            no_header,
+            err(
+                "MalformedSealedValue",
+                "malformed envelope: not a kseal envelope",
+            ),
+        ),
     ];
     let dir = vectors_dir();
     std::fs::create_dir_all(&dir)?;
@@ -114,7 +245,10 @@ fn main() -> Result<()> {
             sealed,
             expect,
         };
-        std::fs::write(dir.join(format!("{name}.json")), serde_json::to_string_pretty(&vector)? + "\n")?;
+        std::fs::write(
+            dir.join(format!("{name}.json")),
+            serde_json::to_string_pretty(&vector)? + "\n",
+        )?;
     }
     println!("wrote {}", dir.display());
     Ok(())
