@@ -2,6 +2,8 @@
 //! 1.25× of age for one 64-byte item), and a whole `kseal seal` process on a 5-item Secret.
 //! Run: `cargo bench -p kseal-cli --bench seal`.
 
+#![allow(clippy::unwrap_used)]
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 

@@ -1,6 +1,8 @@
 //! Bad input never panics, never leaves a partial `-w` file, never changes an existing
 //! one, and never echoes a secret value.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -1,6 +1,8 @@
 //! `kseal merge` changes only the items it is asked to: every other item keeps its
 //! exact bytes, in the parsed object and in the file's text.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::collections::BTreeMap;

@@ -2,6 +2,8 @@
 //! recipients opens with each identity alone, with `kseal unseal` and with the command
 //! documented in docs/recovery.md.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use std::process::Command;

@@ -2,6 +2,8 @@
 //! pinned in `tests/cmd/*.md`. Regenerate after an intended change with
 //! `TRYCMD=overwrite cargo test -p kseal-cli --test snapshots` and review the diff.
 
+#![allow(clippy::unwrap_used)]
+
 #[test]
 fn cli_snapshots() {
     trycmd::TestCases::new()

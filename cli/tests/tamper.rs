@@ -1,6 +1,8 @@
 //! Ciphertexts moved across namespaces, names, item keys and scopes are refused, each
 //! with an error that says which part of the binding did not match.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use common::*;

@@ -25,6 +25,8 @@ pub const DROPPED_ANNOTATIONS: &[&str] = &[
 pub const SCOPE_ANNOTATION: &str = "kseal.dev/scope";
 
 /// A Secret sealed to one or more public keys, safe to commit.
+// Each `printcolumn(...)` repeats `type_`; clippy reads that as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "kseal.dev",

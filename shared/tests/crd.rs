@@ -1,5 +1,7 @@
 //! The committed `manifests/crd.yaml` must be exactly what the Rust types generate.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::Path;
 
 #[test]

@@ -2,6 +2,8 @@
 //! They pin the format: if this test fails after a change, the change broke the ability
 //! to open values sealed by an earlier kseal.
 
+#![allow(clippy::unwrap_used)]
+
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use kseal_core::item::open;

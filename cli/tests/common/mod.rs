@@ -1,5 +1,6 @@
 //! Helpers shared by the CLI's integration tests.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
