@@ -172,3 +172,43 @@ fn completion_scripts_name_the_subcommands() {
         );
     }
 }
+
+#[test]
+fn cert_from_a_url() {
+    use std::io::{Read, Write};
+    let dir = sandbox();
+    let document = std::fs::read(dir.path().join("recipients.json")).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = [0u8; 4096];
+        let n = conn.read(&mut request).unwrap();
+        let head = String::from_utf8_lossy(&request[..n]).into_owned();
+        write!(
+            conn,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            document.len()
+        )
+        .unwrap();
+        conn.write_all(&document).unwrap();
+        head
+    });
+    let url = format!("http://127.0.0.1:{port}/v1/recipients");
+    let out = run_in(
+        dir.path(),
+        &["seal", "-f", "secret.yaml", "--cert", &url, "-o", "json"],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(server.join().unwrap().starts_with("GET /v1/recipients "));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["spec"]["recipients"][0], "8b9831ba600b0c0e");
+    std::fs::write(dir.path().join("s.json"), &out.stdout).unwrap();
+    let out = run_in(
+        dir.path(),
+        &["unseal", "-i", "cluster-key.txt", "-f", "s.json"],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
