@@ -49,14 +49,7 @@ pub fn seal_secret(
 ) -> Result<SealedSecret, SealingError> {
     let name = input.name.as_deref().ok_or(SealingError::MissingName)?;
     validate_name(name)?;
-    let annotations: BTreeMap<_, _> = input
-        .annotations
-        .iter()
-        .filter(|(k, _)| {
-            !DROPPED_ANNOTATIONS.contains(&k.as_str()) && k.as_str() != SCOPE_ANNOTATION
-        })
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let annotations = template_annotations(&input.annotations);
     let metadata =
         (!input.labels.is_empty() || !annotations.is_empty()).then(|| TemplateMetadata {
             labels: input.labels.clone(),
@@ -89,6 +82,19 @@ pub fn seal_secret(
         recipients,
     )?;
     Ok(sealed)
+}
+
+/// The annotations of an input Secret that belong in the template: all but kubectl's
+/// last-applied-configuration (a plaintext copy of the Secret) and kseal's own scope
+/// annotation.
+pub fn template_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    annotations
+        .iter()
+        .filter(|(k, _)| {
+            !DROPPED_ANNOTATIONS.contains(&k.as_str()) && k.as_str() != SCOPE_ANNOTATION
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Seals items into an existing SealedSecret, replacing items of the same key and

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use kseal_core::manifest::{Format, parse_documents, scrub, sealed_from_value, secret_from_value};
 use kseal_core::resource::{SealedSecret, TemplateMetadata};
 use kseal_core::scope::validate_item_key;
-use kseal_core::sealing::seal_items;
+use kseal_core::sealing::{seal_items, template_annotations};
 use zeroize::Zeroizing;
 
 use crate::cli::{MergeArgs, OutputFormat};
@@ -127,16 +127,8 @@ fn collect_items(
             .metadata
             .get_or_insert_with(TemplateMetadata::default);
         meta.labels.extend(secret.labels.clone());
-        meta.annotations.extend(
-            secret
-                .annotations
-                .iter()
-                .filter(|(k, _)| {
-                    !kseal_core::resource::DROPPED_ANNOTATIONS.contains(&k.as_str())
-                        && k.as_str() != kseal_core::resource::SCOPE_ANNOTATION
-                })
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        meta.annotations
+            .extend(template_annotations(&secret.annotations));
     }
     for (key, value) in secret.data {
         add(key, value)?;
