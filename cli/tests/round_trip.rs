@@ -212,3 +212,42 @@ fn cert_from_a_url() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn keys_made_by_age_keygen_work_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new("age-keygen")
+        .args(["-o", "k.txt"])
+        .current_dir(dir.path())
+        .output()
+        .expect("age-keygen comes with Debian's age package");
+    assert!(out.status.success(), "{}", stderr(&out));
+    // age-keygen prints "Public key: age1…" on stderr
+    let recipient = stderr(&out)
+        .trim()
+        .trim_start_matches("Public key: ")
+        .to_owned();
+    let out = run_in(
+        dir.path(),
+        &["seal", "-r", &recipient, "-w", "s.yaml"],
+        secret_yaml().as_bytes(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_in(
+        dir.path(),
+        &["unseal", "-i", "k.txt", "-f", "s.yaml", "-o", "json"],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(secret["data"]["password"], "aHVudGVyMg==");
+    let out = Command::new("bash")
+        .args(["-c", &recovery_command()])
+        .current_dir(dir.path())
+        .env("ITEM", "password")
+        .env("FILE", "s.yaml")
+        .env("KEY", "k.txt")
+        .output()
+        .unwrap();
+    assert_eq!(out.stdout, b"hunter2", "{}", stderr(&out));
+}

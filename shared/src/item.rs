@@ -204,6 +204,26 @@ mod tests {
         assert_eq!(err.reason(), "ScopeMismatch");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Any value opens where it was sealed, and nowhere else in the same namespace.
+        #[test]
+        fn opens_only_at_its_binding(
+            value in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            name in "[a-z][a-z0-9-]{0,20}[a-z0-9]",
+            item in "[A-Za-z0-9_-][A-Za-z0-9._-]{0,29}",
+        ) {
+            let key = Key::generate();
+            let set = RecipientSet::new([key.recipient().clone()]).unwrap();
+            let ring = Keyring::new([key]);
+            let here = Binding::new(Scope::Strict, Some("ns"), Some(&name), &item).unwrap();
+            let sealed = seal(&set, &here, &value).unwrap();
+            proptest::prop_assert_eq!(&open(&ring, &[], &here, &sealed).unwrap()[..], &value[..]);
+            let there = Binding::new(Scope::Strict, Some("ns"), Some(&format!("{name}x")), &item).unwrap();
+            proptest::prop_assert_eq!(open(&ring, &[], &there, &sealed).unwrap_err().reason(), "ScopeMismatch");
+        }
+    }
+
     #[test]
     fn errors_never_contain_the_value() {
         let (_, set, b) = setup();
