@@ -1,6 +1,8 @@
 //! Cross-crate test support for kseal: the frozen decrypt-side test vectors of the
 //! sealing format (`tests/vectors/`), their schema, and the generator that wrote them.
-//! Later: the Kubernetes API test server.
+//! and the Kubernetes API test server ([`apiserver`]).
+
+pub mod apiserver;
 
 use serde::{Deserialize, Serialize};
 
