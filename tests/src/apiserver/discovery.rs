@@ -30,8 +30,62 @@ pub fn serve(store: &Store, path: &str, _headers: &HeaderMap) -> Option<Value> {
         ),
         ["apis", g] => groups(store).remove(*g),
         ["apis", g, v] => resource_list(store, g, v),
+        ["openapi", "v3"] => Some(openapi_index(store)),
+        ["openapi", "v3", "api", v] => Some(openapi_group_version(store, "", v)),
+        ["openapi", "v3", "apis", g, v] => Some(openapi_group_version(store, g, v)),
         _ => None,
     }
+}
+
+/// `/openapi/v3`: one entry per group/version.
+fn openapi_index(store: &Store) -> Value {
+    let mut paths = serde_json::Map::new();
+    for t in &store.types {
+        let (key, url) = if t.group.is_empty() {
+            (
+                format!("api/{}", t.version),
+                format!("/openapi/v3/api/{}", t.version),
+            )
+        } else {
+            (
+                format!("apis/{}/{}", t.group, t.version),
+                format!("/openapi/v3/apis/{}/{}", t.group, t.version),
+            )
+        };
+        paths.insert(
+            key,
+            json!({"serverRelativeURL": format!("{url}?hash={}", store.rv)}),
+        );
+    }
+    json!({"paths": paths})
+}
+
+/// A group/version document with one PATCH operation per kind, carrying the GVK and the
+/// `fieldValidation` parameter: what `kubectl apply --validate=strict` looks for before
+/// it leaves validation to the server. No schemas: the server keeps unknown fields.
+fn openapi_group_version(store: &Store, group: &str, version: &str) -> Value {
+    let mut paths = serde_json::Map::new();
+    for t in store
+        .types
+        .iter()
+        .filter(|t| t.group == group && t.version == version)
+    {
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
+        let path = if t.namespaced {
+            format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", t.plural)
+        } else {
+            format!("{prefix}/{}/{{name}}", t.plural)
+        };
+        paths.insert(path, json!({"patch": {
+            "x-kubernetes-group-version-kind": {"group": t.group, "version": t.version, "kind": t.kind},
+            "parameters": [{"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}],
+        }}));
+    }
+    json!({"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.13"}, "paths": paths})
 }
 
 fn groups(store: &Store) -> BTreeMap<String, Value> {

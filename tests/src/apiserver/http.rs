@@ -52,6 +52,15 @@ pub struct Shared {
     pub programmed: Mutex<HashMap<String, Programmed>>,
     pub bookmark_interval: Duration,
     pub default_watch_timeout: Duration,
+    /// Requests answered with an injected error, watches cut and 410s forced so far.
+    pub injected: FaultCounters,
+}
+
+#[derive(Debug, Default)]
+pub struct FaultCounters {
+    pub errors: std::sync::atomic::AtomicU64,
+    pub dropped_watches: std::sync::atomic::AtomicU64,
+    pub forced_gone: std::sync::atomic::AtomicU64,
 }
 
 pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -339,6 +348,10 @@ fn resource(
             .copied()
             .unwrap_or(0.0);
         if rate > 0.0 && rand::rng().random_bool(rate.min(1.0)) {
+            shared
+                .injected
+                .errors
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Err(ApiError::new(
                 500,
                 "InternalError",

@@ -118,6 +118,7 @@ impl TestServer {
             programmed: Mutex::new(HashMap::new()),
             bookmark_interval: config.bookmark_interval,
             default_watch_timeout: config.default_watch_timeout,
+            injected: Default::default(),
         });
         let listener = TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
@@ -208,11 +209,30 @@ impl TestServer {
     /// Forgets the watch history: every open watch gets a 410 ERROR event and must relist.
     pub fn force_gone(&self) {
         lock(&self.shared.store).compact();
+        self.shared
+            .injected
+            .forced_gone
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// (injected errors, watches cut, 410s forced) so far.
+    pub fn faults_injected(&self) -> (u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.shared.injected;
+        (
+            c.errors.load(Relaxed),
+            c.dropped_watches.load(Relaxed),
+            c.forced_gone.load(Relaxed),
+        )
     }
 
     /// Cuts every open watch connection.
     pub fn drop_watches(&self) {
         let _ = lock(&self.shared.store).tx.send(Signal::Drop);
+        self.shared
+            .injected
+            .dropped_watches
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Programs the answer for a non-resource path (`/metrics`, `/readyz`, …).

@@ -193,6 +193,7 @@ pub fn start(
     }
     let interval = shared.bookmark_interval;
     tokio::spawn(async move {
+        let shared = shared;
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         let dropped = tokio::time::sleep(drop_after.unwrap_or(Duration::from_secs(86_400)));
@@ -207,7 +208,10 @@ pub fn start(
                     }
                     return;
                 }
-                _ = &mut dropped => return,
+                _ = &mut dropped => {
+                    shared.injected.dropped_watches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    return;
+                }
                 _ = ticker.tick(), if bookmarks => {
                     if tx.send(line(&filter.bookmark(last_rv, false))).await.is_err() {
                         return;
