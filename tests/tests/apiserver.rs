@@ -945,3 +945,198 @@ async fn programmed_health_and_metrics() {
     let text = client.request_text(req).await.unwrap();
     assert!(text.contains("kms-providers"));
 }
+
+/// 5: a continue token older than the history is 410 Expired.
+#[tokio::test]
+async fn expired_continue_token() {
+    let server = server().await;
+    let api: Api<ConfigMap> = Api::namespaced(admin(&server).await, "default");
+    for i in 0..4 {
+        api.create(&PostParams::default(), &cm(&format!("c{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let first = api.list(&ListParams::default().limit(2)).await.unwrap();
+    let token = first.metadata.continue_.unwrap();
+    api.create(&PostParams::default(), &cm("late", &[]))
+        .await
+        .unwrap();
+    server.force_gone();
+    let (code, reason, _) = api_error(
+        api.list(&ListParams::default().limit(2).continue_token(&token))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((code, reason.as_str()), (410, "Expired"));
+}
+
+/// 1, 2: `?&` query strings, `+` for spaces and percent-encoded set selectors, the List
+/// kind and an `items` array even when empty.
+#[tokio::test]
+async fn query_strings_and_list_shape() {
+    let server = server().await;
+    let client = admin(&server).await;
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    api.create(&PostParams::default(), &cm("a", &[("env", "prod")]))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &cm("b", &[("env", "dev")]))
+        .await
+        .unwrap();
+    let both = api
+        .list(&ListParams::default().labels("env in (prod,dev)"))
+        .await
+        .unwrap();
+    assert_eq!(both.items.len(), 2);
+    let path = "/api/v1/namespaces/default/configmaps?&labelSelector=env+notin+%28prod%29&";
+    let (_, body) = raw(&client, "GET", path, "application/json", "").await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
+    let (_, body) = raw(
+        &client,
+        "GET",
+        "/api/v1/namespaces/empty/secrets?",
+        "application/json",
+        "",
+    )
+    .await;
+    assert_eq!(
+        (body["kind"].as_str(), body["items"].clone()),
+        (Some("SecretList"), json!([]))
+    );
+}
+
+/// 13: a watch ends by itself after timeoutSeconds.
+#[tokio::test]
+async fn watch_ends_after_timeout_seconds() {
+    let server = server().await;
+    let api: Api<ConfigMap> = Api::namespaced(admin(&server).await, "default");
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(1), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    while stream.try_next().await.unwrap().is_some() {}
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
+
+/// 30, 32: the conflict body names FieldManagerConflict causes; managedFields in an apply
+/// body is 400.
+#[tokio::test]
+async fn apply_conflict_causes_and_managed_fields() {
+    let server = server().await;
+    let client = admin(&server).await;
+    let api: Api<Lease> = Api::namespaced(client.clone(), "default");
+    let body = |holder: &str| json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "spec": {"holderIdentity": holder}});
+    api.patch("l", &PatchParams::apply("a"), &Patch::Apply(body("a")))
+        .await
+        .unwrap();
+    let path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/l?fieldManager=b";
+    let (code, status) = raw(
+        &client,
+        "PATCH",
+        path,
+        "application/apply-patch+yaml",
+        &body("b").to_string(),
+    )
+    .await;
+    assert_eq!(code, 409);
+    assert_eq!(
+        status["details"]["causes"][0]["reason"],
+        "FieldManagerConflict"
+    );
+    assert_eq!(
+        status["details"]["causes"][0]["field"],
+        ".spec.holderIdentity"
+    );
+    let managed = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"managedFields": [{"manager": "x"}]}, "spec": {}});
+    let (code, _, message) = api_error(
+        api.patch("l", &PatchParams::apply("c"), &Patch::Apply(managed))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(
+        (code, message.as_str()),
+        (400, "metadata.managedFields must be nil")
+    );
+}
+
+/// 49: non-resource URLs are granted through a ClusterRole + ClusterRoleBinding.
+#[tokio::test]
+async fn non_resource_urls_through_cluster_roles() {
+    let server = server().await;
+    let admin_client = admin(&server).await;
+    let token = server.user_token("scraper", &[]);
+    let scraper = client_with(&server, &token).await;
+    assert_eq!(
+        raw(&scraper, "GET", "/metrics", "application/json", "")
+            .await
+            .0,
+        403
+    );
+    let role = json!({"metadata": {"name": "metrics"}, "rules": [{"nonResourceURLs": ["/metrics"], "verbs": ["get"]}]});
+    let binding = json!({"metadata": {"name": "metrics"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "metrics"},
+        "subjects": [{"kind": "User", "name": "scraper"}]});
+    let rbac = "/apis/rbac.authorization.k8s.io/v1";
+    assert_eq!(
+        raw(
+            &admin_client,
+            "POST",
+            &format!("{rbac}/clusterroles"),
+            "application/json",
+            &role.to_string()
+        )
+        .await
+        .0,
+        201
+    );
+    assert_eq!(
+        raw(
+            &admin_client,
+            "POST",
+            &format!("{rbac}/clusterrolebindings"),
+            "application/json",
+            &binding.to_string()
+        )
+        .await
+        .0,
+        201
+    );
+    server.program("/metrics", kseal_tests::apiserver::Programmed {
+        status: 200,
+        body: "apiserver_storage_transformation_operations_total{transformation_type=\"to_storage\"} 1\n".into(),
+        verbose_body: None,
+        content_type: "text/plain; version=0.0.4".into(),
+    });
+    let req = http::Request::get("/metrics").body(Vec::new()).unwrap();
+    assert!(
+        scraper
+            .request_text(req)
+            .await
+            .unwrap()
+            .contains("transformation")
+    );
+}
+
+/// dryRun is refused, never silently persisted.
+#[tokio::test]
+async fn dry_run_is_refused() {
+    let server = server().await;
+    let api: Api<ConfigMap> = Api::namespaced(admin(&server).await, "default");
+    let pp = PostParams {
+        dry_run: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        api_error(api.create(&pp, &cm("a", &[])).await.unwrap_err()).0,
+        400
+    );
+    assert_eq!(server.count("configmaps"), 0);
+}

@@ -300,6 +300,13 @@ fn resource(
     body: &[u8],
 ) -> ApiResult<Response> {
     let verb = verb_of(method, &target, query);
+    let dry_run_body = method == Method::DELETE && body.windows(6).any(|w| w == b"dryRun");
+    if query.contains_key("dryRun") || dry_run_body {
+        // Refused rather than ignored: a test must never believe a dry run left no trace.
+        return Err(ApiError::bad_request(
+            "dryRun is not supported by the kseal test API server",
+        ));
+    }
     let field_selector = query
         .get("fieldSelector")
         .map(|s| FieldSelector::parse(s, &target.t.kind))

@@ -1,0 +1,96 @@
+//! Capacity of the test API server, so benchmarks of kseal measure kseal and not the
+//! server: start-up time, the raw Secret create rate from a plain kube-rs client (the
+//! figure the controller benchmark compares against), and listing 50,000 Secrets.
+//! Run: `cargo bench -p kseal-tests --bench capacity`. Prints its figures.
+#![allow(clippy::unwrap_used)]
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kseal_tests::apiserver::{Config, TestServer};
+use kube::api::{Api, ListParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+const SECRETS: usize = 50_000;
+const CONCURRENCY: usize = 32;
+
+fn secret(i: usize) -> Secret {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("s-{i:05}"), "labels": {"app": "bench"}},
+        "data": {"password": "c2VjcmV0LXZhbHVlLTAxMjM0NTY3ODk=", "username": "YWRtaW4="},
+    }))
+    .unwrap()
+}
+
+#[tokio::main]
+async fn main() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let started = Instant::now();
+    let server = TestServer::start(Config::default()).await.unwrap();
+    let startup = started.elapsed();
+
+    let kubeconfig =
+        Kubeconfig::from_yaml(&server.kubeconfig(&server.admin_token, "bench")).unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
+    let client = kube::Client::try_from(config).unwrap();
+    let api: Api<Secret> = Api::namespaced(client, "bench");
+
+    let started = Instant::now();
+    futures::stream::iter(0..SECRETS)
+        .map(|i| {
+            let api = api.clone();
+            async move {
+                api.create(&PostParams::default(), &secret(i))
+                    .await
+                    .unwrap()
+            }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .for_each(|_| async {})
+        .await;
+    let create = started.elapsed();
+
+    let mut list_times = Vec::new();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let list = api.list(&ListParams::default()).await.unwrap();
+        assert_eq!(list.items.len(), SECRETS);
+        list_times.push(started.elapsed());
+    }
+    let started = Instant::now();
+    let mut pages = 0;
+    let mut token: Option<String> = None;
+    loop {
+        let mut lp = ListParams::default().limit(500);
+        if let Some(t) = &token {
+            lp = lp.continue_token(t);
+        }
+        let page = api.list(&lp).await.unwrap();
+        pages += 1;
+        token = page.metadata.continue_.filter(|t| !t.is_empty());
+        if token.is_none() {
+            break;
+        }
+    }
+    let paged = started.elapsed();
+
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("test apiserver capacity (release, {CONCURRENCY} concurrent requests over HTTPS)");
+    println!("  start-up:                          {:.1} ms", ms(startup));
+    println!(
+        "  create {SECRETS} Secrets:            {:.0} ms = {:.0} creates/s",
+        ms(create),
+        SECRETS as f64 / create.as_secs_f64()
+    );
+    println!(
+        "  list {SECRETS} Secrets (one request): best {:.0} ms of 3",
+        list_times.iter().map(|d| ms(*d)).fold(f64::MAX, f64::min)
+    );
+    println!(
+        "  list {SECRETS} Secrets ({pages} pages of 500): {:.0} ms",
+        ms(paged)
+    );
+}
