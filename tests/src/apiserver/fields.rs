@@ -26,7 +26,7 @@ fn in_part(top: &str, part: Part) -> bool {
     match part {
         Part::Status => top == "status",
         Part::Main { status_subresource } => {
-            !matches!(top, "apiVersion" | "kind") && !(status_subresource && top == "status")
+            !(matches!(top, "apiVersion" | "kind") || (status_subresource && top == "status"))
         }
     }
 }

@@ -298,10 +298,10 @@ impl Store {
         }
         if t.kind == "CustomResourceDefinition" {
             self.prepare_crd(t, &mut obj)?;
-        } else if t.status_subresource {
-            if let Some(m) = obj.as_object_mut() {
-                m.remove("status");
-            }
+        } else if t.status_subresource
+            && let Some(m) = obj.as_object_mut()
+        {
+            m.remove("status");
         }
         if !t.namespaced
             && let Some(m) = obj["metadata"].as_object_mut()
@@ -420,11 +420,12 @@ impl Store {
             )));
         }
         match obj["metadata"]["resourceVersion"].as_str() {
-            Some(rv) if !rv.is_empty() => {
-                if old["metadata"]["resourceVersion"].as_str() != Some(rv) {
-                    return Err(ApiError::modified(t, name));
-                }
+            Some(rv)
+                if !rv.is_empty() && old["metadata"]["resourceVersion"].as_str() != Some(rv) =>
+            {
+                return Err(ApiError::modified(t, name));
             }
+            Some(rv) if !rv.is_empty() => {}
             _ if t.custom && !apply_result => {
                 return Err(ApiError::invalid(
                     t,
