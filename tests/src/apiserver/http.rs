@@ -636,32 +636,16 @@ fn list(
     } else {
         Some(target.namespace.as_str())
     };
-    let matching: Vec<&Value> = store
-        .list(t, ns_filter)
-        .into_iter()
-        .filter(|o| {
-            let key = (
-                o["metadata"]["namespace"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                o["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            );
-            after.as_ref().is_none_or(|a| key > *a) && labels.matches(o) && fields.matches(o)
-        })
-        .collect();
-    let page: Vec<Value> = matching
-        .iter()
-        .take(limit)
-        .map(|o| if meta { partial(o) } else { (*o).clone() })
-        .collect();
+    let after_ref = after
+        .as_ref()
+        .map(|(ns, name)| (ns.as_str(), name.as_str()));
+    let mut matching = store
+        .range(t, ns_filter, after_ref)
+        .filter(|o| labels.matches(o) && fields.matches(o));
+    let page: Vec<&Value> = matching.by_ref().take(limit).collect();
+    let more = matching.next().is_some();
     let mut metadata = json!({"resourceVersion": snapshot_rv.to_string()});
-    if matching.len() > limit
-        && let Some(last) = page.last()
-    {
+    if more && let Some(last) = page.last() {
         let token = ContinueToken {
             rv: snapshot_rv,
             ns: last["metadata"]["namespace"]
@@ -675,7 +659,6 @@ fn list(
         };
         metadata["continue"] =
             json!(URL_SAFE_NO_PAD.encode(serde_json::to_vec(&token).unwrap_or_default()));
-        metadata["remainingItemCount"] = json!(matching.len() - limit);
     }
     let (kind, api_version) = if meta {
         (
@@ -685,8 +668,30 @@ fn list(
     } else {
         (format!("{}List", t.kind), t.api_version())
     };
-    Ok(json_response(
-        200,
-        &json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": page}),
-    ))
+    // Written item by item from the stored objects: no copy of the whole list.
+    let mut out = Vec::with_capacity(page.len() * 512 + 256);
+    let head = json!({"kind": kind, "apiVersion": api_version, "metadata": metadata}).to_string();
+    out.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    out.extend_from_slice(b",\"items\":[");
+    for (i, item) in page.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        let written = if meta {
+            serde_json::to_writer(&mut out, &partial(item))
+        } else {
+            serde_json::to_writer(&mut out, item)
+        };
+        if written.is_err() {
+            return Err(ApiError::new(
+                500,
+                "InternalError",
+                "serializing a list failed",
+            ));
+        }
+    }
+    out.extend_from_slice(b"]}");
+    drop(matching);
+    drop(store);
+    Ok((StatusCode::OK, [("content-type", "application/json")], out).into_response())
 }

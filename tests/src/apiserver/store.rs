@@ -112,15 +112,35 @@ impl Store {
 
     /// Objects of a type in a namespace (or all namespaces), in key order.
     pub fn list(&self, t: &ResourceType, namespace: Option<&str>) -> Vec<&Value> {
-        self.objects
-            .iter()
-            .filter(|((g, p, ns, _), _)| {
-                *g == t.group
-                    && *p == t.plural
-                    && namespace.is_none_or(|n| !t.namespaced || n == ns)
-            })
-            .map(|(_, v)| v)
-            .collect()
+        self.range(t, namespace, None).collect()
+    }
+
+    /// Objects of a type in key order (namespace, then name), optionally only in one
+    /// namespace and only after a (namespace, name) position: a range query on the
+    /// ordered store, so paging costs what the page costs.
+    pub fn range<'a>(
+        &'a self,
+        t: &ResourceType,
+        namespace: Option<&str>,
+        after: Option<(&str, &str)>,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
+        use std::ops::Bound::{Excluded, Included};
+        let (g, p) = (t.group.clone(), t.plural.clone());
+        let namespace = namespace.filter(|_| t.namespaced);
+        let lower = match (after, namespace) {
+            (Some((ns, name)), _) => {
+                Excluded((g.clone(), p.clone(), ns.to_owned(), name.to_owned()))
+            }
+            (None, Some(ns)) => Included((g.clone(), p.clone(), ns.to_owned(), String::new())),
+            (None, None) => Included((g.clone(), p.clone(), String::new(), String::new())),
+        };
+        // The successor of a string s in byte order is s + "\0": every key with plural (or
+        // namespace) exactly s sorts below it.
+        let upper = match namespace {
+            Some(ns) => Excluded((g, p, format!("{ns}\0"), String::new())),
+            None => Excluded((g, format!("{p}\0"), String::new(), String::new())),
+        };
+        self.objects.range((lower, upper)).map(|(_, v)| v)
     }
 
     fn record(
