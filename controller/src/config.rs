@@ -1,0 +1,105 @@
+//! Command-line flags of `kseal-controller` (each also an environment variable).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// kseal's in-cluster controller: unseals SealedSecrets into Secrets, owns and rotates the
+/// cluster keys, publishes the public recipients, serves health and metrics.
+#[derive(Debug, Parser)]
+#[command(name = "kseal-controller", version, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the controller (the default)
+    Run,
+    /// Create a new sealing key now (for a CronJob) and exit
+    RotateKey,
+    /// Print the SealedSecret CustomResourceDefinition as YAML
+    Crd,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// Namespace holding the keys, the recipients ConfigMap and the leader Lease
+    #[arg(long, env = "KSEAL_NAMESPACE", default_value = "kseal-system")]
+    pub namespace: String,
+    /// Watch only these namespaces (comma-separated) instead of all
+    #[arg(long, env = "KSEAL_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
+    /// Create a new key when the newest is this old (e.g. 30d, 12h)
+    #[arg(long, env = "KSEAL_KEY_ROTATION_PERIOD", default_value = "30d", value_parser = parse_duration)]
+    pub key_rotation_period: Duration,
+    /// Keys created before this RFC 3339 time are retired: neither used nor published
+    #[arg(long, env = "KSEAL_KEY_CUTOFF")]
+    pub key_cutoff: Option<String>,
+    /// Address for /healthz, /readyz, /v1/recipients, /v1/verify, /v1/reseal
+    #[arg(long, env = "KSEAL_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen_addr: SocketAddr,
+    /// Address for /metrics
+    #[arg(long, env = "KSEAL_METRICS_ADDR", default_value = "0.0.0.0:8081")]
+    pub metrics_addr: SocketAddr,
+    /// This replica's identity for leader election (defaults to the hostname)
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// Lease duration for leader election
+    #[arg(long, env = "KSEAL_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: Duration,
+    /// Log format
+    #[arg(long, env = "KSEAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level (or RUST_LOG for per-module filters)
+    #[arg(long, env = "KSEAL_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Path to a kubeconfig (in the cluster the pod's service account is used)
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// `30d`, `12h`, `15m`, `45s`, `500ms`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30d, 12h, 15m or 45s"))?;
+    let secs = match unit {
+        "d" => n * 86_400,
+        "h" => n * 3_600,
+        "m" => n * 60,
+        "s" | "" => n,
+        "ms" => return Ok(Duration::from_millis(n)),
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit {unit:?} (use d, h, m, s or ms)"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(2_592_000)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert!(parse_duration("3 weeks").is_err());
+    }
+}

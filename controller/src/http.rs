@@ -1,0 +1,89 @@
+//! HTTP endpoints: `/healthz`, `/readyz`, `/v1/recipients` on the main address and
+//! `/metrics` on the metrics address.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::keys::KeyStore;
+use crate::metrics::Metrics;
+
+#[derive(Clone)]
+pub struct HttpState {
+    pub keys: Arc<KeyStore>,
+    pub metrics: Arc<Metrics>,
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready once keys are loaded: a replica without keys can neither unseal nor verify.
+async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
+    if s.keys.newest().is_some() {
+        (StatusCode::OK, "ok")
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no sealing keys loaded yet",
+        )
+    }
+}
+
+async fn recipients(State(s): State<HttpState>) -> impl IntoResponse {
+    let doc = s.keys.document();
+    if doc.recipients.is_empty() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("content-type", "text/plain")],
+            "no sealing keys loaded yet".to_owned(),
+        );
+    }
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        serde_json::to_string_pretty(&doc).unwrap_or_default(),
+    )
+}
+
+async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics.render(),
+    )
+}
+
+pub async fn serve(
+    addr: SocketAddr,
+    metrics_addr: SocketAddr,
+    state: HttpState,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let main = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/v1/recipients", get(recipients))
+        .with_state(state.clone());
+    let metrics_router = Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state);
+    let main_listener = tokio::net::TcpListener::bind(addr).await?;
+    let metrics_listener = tokio::net::TcpListener::bind(metrics_addr).await?;
+    tracing::info!(%addr, metrics = %metrics_addr, "serving HTTP");
+    let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let a = axum::serve(main_listener, main).with_graceful_shutdown(stop(shutdown.clone()));
+    let b = axum::serve(metrics_listener, metrics_router).with_graceful_shutdown(stop(shutdown));
+    let (ra, rb) = tokio::join!(a, b);
+    ra.and(rb)
+}

@@ -1,0 +1,270 @@
+//! The cluster's keys: age identities stored as Secrets in the controller namespace.
+//!
+//! - A key Secret is labelled `kseal.dev/key`; value `active` means in use, any other
+//!   value (say `compromised`) retires it. Added, relabelled or removed key Secrets are
+//!   picked up from a watch, without a restart.
+//! - The first key is named after the rotation period it belongs to, so replicas that
+//!   start together create the *same* name and exactly one create succeeds.
+//! - The public recipients (newest first) are published in the `kseal-recipients`
+//!   ConfigMap, which every authenticated user may read.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+use std::time::Duration;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kseal_core::keys::{Key, Keyring, parse_identity_file};
+use kseal_core::recipients::{PublishedRecipient, RECIPIENTS_DOCUMENT_FORMAT, RecipientsDocument};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub const KEY_LABEL: &str = "kseal.dev/key";
+pub const ACTIVE: &str = "active";
+pub const CREATED_ANNOTATION: &str = "kseal.dev/created";
+pub const IDENTITY_KEY: &str = "identity.txt";
+pub const RECIPIENTS_CONFIGMAP: &str = "kseal-recipients";
+pub const RECIPIENTS_KEY: &str = "recipients.json";
+const MANAGER: &str = "kseal-controller";
+
+/// A key loaded from its Secret.
+#[derive(Clone)]
+pub struct LoadedKey {
+    pub key: Key,
+    pub secret_name: String,
+    pub created: OffsetDateTime,
+}
+
+/// The keys the controller may use, rebuilt whenever key Secrets change.
+#[derive(Default)]
+pub struct KeyStore {
+    keys: RwLock<Vec<LoadedKey>>,
+}
+
+fn rfc3339(t: OffsetDateTime) -> String {
+    t.replace_nanosecond(0)
+        .unwrap_or(t)
+        .format(&Rfc3339)
+        .unwrap_or_default()
+}
+
+/// Reads an active key Secret; `None` for anything else (retired, malformed).
+pub fn parse_key_secret(secret: &Secret, cutoff: Option<OffsetDateTime>) -> Option<LoadedKey> {
+    if secret.labels().get(KEY_LABEL).map(String::as_str) != Some(ACTIVE) {
+        return None;
+    }
+    let created = secret
+        .annotations()
+        .get(CREATED_ANNOTATION)
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
+        .or_else(|| {
+            secret
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .and_then(|t| OffsetDateTime::from_unix_timestamp(t.0.as_second()).ok())
+        })?;
+    if cutoff.is_some_and(|c| created < c) {
+        return None;
+    }
+    let bytes = secret.data.as_ref()?.get(IDENTITY_KEY)?;
+    let text = std::str::from_utf8(&bytes.0).ok()?;
+    let key = parse_identity_file(text).ok()?.into_iter().next()?;
+    Some(LoadedKey {
+        key,
+        secret_name: secret.name_any(),
+        created,
+    })
+}
+
+impl KeyStore {
+    /// Replaces the keys with those found in `secrets`, newest first.
+    pub fn replace(&self, secrets: &[Secret], cutoff: Option<OffsetDateTime>) -> usize {
+        let mut keys: Vec<LoadedKey> = secrets
+            .iter()
+            .filter_map(|s| parse_key_secret(s, cutoff))
+            .collect();
+        keys.sort_by(|a, b| {
+            b.created
+                .cmp(&a.created)
+                .then(a.secret_name.cmp(&b.secret_name))
+        });
+        let n = keys.len();
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        n
+    }
+
+    pub fn snapshot(&self) -> Vec<LoadedKey> {
+        self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn keyring(&self) -> Keyring {
+        Keyring::new(self.snapshot().into_iter().map(|k| k.key))
+    }
+
+    pub fn newest(&self) -> Option<LoadedKey> {
+        self.snapshot().into_iter().next()
+    }
+
+    /// The recipients document: every usable key, newest first.
+    pub fn document(&self) -> RecipientsDocument {
+        RecipientsDocument {
+            format: RECIPIENTS_DOCUMENT_FORMAT.into(),
+            recipients: self
+                .snapshot()
+                .into_iter()
+                .map(|k| PublishedRecipient {
+                    recipient: k.key.recipient().to_string(),
+                    fingerprint: k.key.fingerprint().clone(),
+                    created: Some(rfc3339(k.created)),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The Secret that stores `key`.
+pub fn key_secret(key: &Key, name: &str, namespace: &str, created: OffsetDateTime) -> Secret {
+    let created = rfc3339(created);
+    let identity = key.to_identity_file(&created);
+    let mut secret = Secret {
+        type_: Some("kseal.dev/age-key".into()),
+        data: Some(BTreeMap::from([(
+            IDENTITY_KEY.to_owned(),
+            ByteString(identity.as_bytes().to_vec()),
+        )])),
+        ..Secret::default()
+    };
+    secret.metadata.name = Some(name.to_owned());
+    secret.metadata.namespace = Some(namespace.to_owned());
+    secret.metadata.labels = Some(BTreeMap::from([
+        (KEY_LABEL.to_owned(), ACTIVE.to_owned()),
+        (
+            "app.kubernetes.io/managed-by".to_owned(),
+            "kseal".to_owned(),
+        ),
+    ]));
+    secret.metadata.annotations = Some(BTreeMap::from([
+        (CREATED_ANNOTATION.to_owned(), created),
+        (
+            "kseal.dev/fingerprint".to_owned(),
+            key.fingerprint().to_string(),
+        ),
+    ]));
+    secret
+}
+
+/// The name of the key for the rotation period `now` falls in: the same on every replica.
+pub fn slot_name(now: OffsetDateTime, period: Duration) -> String {
+    let period = period.as_secs().max(1) as i64;
+    let slot_start = now.unix_timestamp().div_euclid(period) * period;
+    let start = OffsetDateTime::from_unix_timestamp(slot_start).unwrap_or(now);
+    format!(
+        "kseal-key-{:04}{:02}{:02}-{:02}{:02}{:02}",
+        start.year(),
+        u8::from(start.month()),
+        start.day(),
+        start.hour(),
+        start.minute(),
+        start.second()
+    )
+}
+
+/// Creates a key Secret named `name`. An existing one of that name means another replica
+/// won the race: not an error.
+pub async fn create_key(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    now: OffsetDateTime,
+) -> Result<bool, kube::Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let key = Key::generate();
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some(MANAGER.into()),
+                ..Default::default()
+            },
+            &key_secret(&key, name, namespace, now),
+        )
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(secret = name, fingerprint = %key.fingerprint(), "created a new sealing key");
+            Ok(true)
+        }
+        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Ensures a usable key no older than `period` exists. Returns whether one was created.
+pub async fn ensure_fresh_key(
+    client: &Client,
+    namespace: &str,
+    store: &KeyStore,
+    period: Duration,
+) -> Result<bool, kube::Error> {
+    let now = OffsetDateTime::now_utc();
+    let fresh = store.newest().is_some_and(|k| now - k.created < period);
+    if fresh {
+        return Ok(false);
+    }
+    create_key(client, namespace, &slot_name(now, period), now).await
+}
+
+/// Publishes the recipients document in the `kseal-recipients` ConfigMap.
+pub async fn publish(
+    client: &Client,
+    namespace: &str,
+    document: &RecipientsDocument,
+) -> Result<(), kube::Error> {
+    let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+    let body = serde_json::to_string_pretty(document).unwrap_or_default();
+    let cm = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": RECIPIENTS_CONFIGMAP, "labels": {"app.kubernetes.io/managed-by": "kseal"}},
+        "data": {RECIPIENTS_KEY: body},
+    });
+    api.patch(
+        RECIPIENTS_CONFIGMAP,
+        &PatchParams::apply(MANAGER).force(),
+        &Patch::Apply(&cm),
+    )
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replicas_starting_in_the_same_period_pick_the_same_name() {
+        let period = Duration::from_secs(30 * 86_400);
+        let a = OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap();
+        let b = a + Duration::from_secs(5);
+        assert_eq!(slot_name(a, period), slot_name(b, period));
+        assert_ne!(slot_name(a, period), slot_name(a + period, period));
+    }
+
+    #[test]
+    fn only_active_keys_after_the_cutoff_load() {
+        let key = Key::generate();
+        let created = OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap();
+        let secret = key_secret(&key, "k", "ns", created);
+        assert!(parse_key_secret(&secret, None).is_some());
+        assert!(parse_key_secret(&secret, Some(created + Duration::from_secs(1))).is_none());
+        let mut retired = secret.clone();
+        retired
+            .metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(KEY_LABEL.into(), "compromised".into());
+        assert!(parse_key_secret(&retired, None).is_none());
+    }
+}

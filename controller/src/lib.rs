@@ -1,0 +1,258 @@
+//! kseal-controller: unseals SealedSecrets into Secrets, owns and rotates the cluster's
+//! keys, publishes their recipients, serves health and metrics. `main.rs` parses flags and
+//! calls [`run`]; the parts live in [`keys`], [`reconcile`], [`http`] and [`metrics`].
+
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod reconcile;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Secret;
+use kseal_core::resource::SealedSecret;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::watch;
+
+use crate::config::RunArgs;
+use crate::keys::{KEY_LABEL, KeyStore};
+use crate::metrics::Metrics;
+use crate::reconcile::{Context, MANAGED_BY, error_policy, reconcile};
+
+/// A kube client from `--kubeconfig`, else the usual in-cluster or `KUBECONFIG` lookup.
+pub async fn client(args: &RunArgs) -> anyhow::Result<Client> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("finding cluster credentials")?,
+    };
+    Ok(Client::try_from(config)?)
+}
+
+fn cutoff(args: &RunArgs) -> anyhow::Result<Option<OffsetDateTime>> {
+    args.key_cutoff
+        .as_deref()
+        .map(|t| {
+            OffsetDateTime::parse(t, &Rfc3339)
+                .with_context(|| format!("--key-cutoff {t:?} is not an RFC 3339 time"))
+        })
+        .transpose()
+}
+
+/// Runs until SIGTERM or SIGINT.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let client = client(&args).await?;
+    let cutoff = cutoff(&args)?;
+    let keys = Arc::new(KeyStore::default());
+    let metrics = Arc::new(Metrics::default());
+    let identity = args.identity.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| format!("kseal-{}", std::process::id()))
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+        tracing::info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+
+    let http = tokio::spawn(http::serve(
+        args.listen_addr,
+        args.metrics_addr,
+        http::HttpState {
+            keys: keys.clone(),
+            metrics: metrics.clone(),
+        },
+        stop_rx.clone(),
+    ));
+
+    // Keys: a watch on labelled Secrets in our namespace rebuilds the keyring on change.
+    let (keys_changed_tx, keys_changed_rx) = watch::channel(0u64);
+    let key_api: Api<Secret> = Api::namespaced(client.clone(), &args.namespace);
+    let (reader, writer) = reflector::store::<Secret>();
+    let key_stream = reflector(
+        writer,
+        watcher(key_api, watcher::Config::default().labels(KEY_LABEL)),
+    )
+    .default_backoff()
+    .touched_objects();
+    {
+        let keys = keys.clone();
+        let metrics = metrics.clone();
+        let reader = reader.clone();
+        tokio::spawn(async move {
+            futures::pin_mut!(key_stream);
+            let mut generation = 0u64;
+            loop {
+                let changed = key_stream.next().await;
+                if changed.is_none() {
+                    return;
+                }
+                let secrets: Vec<Secret> = reader.state().iter().map(|s| (**s).clone()).collect();
+                let n = keys.replace(&secrets, cutoff);
+                metrics.keys.set(n as i64);
+                let now = OffsetDateTime::now_utc();
+                for k in keys.snapshot() {
+                    metrics
+                        .key_age_seconds
+                        .get_or_create(&metrics::KeyLabel {
+                            fingerprint: k.key.fingerprint().to_string(),
+                        })
+                        .set((now - k.created).whole_seconds());
+                }
+                generation += 1;
+                let _ = keys_changed_tx.send(generation);
+            }
+        });
+    }
+
+    // Leader election: only the leader creates keys, publishes recipients and reconciles.
+    let lease =
+        kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "kseal-controller-leader")
+            .with_namespace(&args.namespace)
+            .with_identity(&identity)
+            .with_duration(args.lease_duration.as_secs().max(2))
+            .with_grace((args.lease_duration.as_secs() / 3).max(1))
+            .with_field_manager("kseal-controller")
+            .build()
+            .await
+            .context("setting up leader election")?;
+    let (mut leader_rx, lease_task) = lease.watch().await;
+    let mut stop = stop_rx.clone();
+    let mut controller_task: Option<tokio::task::JoinHandle<()>> = None;
+    let mut maintenance = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => break,
+            changed = leader_rx.changed() => {
+                if changed.is_err() { break; }
+            }
+            _ = maintenance.tick() => {}
+        }
+        let leading = *leader_rx.borrow_and_update();
+        metrics.leader.set(i64::from(leading));
+        if leading {
+            if let Err(e) =
+                keys::ensure_fresh_key(&client, &args.namespace, &keys, args.key_rotation_period)
+                    .await
+            {
+                tracing::warn!(error = %e, "could not create a key");
+            }
+            if controller_task.is_none() {
+                tracing::info!(%identity, "became the leader");
+                controller_task = Some(tokio::spawn(controllers(
+                    client.clone(),
+                    args.clone(),
+                    keys.clone(),
+                    metrics.clone(),
+                    keys_changed_rx.clone(),
+                    identity.clone(),
+                )));
+            }
+        } else if let Some(task) = controller_task.take() {
+            tracing::info!(%identity, "lost the leadership");
+            task.abort();
+        }
+    }
+    if let Some(task) = controller_task.take() {
+        task.abort();
+    }
+    drop(leader_rx);
+    let _ = lease_task.await;
+    let _ = http.await;
+    Ok(())
+}
+
+/// The leader's work: publish recipients whenever keys change, and run one Controller per
+/// watched namespace (or one for all).
+async fn controllers(
+    client: Client,
+    args: RunArgs,
+    keys: Arc<KeyStore>,
+    metrics: Arc<Metrics>,
+    keys_changed: watch::Receiver<u64>,
+    identity: String,
+) {
+    let publisher = {
+        let client = client.clone();
+        let keys = keys.clone();
+        let namespace = args.namespace.clone();
+        let mut changed = keys_changed.clone();
+        tokio::spawn(async move {
+            let mut last = None;
+            loop {
+                let doc = keys.document();
+                if !doc.recipients.is_empty() && last.as_ref() != Some(&doc) {
+                    match keys::publish(&client, &namespace, &doc).await {
+                        Ok(()) => last = Some(doc),
+                        Err(e) => tracing::warn!(error = %e, "could not publish recipients"),
+                    }
+                }
+                tokio::select! {
+                    r = changed.changed() => if r.is_err() { return },
+                    _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+                }
+            }
+        })
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "kseal.dev/controller".into(),
+            instance: Some(identity),
+        },
+    );
+    let ctx = Arc::new(Context {
+        client: client.clone(),
+        keys,
+        metrics,
+        recorder,
+        failures: Mutex::new(Default::default()),
+    });
+    let apis: Vec<(Api<SealedSecret>, Api<Secret>)> = if args.watch_namespaces.is_empty() {
+        vec![(Api::all(client.clone()), Api::all(client.clone()))]
+    } else {
+        args.watch_namespaces
+            .iter()
+            .map(|ns| {
+                (
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                )
+            })
+            .collect()
+    };
+    let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let runs = apis.into_iter().map(|(sealed, secrets)| {
+        let trigger = tokio_stream::wrappers::WatchStream::new(keys_changed.clone()).map(|_| ());
+        Controller::new(sealed, watcher::Config::default())
+            .owns(secrets, owned.clone())
+            .reconcile_all_on(trigger)
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|_| async {})
+    });
+    futures::future::join_all(runs).await;
+    publisher.abort();
+}

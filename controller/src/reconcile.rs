@@ -1,0 +1,304 @@
+//! Reconciling one SealedSecret: open every item with the retained keys (checking each
+//! binding against the object's real namespace and name), then server-side apply the
+//! whole Secret at once. Nothing is written unless every item opened, so a Secret never
+//! holds partial data, and a broken SealedSecret leaves its existing Secret untouched.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kseal_core::resource::{SealedSecret, SealedSecretStatus};
+use kseal_core::sealing::{ItemError, unseal};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType, Recorder};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::keys::KeyStore;
+use crate::metrics::Metrics;
+
+pub const MANAGER: &str = "kseal-controller";
+/// Label on every Secret the controller writes; its Secret watch is filtered by it, so
+/// memory grows with SealedSecrets, not with all the Secrets of the cluster.
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kseal");
+/// On an existing Secret: the controller may take it over.
+pub const MANAGED_ANNOTATION: &str = "kseal.dev/managed";
+/// On an existing Secret: merge items into it without taking it over.
+pub const PATCH_ANNOTATION: &str = "kseal.dev/patch";
+/// In the template: write the Secret without an owner reference.
+pub const SKIP_OWNER_ANNOTATION: &str = "kseal.dev/skip-owner-reference";
+
+pub struct Context {
+    pub client: Client,
+    pub keys: Arc<KeyStore>,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// Consecutive failures per object, for backoff.
+    pub failures: Mutex<HashMap<String, u32>>,
+}
+
+/// Why a reconcile failed. Permanent ones wait for a change (or a new key); transient
+/// ones retry soon with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot unseal: {0}")]
+    Unseal(#[source] ItemError),
+    #[error("no sealing keys are loaded")]
+    NoKeys,
+    #[error(
+        "Secret {0:?} exists and is not managed by this SealedSecret; annotate it with kseal.dev/managed: \"true\" to let kseal take it over"
+    )]
+    SecretNotOwned(String),
+    #[error("the SealedSecret has no namespace")]
+    NoNamespace,
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+}
+
+impl Error {
+    /// The condition reason, also the metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Error::Unseal(e) => {
+                let r = e.source.reason();
+                if r == "DecryptionFailed" || r == "MalformedSealedValue" {
+                    "DecryptionFailed"
+                } else {
+                    r
+                }
+            }
+            Error::NoKeys => "NoMatchingKey",
+            Error::SecretNotOwned(_) => "SecretNotOwned",
+            Error::NoNamespace => "InvalidSealedSecret",
+            Error::Kube(_) => "ApiError",
+        }
+    }
+
+    fn permanent(&self) -> bool {
+        !matches!(self, Error::Kube(_))
+    }
+}
+
+fn key_of(ss: &SealedSecret) -> String {
+    format!("{}/{}", ss.namespace().unwrap_or_default(), ss.name_any())
+}
+
+pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = apply(&ss, &ctx).await;
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(()) => {
+            ctx.failures
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&key_of(&ss));
+            ctx.metrics.unseals.inc();
+            let changed = set_status(
+                &ss,
+                &ctx,
+                "True",
+                "Unsealed",
+                "all items unsealed into the Secret",
+            )
+            .await?;
+            if changed {
+                publish_event(
+                    &ss,
+                    &ctx,
+                    EventType::Normal,
+                    "Unsealed",
+                    format!("unsealed {} items", ss.spec.encrypted_data.len()),
+                )
+                .await;
+            }
+            Ok(Action::requeue(Duration::from_secs(3600)))
+        }
+        Err(e) => {
+            ctx.metrics.failure(e.reason());
+            if e.permanent() {
+                tracing::warn!(sealedsecret = %key_of(&ss), reason = e.reason(), error = %e, "cannot unseal");
+                let changed = set_status(&ss, &ctx, "False", e.reason(), &e.to_string()).await?;
+                if changed {
+                    publish_event(&ss, &ctx, EventType::Warning, "UnsealFailed", e.to_string())
+                        .await;
+                }
+            }
+            Err(result.err().unwrap_or(Error::NoKeys))
+        }
+    }
+}
+
+/// Retries: transient errors from 1 s doubling to 5 min, permanent ones from 1 min
+/// doubling to 1 h; one object's failures never delay another's.
+pub fn error_policy(ss: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
+    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
+    let n = failures.entry(key_of(&ss)).or_insert(0);
+    *n = n.saturating_add(1);
+    let (base, cap) = if error.permanent() {
+        (60, 3600)
+    } else {
+        (1, 300)
+    };
+    let delay = (base as u64).saturating_mul(1 << (*n - 1).min(12)).min(cap);
+    if !error.permanent() {
+        tracing::debug!(sealedsecret = %key_of(&ss), error = %error, retry_in_s = delay, "transient failure");
+    }
+    Action::requeue(Duration::from_secs(delay))
+}
+
+async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<(), Error> {
+    let namespace = ss.namespace().ok_or(Error::NoNamespace)?;
+    let name = ss.name_any();
+    let keyring = ctx.keys.keyring();
+    if keyring.is_empty() {
+        return Err(Error::NoKeys);
+    }
+    let items = unseal(ss, &keyring).map_err(Error::Unseal)?;
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let existing = secrets.get_opt(&name).await?;
+    let uid = ss.uid().unwrap_or_default();
+    let template = ss.spec.template.clone().unwrap_or_default();
+    let template_meta = template.metadata.clone().unwrap_or_default();
+    let mut patch_mode = false;
+    if let Some(existing) = &existing {
+        let owned = existing.owner_references().iter().any(|o| o.uid == uid);
+        let annotations = existing.annotations();
+        let managed = annotations
+            .get(MANAGED_ANNOTATION)
+            .is_some_and(|v| v == "true");
+        patch_mode = annotations
+            .get(PATCH_ANNOTATION)
+            .is_some_and(|v| v == "true");
+        if !owned && !managed && !patch_mode {
+            return Err(Error::SecretNotOwned(name));
+        }
+        patch_mode = patch_mode && !owned && !managed;
+    }
+
+    let mut data: BTreeMap<String, ByteString> = template
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
+        .collect();
+    for (k, v) in &items {
+        data.insert(k.clone(), ByteString(v.to_vec()));
+    }
+    let mut labels = template_meta.labels.clone();
+    if !patch_mode {
+        labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
+    }
+    let mut secret = Secret {
+        data: Some(data),
+        type_: if patch_mode {
+            None
+        } else {
+            Some(template.type_.clone().unwrap_or_else(|| "Opaque".into()))
+        },
+        immutable: template.immutable,
+        ..Secret::default()
+    };
+    secret.metadata.name = Some(name.clone());
+    secret.metadata.namespace = Some(namespace.clone());
+    secret.metadata.labels = Some(labels);
+    secret.metadata.annotations =
+        (!template_meta.annotations.is_empty()).then(|| template_meta.annotations.clone());
+    let skip_owner = template_meta
+        .annotations
+        .get(SKIP_OWNER_ANNOTATION)
+        .is_some_and(|v| v == "true");
+    if !patch_mode && !skip_owner {
+        secret.metadata.owner_references = ss.controller_owner_ref(&()).map(|o| vec![o]);
+    }
+    let result = secrets
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await;
+    // The request body held plaintext: wipe it as soon as it is sent.
+    if let Some(data) = secret.data.as_mut() {
+        for v in data.values_mut() {
+            zeroize::Zeroize::zeroize(&mut v.0);
+        }
+    }
+    result?;
+    Ok(())
+}
+
+/// Writes the Ready condition and observedGeneration when they change. Returns whether
+/// anything changed (events are published only then).
+async fn set_status(
+    ss: &SealedSecret,
+    ctx: &Context,
+    status: &str,
+    reason: &str,
+    message: &str,
+) -> Result<bool, Error> {
+    let generation = ss.metadata.generation;
+    let current = ss
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
+    let same = current.is_some_and(|c| {
+        c.status == status
+            && c.reason == reason
+            && c.message == message
+            && c.observed_generation == generation
+    }) && ss.status.as_ref().and_then(|s| s.observed_generation) == generation;
+    if same {
+        return Ok(false);
+    }
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let transition = match current {
+        Some(c) if c.status == status => c.last_transition_time.clone(),
+        _ => now,
+    };
+    let new = SealedSecretStatus {
+        observed_generation: generation,
+        conditions: vec![Condition {
+            type_: "Ready".into(),
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+            observed_generation: generation,
+            last_transition_time: transition,
+        }],
+    };
+    let api: Api<SealedSecret> =
+        Api::namespaced(ctx.client.clone(), &ss.namespace().unwrap_or_default());
+    let patch = serde_json::json!({"status": new});
+    api.patch_status(
+        &ss.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await?;
+    Ok(true)
+}
+
+async fn publish_event(
+    ss: &SealedSecret,
+    ctx: &Context,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Unseal".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &ss.object_ref(&())).await {
+        tracing::debug!(error = %e, "could not publish an event");
+    }
+}
