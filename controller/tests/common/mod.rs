@@ -1,0 +1,251 @@
+//! An e2e "cluster": the test API server with the manifests applied by kubectl, the real
+//! `kseal-controller` binary running as its ServiceAccount (so only the RBAC in
+//! `manifests/` applies), the real `kseal` CLI, and helpers to wait for outcomes.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kseal_core::resource::SealedSecret;
+use kseal_tests::apiserver::{Config, TestServer};
+use kube::Client;
+use kube::api::Api;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub struct Cluster {
+    pub server: TestServer,
+    pub dir: tempfile::TempDir,
+    pub admin: Client,
+    pub controllers: Vec<(String, Child, u16)>,
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The `kseal` CLI, built beside this crate's binary by a workspace build.
+pub fn kseal_bin() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_kseal-controller")).with_file_name("kseal");
+    assert!(
+        path.exists(),
+        "{} missing: build the workspace (cargo nextest run --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
+impl Cluster {
+    pub async fn new() -> Cluster {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let server = TestServer::start(Config::default()).await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        server
+            .write_kubeconfig(&dir.path().join("admin"), &server.admin_token, "default")
+            .unwrap();
+        let kubeconfig =
+            Kubeconfig::from_yaml(&server.kubeconfig(&server.admin_token, "default")).unwrap();
+        let config =
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+                .await
+                .unwrap();
+        let admin = Client::try_from(config).unwrap();
+        let cluster = Cluster {
+            server,
+            dir,
+            admin,
+            controllers: Vec::new(),
+        };
+        let manifests = repo().join("manifests");
+        cluster
+            .kubectl(&["apply", "-k", manifests.to_str().unwrap()])
+            .await;
+        cluster
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub async fn kubectl(&self, args: &[&str]) -> String {
+        let mut c = Command::new("kubectl");
+        c.args(args)
+            .env("KUBECONFIG", self.path("admin"))
+            .env("KUBECACHEDIR", self.path("cache"));
+        let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "kubectl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A kubeconfig for the controller's ServiceAccount.
+    pub fn controller_kubeconfig(&self) -> PathBuf {
+        let path = self.path("controller");
+        if !path.exists() {
+            let token = self
+                .server
+                .service_account_token("kseal-system", "kseal-controller");
+            self.server
+                .write_kubeconfig(&path, &token, "kseal-system")
+                .unwrap();
+        }
+        path
+    }
+
+    pub fn start_controller(&mut self, identity: &str) -> u16 {
+        let kubeconfig = self.controller_kubeconfig();
+        let (port, metrics) = (free_port(), free_port());
+        let log = std::fs::File::create(self.path(&format!("{identity}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
+            .args([
+                "--kubeconfig",
+                kubeconfig.to_str().unwrap(),
+                "--identity",
+                identity,
+                "--lease-duration",
+                "3s",
+                "--log-format",
+                "json",
+                "--log-level",
+                "debug",
+            ])
+            .args([
+                "--listen-addr",
+                &format!("127.0.0.1:{port}"),
+                "--metrics-addr",
+                &format!("127.0.0.1:{metrics}"),
+            ])
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.controllers.push((identity.to_owned(), child, metrics));
+        port
+    }
+
+    pub fn stop_controller(&mut self, identity: &str) {
+        if let Some(i) = self
+            .controllers
+            .iter()
+            .position(|(id, _, _)| id == identity)
+        {
+            let (_, mut child, _) = self.controllers.remove(i);
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+            .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+            .collect()
+    }
+
+    /// The published recipients document, written to a file for `kseal seal --cert`.
+    pub async fn recipients(&self) -> PathBuf {
+        let api: Api<ConfigMap> = Api::namespaced(self.admin.clone(), "kseal-system");
+        let cm = wait_for("the recipients ConfigMap", || async {
+            api.get_opt("kseal-recipients").await.ok().flatten()
+        })
+        .await;
+        let path = self.path("recipients.json");
+        std::fs::write(&path, &cm.data.unwrap()["recipients.json"]).unwrap();
+        path
+    }
+
+    pub fn kseal(&self, args: &[&str], stdin: &[u8]) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(kseal_bin())
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "kseal {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    pub fn secrets(&self, ns: &str) -> Api<Secret> {
+        Api::namespaced(self.admin.clone(), ns)
+    }
+
+    pub fn sealed(&self, ns: &str) -> Api<SealedSecret> {
+        Api::namespaced(self.admin.clone(), ns)
+    }
+
+    /// The Ready condition's (status, reason) once it reflects the object's generation.
+    pub async fn ready(&self, ns: &str, name: &str) -> (String, String) {
+        let api = self.sealed(ns);
+        wait_for("a Ready condition", || async {
+            let ss = api.get_opt(name).await.ok().flatten()?;
+            let status = ss.status?;
+            let c = status.conditions.into_iter().find(|c| c.type_ == "Ready")?;
+            (c.observed_generation == ss.metadata.generation).then_some((c.status, c.reason))
+        })
+        .await
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for (_, child, _) in &mut self.controllers {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Polls `f` every 100 ms for up to 30 s.
+pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn secret_yaml(ns: &str, name: &str, items: &[(&str, &str)]) -> String {
+    let mut s = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\n  labels:\n    app: demo\ntype: kubernetes.io/basic-auth\nstringData:\n"
+    );
+    for (k, v) in items {
+        s.push_str(&format!("  {k}: {v}\n"));
+    }
+    s
+}

@@ -1,0 +1,305 @@
+//! End to end: the real `kseal-controller` binary with the RBAC from `manifests/`, against
+//! the Kubernetes API test server; SealedSecrets made by the real `kseal` CLI and applied
+//! with kubectl.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kube::ResourceExt;
+use kube::api::{DeleteParams, Patch, PatchParams};
+
+/// Values that must never appear in logs, Events, status or metrics.
+const PLAINTEXT: &[&str] = &[
+    "pw-7Gq2-hunter",
+    "user-Zx81-admin",
+    "tok-R5v0-extra",
+    "pw-Y3k9-second",
+];
+
+fn data_of(secret: &k8s_openapi::api::core::v1::Secret, key: &str) -> Option<String> {
+    secret
+        .data
+        .as_ref()?
+        .get(key)
+        .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_secret_lifecycle() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    let recipients = cluster.recipients().await;
+    let cert = recipients.to_str().unwrap();
+    let secrets = cluster.secrets("shop");
+
+    // seal with the CLI → apply with kubectl → the Secret appears, complete and owned
+    let input = secret_yaml(
+        "shop",
+        "db",
+        &[("password", PLAINTEXT[0]), ("username", PLAINTEXT[1])],
+    );
+    cluster.kseal(&["seal", "--cert", cert, "-w", "db.yaml"], input.as_bytes());
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("db.yaml").to_str().unwrap()])
+        .await;
+    let secret = wait_for("the Secret", || async {
+        secrets.get_opt("db").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(data_of(&secret, "password").as_deref(), Some(PLAINTEXT[0]));
+    assert_eq!(data_of(&secret, "username").as_deref(), Some(PLAINTEXT[1]));
+    assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+    assert_eq!(secret.labels().get("app").map(String::as_str), Some("demo"));
+    let sealed = cluster.sealed("shop").get("db").await.unwrap();
+    let owner = &secret.owner_references()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+        ("SealedSecret", sealed.uid().unwrap().as_str(), Some(true))
+    );
+    assert_eq!(
+        cluster.ready("shop", "db").await,
+        ("True".into(), "Unsealed".into())
+    );
+
+    // an update reaches the Secret
+    cluster.kseal(
+        &[
+            "merge",
+            "db.yaml",
+            "--from-literal",
+            &format!("token={}", PLAINTEXT[2]),
+            "--cert",
+            cert,
+        ],
+        b"",
+    );
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("db.yaml").to_str().unwrap()])
+        .await;
+    wait_for("the new item", || async {
+        secrets
+            .get_opt("db")
+            .await
+            .ok()
+            .flatten()
+            .and_then(|s| data_of(&s, "token"))
+            .filter(|t| t == PLAINTEXT[2])
+    })
+    .await;
+
+    // an item removed from the SealedSecret leaves the Secret
+    cluster.kseal(&["merge", "db.yaml", "--remove", "username"], b"");
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("db.yaml").to_str().unwrap()])
+        .await;
+    wait_for("the item to go", || async {
+        secrets
+            .get_opt("db")
+            .await
+            .ok()
+            .flatten()
+            .filter(|s| data_of(s, "username").is_none())
+    })
+    .await;
+
+    // a deleted Secret is recreated
+    secrets
+        .delete("db", &DeleteParams::default())
+        .await
+        .unwrap();
+    let again = wait_for("the Secret again", || async {
+        secrets.get_opt("db").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(data_of(&again, "password").as_deref(), Some(PLAINTEXT[0]));
+
+    // deleting the SealedSecret collects the Secret
+    cluster
+        .sealed("shop")
+        .delete("db", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_for("the Secret to be collected", || async {
+        secrets
+            .get_opt("db")
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+            .then_some(())
+    })
+    .await;
+
+    assert_no_plaintext(&cluster).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_leave_secrets_alone() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    let recipients = cluster.recipients().await;
+    let cert = recipients.to_str().unwrap();
+
+    let input = secret_yaml("shop", "api", &[("password", PLAINTEXT[0])]);
+    let sealed = String::from_utf8(
+        cluster
+            .kseal(&["seal", "--cert", cert], input.as_bytes())
+            .stdout,
+    )
+    .unwrap();
+
+    // moved to another namespace, or renamed: Ready=False ScopeMismatch and no Secret
+    for (ns, name) in [("staging", "api"), ("shop", "api-copy")] {
+        let moved = sealed
+            .replace("namespace: shop", &format!("namespace: {ns}"))
+            .replace("name: api\n", &format!("name: {name}\n"));
+        std::fs::write(cluster.path("moved.yaml"), moved).unwrap();
+        cluster
+            .kubectl(&["apply", "-f", cluster.path("moved.yaml").to_str().unwrap()])
+            .await;
+        assert_eq!(
+            cluster.ready(ns, name).await,
+            ("False".into(), "ScopeMismatch".into())
+        );
+        assert!(cluster.secrets(ns).get_opt(name).await.unwrap().is_none());
+    }
+
+    // a tampered item: Ready=False, and the previous Secret stays as it was
+    std::fs::write(cluster.path("api.yaml"), &sealed).unwrap();
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("api.yaml").to_str().unwrap()])
+        .await;
+    assert_eq!(
+        cluster.ready("shop", "api").await,
+        ("True".into(), "Unsealed".into())
+    );
+    let before = cluster.secrets("shop").get("api").await.unwrap();
+    let ss = cluster.sealed("shop").get("api").await.unwrap();
+    let value = &ss.spec.encrypted_data["password"];
+    let tampered = format!(
+        "{}AAAA{}",
+        &value[..value.len() - 8],
+        &value[value.len() - 4..]
+    );
+    let patch = serde_json::json!({"spec": {"encryptedData": {"password": tampered}}});
+    cluster
+        .sealed("shop")
+        .patch("api", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .unwrap();
+    assert_eq!(
+        cluster.ready("shop", "api").await,
+        ("False".into(), "DecryptionFailed".into())
+    );
+    let after = cluster.secrets("shop").get("api").await.unwrap();
+    assert_eq!(after.data, before.data);
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "untouched"
+    );
+
+    // an existing Secret the controller does not own is refused, until annotated
+    let plain = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: legacy\n  namespace: shop\nstringData:\n  password: old\n";
+    std::fs::write(cluster.path("legacy-secret.yaml"), plain).unwrap();
+    cluster
+        .kubectl(&[
+            "apply",
+            "-f",
+            cluster.path("legacy-secret.yaml").to_str().unwrap(),
+        ])
+        .await;
+    let input = secret_yaml("shop", "legacy", &[("password", PLAINTEXT[3])]);
+    cluster.kseal(
+        &["seal", "--cert", cert, "-w", "legacy.yaml"],
+        input.as_bytes(),
+    );
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("legacy.yaml").to_str().unwrap()])
+        .await;
+    assert_eq!(
+        cluster.ready("shop", "legacy").await,
+        ("False".into(), "SecretNotOwned".into())
+    );
+    assert_eq!(
+        data_of(
+            &cluster.secrets("shop").get("legacy").await.unwrap(),
+            "password"
+        )
+        .as_deref(),
+        Some("old")
+    );
+    cluster
+        .kubectl(&[
+            "annotate",
+            "secret",
+            "legacy",
+            "-n",
+            "shop",
+            "kseal.dev/managed=true",
+        ])
+        .await;
+    cluster
+        .kubectl(&[
+            "annotate",
+            "sealedsecret",
+            "legacy",
+            "-n",
+            "shop",
+            "retry=1",
+        ])
+        .await;
+    let secrets = cluster.secrets("shop");
+    wait_for("the take-over", || async {
+        secrets.get_opt("legacy").await.ok().flatten().filter(|s| {
+            data_of(s, "password").as_deref() == Some(PLAINTEXT[3])
+                && !s.owner_references().is_empty()
+        })
+    })
+    .await;
+
+    assert_no_plaintext(&cluster).await;
+}
+
+/// Scans every log line, Event, status and metric for the plaintext values.
+async fn assert_no_plaintext(cluster: &Cluster) {
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut haystack = cluster.logs();
+    haystack.push_str(
+        &cluster
+            .kubectl(&["get", "events.events.k8s.io", "-A", "-o", "json"])
+            .await,
+    );
+    haystack.push_str(
+        &cluster
+            .kubectl(&["get", "sealedsecrets", "-A", "-o", "json"])
+            .await,
+    );
+    for (_, _, metrics_port) in &cluster.controllers {
+        if let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", *metrics_port)) {
+            use std::io::{Read, Write};
+            let _ = write!(
+                stream,
+                "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            let mut body = String::new();
+            let _ = stream.read_to_string(&mut body);
+            assert!(body.contains("kseal_unseals_total"), "metrics were read");
+            haystack.push_str(&body);
+        }
+    }
+    assert!(
+        haystack.contains("Unsealed"),
+        "the scan saw events and status"
+    );
+    for value in PLAINTEXT {
+        assert!(!haystack.contains(value), "plaintext {value:?} leaked");
+        let b64 = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, value);
+        assert!(
+            !haystack.contains(&b64),
+            "plaintext {value:?} leaked as base64"
+        );
+    }
+}
