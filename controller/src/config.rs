@@ -35,37 +35,57 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Namespace holding the keys, the recipients ConfigMap and the leader Lease
-    #[arg(long, env = "KSEAL_NAMESPACE", default_value = "kseal-system")]
+    #[arg(
+        long,
+        global = true,
+        env = "KSEAL_NAMESPACE",
+        default_value = "kseal-system"
+    )]
     pub namespace: String,
     /// Watch only these namespaces (comma-separated) instead of all
-    #[arg(long, env = "KSEAL_WATCH_NAMESPACES", value_delimiter = ',')]
+    #[arg(
+        long,
+        global = true,
+        env = "KSEAL_WATCH_NAMESPACES",
+        value_delimiter = ','
+    )]
     pub watch_namespaces: Vec<String>,
     /// Create a new key when the newest is this old (e.g. 30d, 12h)
-    #[arg(long, env = "KSEAL_KEY_ROTATION_PERIOD", default_value = "30d", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "KSEAL_KEY_ROTATION_PERIOD", default_value = "30d", value_parser = parse_duration)]
     pub key_rotation_period: Duration,
     /// Keys created before this RFC 3339 time are retired: neither used nor published
-    #[arg(long, env = "KSEAL_KEY_CUTOFF")]
+    #[arg(long, global = true, env = "KSEAL_KEY_CUTOFF")]
     pub key_cutoff: Option<String>,
     /// Address for /healthz, /readyz, /v1/recipients, /v1/verify, /v1/reseal
-    #[arg(long, env = "KSEAL_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    #[arg(
+        long,
+        global = true,
+        env = "KSEAL_LISTEN_ADDR",
+        default_value = "0.0.0.0:8080"
+    )]
     pub listen_addr: SocketAddr,
     /// Address for /metrics
-    #[arg(long, env = "KSEAL_METRICS_ADDR", default_value = "0.0.0.0:8081")]
+    #[arg(
+        long,
+        global = true,
+        env = "KSEAL_METRICS_ADDR",
+        default_value = "0.0.0.0:8081"
+    )]
     pub metrics_addr: SocketAddr,
     /// This replica's identity for leader election (defaults to the hostname)
-    #[arg(long, env = "POD_NAME")]
+    #[arg(long, global = true, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Lease duration for leader election
-    #[arg(long, env = "KSEAL_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, global = true, env = "KSEAL_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
     /// Log format
-    #[arg(long, env = "KSEAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, global = true, env = "KSEAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log level (or RUST_LOG for per-module filters)
-    #[arg(long, env = "KSEAL_LOG_LEVEL", default_value = "info")]
+    #[arg(long, global = true, env = "KSEAL_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
     /// Path to a kubeconfig (in the cluster the pod's service account is used)
-    #[arg(long, env = "KUBECONFIG")]
+    #[arg(long, global = true, env = "KUBECONFIG")]
     pub kubeconfig: Option<std::path::PathBuf>,
 }
 

@@ -249,6 +249,16 @@ impl TestServer {
             .count()
     }
 
+    /// Every state ever written for a plural resource (ADDED and MODIFIED objects), in order.
+    pub fn written_states(&self, plural: &str) -> Vec<Value> {
+        lock(&self.shared.store)
+            .audit
+            .iter()
+            .filter(|e| e.plural == plural && e.kind != "DELETED")
+            .map(|e| e.object.clone())
+            .collect()
+    }
+
     pub fn resource_version(&self) -> u64 {
         lock(&self.shared.store).rv
     }

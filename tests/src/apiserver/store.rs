@@ -49,6 +49,9 @@ pub struct Store {
     /// Watches from a resourceVersion below this get 410.
     pub oldest_rv: u64,
     pub tx: broadcast::Sender<Signal>,
+    /// Every change ever made, never compacted: what tests inspect to prove that no
+    /// intermediate state was ever written.
+    pub audit: Vec<Arc<Event>>,
 }
 
 pub fn now() -> String {
@@ -89,6 +92,7 @@ impl Store {
             history_limit,
             oldest_rv: 1,
             tx,
+            audit: Vec::new(),
         }
     }
 
@@ -165,6 +169,7 @@ impl Store {
             old,
         });
         self.history.push_back(event.clone());
+        self.audit.push(event.clone());
         while self.history.len() > self.history_limit {
             if let Some(e) = self.history.pop_front() {
                 self.oldest_rv = e.rv + 1;

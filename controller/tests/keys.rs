@@ -1,0 +1,184 @@
+//! Keys and high availability, end to end: rotations keep old objects unsealable,
+//! replicas racing at first start leave exactly one key, and killing the leader lets the
+//! other replica take over within the lease duration.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kseal_core::recipients::RecipientsDocument;
+use kube::api::{Api, ListParams};
+
+async fn document(cluster: &Cluster) -> RecipientsDocument {
+    let api: Api<ConfigMap> = Api::namespaced(cluster.admin.clone(), "kseal-system");
+    let cm = api.get("kseal-recipients").await.unwrap();
+    serde_json::from_str(&cm.data.unwrap()["recipients.json"]).unwrap()
+}
+
+async fn key_secrets(cluster: &Cluster) -> usize {
+    let api: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
+    api.list(&ListParams::default().labels("kseal.dev/key"))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotations_keep_every_retained_key_working() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    cluster.recipients().await;
+    for round in 0..4 {
+        if round > 0 {
+            let out = Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
+                .args([
+                    "rotate-key",
+                    "--kubeconfig",
+                    cluster.controller_kubeconfig().to_str().unwrap(),
+                ])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            tokio::time::sleep(Duration::from_millis(1100)).await;
+        }
+        let want = round + 1;
+        wait_for("the new key to be published", || async {
+            (document(&cluster).await.recipients.len() == want).then_some(())
+        })
+        .await;
+        let cert = cluster.recipients().await;
+        let input = secret_yaml(
+            "shop",
+            &format!("gen{round}"),
+            &[("password", &format!("value-{round}"))],
+        );
+        let file = format!("gen{round}.yaml");
+        cluster.kseal(
+            &["seal", "--cert", cert.to_str().unwrap(), "-w", &file],
+            input.as_bytes(),
+        );
+        let newest = &document(&cluster).await.recipients[0];
+        let sealed = std::fs::read_to_string(cluster.path(&file)).unwrap();
+        assert!(
+            sealed.contains(&newest.fingerprint.0),
+            "sealed to the newest key"
+        );
+    }
+    for round in 0..4 {
+        cluster
+            .kubectl(&[
+                "apply",
+                "-f",
+                cluster.path(&format!("gen{round}.yaml")).to_str().unwrap(),
+            ])
+            .await;
+    }
+    for round in 0..4 {
+        assert_eq!(
+            cluster.ready("shop", &format!("gen{round}")).await,
+            ("True".into(), "Unsealed".into()),
+            "object sealed with key {round}"
+        );
+    }
+    assert_eq!(key_secrets(&cluster).await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_racing_at_first_start_leave_one_key() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    cluster.start_controller("replica-b");
+    cluster.recipients().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(key_secrets(&cluster).await, 1);
+    assert_eq!(document(&cluster).await.recipients.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_leader_hands_over_within_the_lease() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    cluster.start_controller("replica-b");
+    let cert = cluster.recipients().await;
+    let leases: Api<Lease> = Api::namespaced(cluster.admin.clone(), "kseal-system");
+    let holder = |l: Lease| {
+        l.spec
+            .and_then(|s| s.holder_identity)
+            .filter(|h| !h.is_empty())
+    };
+    let leader = wait_for("a leader", || async {
+        leases
+            .get_opt("kseal-controller-leader")
+            .await
+            .ok()
+            .flatten()
+            .and_then(holder)
+    })
+    .await;
+    let other = if leader == "replica-a" {
+        "replica-b"
+    } else {
+        "replica-a"
+    };
+
+    let input = secret_yaml("shop", "before", &[("password", "v1")]);
+    cluster.kseal(
+        &[
+            "seal",
+            "--cert",
+            cert.to_str().unwrap(),
+            "-w",
+            "before.yaml",
+        ],
+        input.as_bytes(),
+    );
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("before.yaml").to_str().unwrap()])
+        .await;
+    assert_eq!(cluster.ready("shop", "before").await.0, "True");
+
+    cluster.stop_controller(&leader);
+    let killed = Instant::now();
+    let new_leader = wait_for("the other replica to lead", || async {
+        leases
+            .get_opt("kseal-controller-leader")
+            .await
+            .ok()
+            .flatten()
+            .and_then(holder)
+            .filter(|h| h == other)
+    })
+    .await;
+    let handover = killed.elapsed();
+    assert_eq!(new_leader, other);
+    // Lease 3 s: the other replica must take over within about one lease duration;
+    // the bound leaves room for a loaded CI machine.
+    assert!(
+        handover < Duration::from_secs(9),
+        "handover took {handover:?} with a 3 s lease"
+    );
+
+    let input = secret_yaml("shop", "after", &[("password", "v2")]);
+    cluster.kseal(
+        &["seal", "--cert", cert.to_str().unwrap(), "-w", "after.yaml"],
+        input.as_bytes(),
+    );
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("after.yaml").to_str().unwrap()])
+        .await;
+    assert_eq!(
+        cluster.ready("shop", "after").await.0,
+        "True",
+        "the new leader reconciles"
+    );
+}
