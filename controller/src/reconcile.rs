@@ -160,12 +160,13 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<(), Error> {
         return Err(Error::NoKeys);
     }
     let items = unseal(ss, &keyring).map_err(Error::Unseal)?;
-
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+
+    // Every write is a server-side apply by one manager, so items removed from the
+    // SealedSecret leave the Secret. (Creating with POST first would record a separate
+    // Update owner that keeps removed items alive.)
     let existing = secrets.get_opt(&name).await?;
     let uid = ss.uid().unwrap_or_default();
-    let template = ss.spec.template.clone().unwrap_or_default();
-    let template_meta = template.metadata.clone().unwrap_or_default();
     let mut patch_mode = false;
     if let Some(existing) = &existing {
         let owned = existing.owner_references().iter().any(|o| o.uid == uid);
@@ -181,13 +182,34 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<(), Error> {
         }
         patch_mode = patch_mode && !owned && !managed;
     }
+    let mut secret = desired_secret(ss, &items, patch_mode);
+    let result = secrets
+        .patch(
+            &name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&secret),
+        )
+        .await;
+    wipe(&mut secret);
+    result?;
+    Ok(())
+}
 
+/// The Secret a SealedSecret describes. In patch mode (an existing Secret annotated
+/// `kseal.dev/patch`), only items, labels and annotations, and no owner reference.
+fn desired_secret(
+    ss: &SealedSecret,
+    items: &BTreeMap<String, zeroize::Zeroizing<Vec<u8>>>,
+    patch_mode: bool,
+) -> Secret {
+    let template = ss.spec.template.clone().unwrap_or_default();
+    let template_meta = template.metadata.clone().unwrap_or_default();
     let mut data: BTreeMap<String, ByteString> = template
         .data
         .iter()
         .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
         .collect();
-    for (k, v) in &items {
+    for (k, v) in items {
         data.insert(k.clone(), ByteString(v.to_vec()));
     }
     let mut labels = template_meta.labels.clone();
@@ -204,8 +226,8 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<(), Error> {
         immutable: template.immutable,
         ..Secret::default()
     };
-    secret.metadata.name = Some(name.clone());
-    secret.metadata.namespace = Some(namespace.clone());
+    secret.metadata.name = Some(ss.name_any());
+    secret.metadata.namespace = ss.namespace();
     secret.metadata.labels = Some(labels);
     secret.metadata.annotations =
         (!template_meta.annotations.is_empty()).then(|| template_meta.annotations.clone());
@@ -216,21 +238,16 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<(), Error> {
     if !patch_mode && !skip_owner {
         secret.metadata.owner_references = ss.controller_owner_ref(&()).map(|o| vec![o]);
     }
-    let result = secrets
-        .patch(
-            &name,
-            &PatchParams::apply(MANAGER).force(),
-            &Patch::Apply(&secret),
-        )
-        .await;
-    // The request body held plaintext: wipe it as soon as it is sent.
+    secret
+}
+
+/// Request bodies hold plaintext: wiped as soon as they are sent.
+fn wipe(secret: &mut Secret) {
     if let Some(data) = secret.data.as_mut() {
         for v in data.values_mut() {
             zeroize::Zeroize::zeroize(&mut v.0);
         }
     }
-    result?;
-    Ok(())
 }
 
 /// Writes the Ready condition and observedGeneration when they change. Returns whether
