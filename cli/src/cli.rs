@@ -35,6 +35,11 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Disaster recovery: open a SealedSecret with a private key and print the Secret
     Unseal(UnsealArgs),
+    /// Show the cluster's keys, the controller's leader and SealedSecrets by readiness
+    Status {
+        #[command(flatten)]
+        cluster: crate::cluster::ClusterArgs,
+    },
     /// Print a shell completion script
     Completion {
         #[arg(value_enum)]
@@ -73,6 +78,10 @@ pub struct RecipientArgs {
     /// Seal to the newest key of a cluster's published recipients document (a file or an http(s) URL); repeatable
     #[arg(long = "cert", value_name = "FILE|URL", env = "KSEAL_CERT")]
     pub certs: Vec<String>,
+    /// Without any of the above, the cluster's newest key is read from the kseal-recipients
+    /// ConfigMap through the kubeconfig
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 #[derive(Debug, Args)]

@@ -1,6 +1,7 @@
 //! `kseal`: parse the command line and dispatch. Logic lives in `cmd/`.
 
 mod cli;
+mod cluster;
 mod cmd;
 mod io;
 mod recipients;
@@ -44,6 +45,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Unseal(args) => cmd::unseal::run(&args),
+        Command::Status { cluster } => {
+            let connected = cluster::Cluster::connect(&cluster)?.ok_or_else(|| {
+                anyhow::anyhow!("no kubeconfig: pass --kubeconfig or set $KUBECONFIG")
+            })?;
+            print!("{}", connected.status()?);
+            Ok(())
+        }
         Command::Completion { shell } => {
             let mut command = Cli::command();
             clap_complete::generate(shell, &mut command, "kseal", &mut std::io::stdout());

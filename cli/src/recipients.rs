@@ -17,13 +17,31 @@ impl RecipientArgs {
         self.recipients.is_empty() && self.recipients_files.is_empty() && self.certs.is_empty()
     }
 
-    /// Every recipient named by the flags, deduplicated. Errors name the flag and source.
+    /// Every recipient named by the flags, deduplicated; without flags, the cluster's
+    /// newest key (through the kubeconfig). Errors name the flag and source.
     pub fn resolve(&self) -> Result<RecipientSet> {
+        Ok(self.resolve_with_cluster()?.0)
+    }
+
+    /// As [`resolve`](Self::resolve), also returning the kubeconfig context's namespace
+    /// when the recipients came from the cluster.
+    pub fn resolve_with_cluster(&self) -> Result<(RecipientSet, Option<String>)> {
         if self.is_empty() {
-            bail!(
-                "no recipients: pass --recipient age1…, --recipients-file FILE or --cert FILE|URL"
-            );
+            let Some(cluster) = crate::cluster::Cluster::connect(&self.cluster)? else {
+                bail!(
+                    "no recipients: pass --recipient age1…, --recipients-file FILE or --cert FILE|URL, or a kubeconfig (--kubeconfig, $KUBECONFIG) to use the cluster's key"
+                );
+            };
+            let recipient = cluster.sealing_recipient()?;
+            return Ok((
+                RecipientSet::new([recipient])?,
+                Some(cluster.default_namespace.clone()),
+            ));
         }
+        Ok((self.resolve_flags()?, None))
+    }
+
+    fn resolve_flags(&self) -> Result<RecipientSet> {
         let mut all: Vec<Recipient> = Vec::new();
         for r in &self.recipients {
             all.push(

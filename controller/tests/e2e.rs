@@ -303,3 +303,63 @@ async fn assert_no_plaintext(cluster: &Cluster) {
         );
     }
 }
+
+/// A developer with no rights beyond being authenticated seals against the cluster through
+/// a kubeconfig (the recipients come from a ConfigMap, never from the controller's pod),
+/// and `kseal status` reports the keys and the leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seal_from_the_cluster_and_status() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    cluster.recipients().await;
+    let token = cluster.server.user_token("dev", &[]);
+    let dev = cluster.path("dev-kubeconfig");
+    cluster
+        .server
+        .write_kubeconfig(&dev, &token, "shop")
+        .unwrap();
+    let no_namespace = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: from-cluster\nstringData:\n  password: p\n";
+    let out = cluster.kseal(
+        &[
+            "seal",
+            "--kubeconfig",
+            dev.to_str().unwrap(),
+            "-w",
+            "fc.yaml",
+        ],
+        no_namespace.as_bytes(),
+    );
+    assert!(out.stderr.is_empty());
+    let sealed = std::fs::read_to_string(cluster.path("fc.yaml")).unwrap();
+    assert!(
+        sealed.contains("namespace: shop"),
+        "the context's namespace is the default: {sealed}"
+    );
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("fc.yaml").to_str().unwrap()])
+        .await;
+    assert_eq!(
+        cluster.ready("shop", "from-cluster").await,
+        ("True".into(), "Unsealed".into())
+    );
+
+    let admin = cluster.path("admin");
+    let status = String::from_utf8(
+        cluster
+            .kseal(&["status", "--kubeconfig", admin.to_str().unwrap()], b"")
+            .stdout,
+    )
+    .unwrap();
+    assert!(status.contains("leader: replica-a"), "{status}");
+    assert!(
+        status.contains("sealedsecrets: 1 [1 ready (Unsealed)]"),
+        "{status}"
+    );
+    let doc: kseal_core::recipients::RecipientsDocument =
+        serde_json::from_str(&std::fs::read_to_string(cluster.path("recipients.json")).unwrap())
+            .unwrap();
+    assert!(
+        status.contains(&doc.recipients[0].fingerprint.0),
+        "{status}"
+    );
+}

@@ -23,11 +23,11 @@ pub fn run(args: &SealArgs) -> Result<()> {
     }
     let input = read_input(args.file.as_deref(), "reading Secrets from stdin")?;
     let (_, mut docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
-    let recipients = args.recipients.resolve()?;
+    let (recipients, context_namespace) = args.recipients.resolve_with_cluster()?;
     let total = docs.len();
     let mut sealed = Vec::with_capacity(total);
     for (i, doc) in docs.iter_mut().enumerate() {
-        let result = seal_one(args, doc, &recipients);
+        let result = seal_one(args, doc, &recipients, context_namespace.as_deref());
         scrub(doc);
         sealed.push(result.with_context(|| doc_label(&input.name, i, total))?);
     }
@@ -40,10 +40,18 @@ fn seal_one(
     args: &SealArgs,
     doc: &serde_json::Value,
     recipients: &RecipientSet,
+    context_namespace: Option<&str>,
 ) -> Result<kseal_core::resource::SealedSecret> {
     let mut secret = secret_from_value(doc)?;
     let scope = scope_for(args.scope, &secret)?;
-    resolve_location(&mut secret, args, scope)?;
+    resolve_location(&mut secret, args)?;
+    // Sealing against a cluster: like kubectl, the context's namespace is the default.
+    if secret.namespace.is_none() && scope.binds_namespace() {
+        secret.namespace = context_namespace.map(str::to_owned);
+    }
+    if scope.binds_namespace() && secret.namespace.is_none() {
+        bail!("namespace is required for {scope} scope: set metadata.namespace or pass -n");
+    }
     if secret.data.is_empty() && !args.allow_empty_data {
         bail!("no data or stringData to seal (pass --allow-empty-data to seal an empty Secret)");
     }
@@ -64,7 +72,7 @@ fn scope_for(flag: Option<Scope>, secret: &SecretInput) -> Result<Scope> {
 }
 
 /// Fills in namespace and name from the flags, refusing contradictions.
-fn resolve_location(secret: &mut SecretInput, args: &SealArgs, scope: Scope) -> Result<()> {
+fn resolve_location(secret: &mut SecretInput, args: &SealArgs) -> Result<()> {
     for (field, flag, value) in [
         ("namespace", "-n", args.namespace.as_ref()),
         ("name", "--name", args.name.as_ref()),
@@ -81,9 +89,6 @@ fn resolve_location(secret: &mut SecretInput, args: &SealArgs, scope: Scope) -> 
             (None, Some(want)) => *slot = Some(want.clone()),
             _ => {}
         }
-    }
-    if scope.binds_namespace() && secret.namespace.is_none() {
-        bail!("namespace is required for {scope} scope: set metadata.namespace or pass -n");
     }
     Ok(())
 }

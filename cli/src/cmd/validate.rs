@@ -10,7 +10,8 @@ use crate::cli::ValidateArgs;
 use crate::io::read_input;
 
 pub fn run(args: &ValidateArgs) -> Result<()> {
-    let expected = if args.recipients.is_empty() {
+    // Checked against recipients given as flags, or the cluster's when a kubeconfig is named.
+    let expected = if args.recipients.is_empty() && args.recipients.cluster.kubeconfig.is_none() {
         None
     } else {
         Some(args.recipients.resolve()?.fingerprints())

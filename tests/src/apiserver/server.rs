@@ -240,6 +240,15 @@ impl TestServer {
         lock(&self.shared.programmed).insert(path.to_owned(), answer);
     }
 
+    /// Number of objects of a plural resource in one namespace.
+    pub fn count_in(&self, plural: &str, namespace: &str) -> usize {
+        lock(&self.shared.store)
+            .objects
+            .keys()
+            .filter(|k| k.1 == plural && k.2 == namespace)
+            .count()
+    }
+
     /// Number of objects of a plural resource (in any group).
     pub fn count(&self, plural: &str) -> usize {
         lock(&self.shared.store)

@@ -1,0 +1,209 @@
+//! Reading from the cluster, kubectl-style (`--kubeconfig`, `--context`): the published
+//! recipients, and the controller's state for `kseal status`. Only Kubernetes objects are
+//! read, never the controller's pod, so this works on private clusters whose API server
+//! cannot reach pods.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, anyhow};
+use clap::Args;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::ConfigMap;
+use kseal_core::recipients::{Recipient, RecipientsDocument};
+use kseal_core::resource::SealedSecret;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+pub const RECIPIENTS_CONFIGMAP: &str = "kseal-recipients";
+pub const RECIPIENTS_KEY: &str = "recipients.json";
+pub const LEADER_LEASE: &str = "kseal-controller-leader";
+
+/// Where the cluster is and where kseal-controller runs in it.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ClusterArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)
+    #[arg(long, value_name = "FILE", env = "KUBECONFIG", value_hint = clap::ValueHint::FilePath)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace kseal-controller runs in
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        env = "KSEAL_CONTROLLER_NAMESPACE",
+        default_value = "kseal-system"
+    )]
+    pub controller_namespace: String,
+}
+
+/// A connection: a runtime for the blocking CLI, a client, and the context's namespace.
+pub struct Cluster {
+    runtime: tokio::runtime::Runtime,
+    client: kube::Client,
+    pub default_namespace: String,
+    controller_namespace: String,
+}
+
+fn kubeconfig_path(args: &ClusterArgs) -> Option<PathBuf> {
+    args.kubeconfig.clone().or_else(|| {
+        let home = std::env::var_os("HOME")?;
+        let path = PathBuf::from(home).join(".kube/config");
+        path.exists().then_some(path)
+    })
+}
+
+impl Cluster {
+    /// Connects, or says why not. `None` when no kubeconfig exists at all.
+    pub fn connect(args: &ClusterArgs) -> Result<Option<Cluster>> {
+        let Some(path) = kubeconfig_path(args) else {
+            return Ok(None);
+        };
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let kubeconfig = Kubeconfig::read_from(&path)
+            .with_context(|| format!("--kubeconfig {}", path.display()))?;
+        let options = KubeConfigOptions {
+            context: args.context.clone(),
+            ..Default::default()
+        };
+        let config = runtime
+            .block_on(kube::Config::from_custom_kubeconfig(kubeconfig, &options))
+            .with_context(|| format!("--kubeconfig {}", path.display()))?;
+        let default_namespace = config.default_namespace.clone();
+        // The client's connection pool needs the runtime in scope when it is built.
+        let client = {
+            let _in_runtime = runtime.enter();
+            kube::Client::try_from(config).context("connecting to the cluster")?
+        };
+        Ok(Some(Cluster {
+            runtime,
+            client,
+            default_namespace,
+            controller_namespace: args.controller_namespace.clone(),
+        }))
+    }
+
+    fn configmap(&self) -> Result<RecipientsDocument> {
+        let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.controller_namespace);
+        let cm = self
+            .runtime
+            .block_on(api.get(RECIPIENTS_CONFIGMAP))
+            .map_err(|e| {
+                anyhow!(
+                    "reading ConfigMap {}/{RECIPIENTS_CONFIGMAP}: {}",
+                    self.controller_namespace,
+                    describe(&e)
+                )
+            })?;
+        let text = cm
+            .data
+            .and_then(|d| d.get(RECIPIENTS_KEY).cloned())
+            .ok_or_else(|| {
+                anyhow!(
+                    "ConfigMap {}/{RECIPIENTS_CONFIGMAP} has no {RECIPIENTS_KEY}",
+                    self.controller_namespace
+                )
+            })?;
+        serde_json::from_str(&text).with_context(|| {
+            format!(
+                "ConfigMap {}/{RECIPIENTS_CONFIGMAP}",
+                self.controller_namespace
+            )
+        })
+    }
+
+    /// The recipient new seals use: the newest published key.
+    pub fn sealing_recipient(&self) -> Result<Recipient> {
+        Ok(self.configmap()?.sealing_recipient()?)
+    }
+
+    /// `kseal status`: keys, leader, and SealedSecrets by readiness.
+    pub fn status(&self) -> Result<String> {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let doc = self.configmap()?;
+        let _ = writeln!(out, "keys (newest first, the first seals):");
+        for r in &doc.recipients {
+            let _ = writeln!(
+                out,
+                "  {}  {}  created {}",
+                r.fingerprint,
+                r.recipient,
+                r.created.as_deref().unwrap_or("?")
+            );
+        }
+        let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.controller_namespace);
+        match self.runtime.block_on(leases.get_opt(LEADER_LEASE)) {
+            Ok(Some(lease)) => {
+                let spec = lease.spec.unwrap_or_default();
+                let holder = spec
+                    .holder_identity
+                    .filter(|h| !h.is_empty())
+                    .unwrap_or_else(|| "none".into());
+                let renewed = spec
+                    .renew_time
+                    .map(|t| t.0.to_string())
+                    .unwrap_or_else(|| "never".into());
+                let _ = writeln!(out, "leader: {holder} (renewed {renewed})");
+            }
+            Ok(None) => {
+                let _ = writeln!(
+                    out,
+                    "leader: none (no Lease {}/{LEADER_LEASE})",
+                    self.controller_namespace
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "leader: unknown ({})", describe(&e));
+            }
+        }
+        let sealed: Api<SealedSecret> = Api::all(self.client.clone());
+        match self.runtime.block_on(sealed.list(&ListParams::default())) {
+            Ok(list) => {
+                let mut by_reason: std::collections::BTreeMap<String, usize> = Default::default();
+                for ss in &list.items {
+                    let reason = ss
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+                        .map(|c| {
+                            format!(
+                                "{} ({})",
+                                if c.status == "True" {
+                                    "ready"
+                                } else {
+                                    "not ready"
+                                },
+                                c.reason
+                            )
+                        })
+                        .unwrap_or_else(|| "pending".into());
+                    *by_reason.entry(reason).or_default() += 1;
+                }
+                let summary: Vec<String> =
+                    by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
+                let _ = writeln!(
+                    out,
+                    "sealedsecrets: {} [{}]",
+                    list.items.len(),
+                    summary.join(", ")
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(out, "sealedsecrets: unknown ({})", describe(&e));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// One line for an API error: the server's message, not a debug dump.
+fn describe(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+        other => other.to_string(),
+    }
+}
