@@ -122,11 +122,13 @@ async fn round(n: usize, noise: bool) {
         .await
         .unwrap();
 
+    eprintln!("    [{n}] CRD installed");
     // The server's own write rate, from a plain client, in this run.
     let raw: Api<Secret> = Api::namespaced(admin.clone(), "raw");
     let started = Instant::now();
     create_all(&raw, (0..n).map(|i| plain_secret(i, true)).collect()).await;
     let raw_rate = n as f64 / started.elapsed().as_secs_f64();
+    eprintln!("    [{n}] raw creates done");
 
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
@@ -164,6 +166,7 @@ async fn round(n: usize, noise: bool) {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
+    eprintln!("    [{n}] recipients published");
     let recipients = RecipientSet::new(parse_cert(&doc).unwrap()).unwrap();
     let sealed: Vec<SealedSecret> = (0..n)
         .map(|i| {

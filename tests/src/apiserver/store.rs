@@ -3,7 +3,7 @@
 //! (uid/creationTimestamp/generation, status subresource, optimistic concurrency,
 //! finalizers and ownerReference garbage collection).
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use rand::Rng;
@@ -52,6 +52,10 @@ pub struct Store {
     /// Every change ever made, never compacted: what tests inspect to prove that no
     /// intermediate state was ever written.
     pub audit: Vec<Arc<Event>>,
+    /// uid → where the object is, and owner uid → its dependents: garbage collection
+    /// looks at the objects a change can affect, never at the whole store.
+    uids: HashMap<String, Key>,
+    dependents: HashMap<String, BTreeSet<Key>>,
 }
 
 pub fn now() -> String {
@@ -93,6 +97,8 @@ impl Store {
             oldest_rv: 1,
             tx,
             audit: Vec::new(),
+            uids: HashMap::new(),
+            dependents: HashMap::new(),
         }
     }
 
@@ -358,14 +364,13 @@ impl Store {
         fields::record_update(None, &mut obj, &writer);
         let rv = self.next_rv();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-        self.objects
-            .insert(key_of(t, &namespace, &name), obj.clone());
+        self.put(key_of(t, &namespace, &name), obj.clone());
         if t.kind == "CustomResourceDefinition" {
             self.types.extend(ResourceType::from_crd(&obj));
         }
         self.record(t, &namespace, "ADDED", obj.clone(), None);
         if !Self::owner_refs(&obj).is_empty() {
-            self.collect_garbage();
+            self.collect_garbage(vec![key_of(t, &namespace, &name)]);
         }
         Ok(obj)
     }
@@ -552,12 +557,20 @@ impl Store {
         let rv = self.next_rv();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         if deleting && !finalizers_left {
-            self.objects.remove(&key);
+            self.take(&key);
             self.record(t, namespace, "DELETED", obj.clone(), None);
-            self.collect_garbage();
+            let uid = obj["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            self.collect_garbage(self.dependents_of(&uid));
             return Ok(obj);
         }
-        self.objects.insert(key, obj.clone());
+        let owners_changed = Self::owner_refs(&old) != Self::owner_refs(&obj);
+        self.put(key.clone(), obj.clone());
+        if owners_changed {
+            self.collect_garbage(vec![key.clone()]);
+        }
         if t.kind == "CustomResourceDefinition" {
             self.types
                 .retain(|rt| !(rt.custom && format!("{}.{}", rt.plural, rt.group) == name));
@@ -624,7 +637,7 @@ impl Store {
             // Keep the Apply ownership rather than the create's Update entry.
             let key = key_of(t, namespace, name);
             fields::write_entries(&mut created, &entries);
-            self.objects.insert(key, created.clone());
+            self.put(key, created.clone());
             return Ok((created, true));
         };
         if let Some(rv) = config["metadata"]["resourceVersion"].as_str()
@@ -699,12 +712,12 @@ impl Store {
             }
             let rv = self.next_rv();
             obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-            self.objects.insert(key, obj.clone());
+            self.put(key, obj.clone());
             self.record(t, namespace, "MODIFIED", obj.clone(), Some(old));
             return Ok(obj);
         }
         self.remove(t, &key, old);
-        self.collect_garbage();
+        self.collect_garbage(self.dependents_of(&uid));
         Ok(json!({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
             "details": {"name": name, "group": t.group, "kind": t.plural, "uid": uid},
@@ -712,7 +725,7 @@ impl Store {
     }
 
     fn remove(&mut self, t: &ResourceType, key: &Key, mut obj: Value) {
-        self.objects.remove(key);
+        self.take(key);
         let rv = self.next_rv();
         obj["metadata"]["resourceVersion"] = json!(rv.to_string());
         if t.kind == "CustomResourceDefinition" {
@@ -722,6 +735,52 @@ impl Store {
         }
         let ns = key.2.clone();
         self.record(t, &ns, "DELETED", obj, None);
+    }
+
+    /// Stores an object, keeping the uid and owner indexes in step.
+    fn put(&mut self, key: Key, obj: Value) {
+        if let Some(old) = self.objects.remove(&key) {
+            self.unindex(&key, &old);
+        }
+        if let Some(uid) = obj["metadata"]["uid"].as_str() {
+            self.uids.insert(uid.to_owned(), key.clone());
+        }
+        for owner in Self::owner_refs(&obj) {
+            self.dependents
+                .entry(owner)
+                .or_default()
+                .insert(key.clone());
+        }
+        self.objects.insert(key, obj);
+    }
+
+    fn take(&mut self, key: &Key) -> Option<Value> {
+        let obj = self.objects.remove(key)?;
+        self.unindex(key, &obj);
+        Some(obj)
+    }
+
+    fn unindex(&mut self, key: &Key, obj: &Value) {
+        if let Some(uid) = obj["metadata"]["uid"].as_str()
+            && self.uids.get(uid) == Some(key)
+        {
+            self.uids.remove(uid);
+        }
+        for owner in Self::owner_refs(obj) {
+            if let Some(set) = self.dependents.get_mut(&owner) {
+                set.remove(key);
+                if set.is_empty() {
+                    self.dependents.remove(&owner);
+                }
+            }
+        }
+    }
+
+    fn dependents_of(&self, uid: &str) -> Vec<Key> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     fn owner_refs(obj: &Value) -> Vec<String> {
@@ -742,43 +801,40 @@ impl Store {
 
     /// Whether the owner with `uid` is live and may own an object in `namespace`.
     fn owner_present(&self, uid: &str, namespace: &str) -> bool {
-        self.objects.iter().any(|((_, _, ns, _), o)| {
-            o["metadata"]["uid"].as_str() == Some(uid) && (ns.is_empty() || ns == namespace)
-        })
+        self.uids
+            .get(uid)
+            .is_some_and(|k| k.2.is_empty() || k.2 == namespace)
     }
 
-    /// Background garbage collection: deletes every object whose owners are all gone (or
-    /// in another namespace); repeats until nothing changes, so chains collapse.
-    pub fn collect_garbage(&mut self) {
-        loop {
-            let doomed: Vec<(Key, Value)> = self
-                .objects
-                .iter()
-                .filter(|(k, o)| {
-                    let refs = Self::owner_refs(o);
-                    !refs.is_empty() && refs.iter().all(|uid| !self.owner_present(uid, &k.2))
-                })
-                .map(|(k, o)| (k.clone(), o.clone()))
-                .collect();
-            if doomed.is_empty() {
-                return;
+    /// Garbage collection, as kube-controller-manager does it in the background: deletes
+    /// each candidate whose owners are all gone (or in another namespace), then looks at
+    /// the dependents of what it deleted, so chains collapse.
+    pub fn collect_garbage(&mut self, mut candidates: Vec<Key>) {
+        while let Some(key) = candidates.pop() {
+            let Some(obj) = self.objects.get(&key) else {
+                continue;
+            };
+            let refs = Self::owner_refs(obj);
+            if refs.is_empty() || refs.iter().any(|uid| self.owner_present(uid, &key.2)) {
+                continue;
             }
-            for (key, obj) in doomed {
-                if let Some(t) = self.type_of_key(&key) {
-                    self.remove(&t, &key, obj);
-                }
+            let obj = obj.clone();
+            let uid = obj["metadata"]["uid"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(t) = self.type_of_key(&key) {
+                self.remove(&t, &key, obj);
+                candidates.extend(self.dependents_of(&uid));
             }
         }
     }
 
     fn delete_dependents(&mut self, uid: &str) {
-        let dependents: Vec<(Key, Value)> = self
-            .objects
-            .iter()
-            .filter(|(_, o)| Self::owner_refs(o).iter().any(|u| u == uid))
-            .map(|(k, o)| (k.clone(), o.clone()))
-            .collect();
-        for (key, obj) in dependents {
+        for key in self.dependents_of(uid) {
+            let Some(obj) = self.objects.get(&key).cloned() else {
+                continue;
+            };
             if let Some(t) = self.type_of_key(&key) {
                 let dep_uid = obj["metadata"]["uid"]
                     .as_str()
@@ -791,13 +847,7 @@ impl Store {
     }
 
     fn orphan_dependents(&mut self, uid: &str) {
-        let dependents: Vec<Key> = self
-            .objects
-            .iter()
-            .filter(|(_, o)| Self::owner_refs(o).iter().any(|u| u == uid))
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in dependents {
+        for key in self.dependents_of(uid) {
             let Some(old) = self.objects.get(&key).cloned() else {
                 continue;
             };
@@ -807,7 +857,7 @@ impl Store {
             }
             let rv = self.next_rv();
             obj["metadata"]["resourceVersion"] = json!(rv.to_string());
-            self.objects.insert(key.clone(), obj.clone());
+            self.put(key.clone(), obj.clone());
             if let Some(t) = self.type_of_key(&key) {
                 self.record(&t, &key.2, "MODIFIED", obj, Some(old));
             }
