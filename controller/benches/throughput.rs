@@ -95,7 +95,7 @@ async fn wait_count(
             "only {} of {n} {plural} after {limit:?}",
             server.count_in(plural, ns)
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     started.elapsed()
 }

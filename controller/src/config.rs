@@ -78,6 +78,9 @@ pub struct RunArgs {
     /// Lease duration for leader election
     #[arg(long, global = true, env = "KSEAL_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
+    /// SealedSecrets reconciled at the same time (bounds memory and API load)
+    #[arg(long, global = true, env = "KSEAL_CONCURRENCY", default_value_t = 16)]
+    pub concurrency: u16,
     /// Log format
     #[arg(long, global = true, env = "KSEAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

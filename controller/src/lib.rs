@@ -16,9 +16,10 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kseal_core::resource::SealedSecret;
 use kube::Client;
+use kube::ResourceExt;
 use kube::api::Api;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -217,38 +218,46 @@ async fn controllers(
             }
         })
     };
-    let recorder = Recorder::new(
-        client.clone(),
-        Reporter {
-            controller: "kseal.dev/controller".into(),
-            instance: Some(identity),
-        },
-    );
     let ctx = Arc::new(Context {
         client: client.clone(),
         keys,
         metrics,
-        recorder,
+        identity,
         failures: Mutex::new(Default::default()),
     });
-    let apis: Vec<(Api<SealedSecret>, Api<Secret>)> = if args.watch_namespaces.is_empty() {
-        vec![(Api::all(client.clone()), Api::all(client.clone()))]
-    } else {
-        args.watch_namespaces
-            .iter()
-            .map(|ns| {
-                (
-                    Api::namespaced(client.clone(), ns),
-                    Api::namespaced(client.clone(), ns),
-                )
-            })
-            .collect()
-    };
+    let apis: Vec<(Api<SealedSecret>, Api<PartialObjectMeta<Secret>>)> =
+        if args.watch_namespaces.is_empty() {
+            vec![(Api::all(client.clone()), Api::all(client.clone()))]
+        } else {
+            args.watch_namespaces
+                .iter()
+                .map(|ns| {
+                    (
+                        Api::namespaced(client.clone(), ns),
+                        Api::namespaced(client.clone(), ns),
+                    )
+                })
+                .collect()
+        };
     let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     let runs = apis.into_iter().map(|(sealed, secrets)| {
         let trigger = tokio_stream::wrappers::WatchStream::new(keys_changed.clone()).map(|_| ());
-        Controller::new(sealed, watcher::Config::default())
-            .owns(secrets, owned.clone())
+        // managedFields are dropped before anything is cached: memory then grows with the
+        // SealedSecrets' own content only. Owned Secrets are watched metadata-only and
+        // label-filtered, never cached: memory does not grow with other Secrets.
+        let (reader, writer) = reflector::store::<SealedSecret>();
+        let sealed_stream = watcher(sealed, watcher::Config::default())
+            .default_backoff()
+            .modify(|ss| ss.managed_fields_mut().clear())
+            .reflect(writer)
+            .applied_objects();
+        let owned_stream = watcher(secrets, owned.clone())
+            .default_backoff()
+            .modify(|s| s.managed_fields_mut().clear())
+            .touched_objects();
+        Controller::for_stream(sealed_stream, reader)
+            .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
+            .owns_stream(owned_stream)
             .reconcile_all_on(trigger)
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|_| async {})

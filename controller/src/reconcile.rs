@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kseal_core::resource::{SealedSecret, SealedSecretStatus};
 use kseal_core::sealing::{ItemError, unseal};
+use kube::api::PostParams;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::keys::KeyStore;
@@ -35,7 +37,8 @@ pub struct Context {
     pub client: Client,
     pub keys: Arc<KeyStore>,
     pub metrics: Arc<Metrics>,
-    pub recorder: Recorder,
+    /// This replica's name, reported in Events.
+    pub identity: String,
     /// Consecutive failures per object, for backoff.
     pub failures: Mutex<HashMap<String, u32>>,
 }
@@ -111,7 +114,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                 publish_event(
                     &ss,
                     &ctx,
-                    EventType::Normal,
+                    false,
                     "Unsealed",
                     format!("unsealed {} items", ss.spec.encrypted_data.len()),
                 )
@@ -125,8 +128,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                 tracing::warn!(sealedsecret = %key_of(&ss), reason = e.reason(), error = %e, "cannot unseal");
                 let changed = set_status(&ss, &ctx, "False", e.reason(), &e.to_string()).await?;
                 if changed {
-                    publish_event(&ss, &ctx, EventType::Warning, "UnsealFailed", e.to_string())
-                        .await;
+                    publish_event(&ss, &ctx, true, "UnsealFailed", e.to_string()).await;
                 }
             }
             Err(result.err().unwrap_or(Error::NoKeys))
@@ -301,21 +303,33 @@ async fn set_status(
     Ok(true)
 }
 
+/// Publishes an `events.k8s.io/v1` Event about the SealedSecret without waiting for it:
+/// Events are only sent on transitions, and a slow Event never slows a reconcile.
 async fn publish_event(
     ss: &SealedSecret,
     ctx: &Context,
-    type_: EventType,
+    warning: bool,
     reason: &str,
     note: String,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
+    let namespace = ss.namespace().unwrap_or_default();
+    let mut event = Event {
+        action: Some("Unseal".into()),
+        reason: Some(reason.into()),
         note: Some(note),
-        action: "Unseal".into(),
-        secondary: None,
+        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+        regarding: Some(ss.object_ref(&())),
+        reporting_controller: Some("kseal.dev/controller".into()),
+        reporting_instance: Some(ctx.identity.clone()),
+        ..Event::default()
     };
-    if let Err(e) = ctx.recorder.publish(&event, &ss.object_ref(&())).await {
-        tracing::debug!(error = %e, "could not publish an event");
-    }
+    event.metadata.generate_name = Some(format!("{}.", ss.name_any()));
+    event.metadata.namespace = Some(namespace.clone());
+    let api: Api<Event> = Api::namespaced(ctx.client.clone(), &namespace);
+    tokio::spawn(async move {
+        if let Err(e) = api.create(&PostParams::default(), &event).await {
+            tracing::debug!(error = %e, "could not publish an event");
+        }
+    });
 }
