@@ -35,6 +35,10 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Disaster recovery: open a SealedSecret with a private key and print the Secret
     Unseal(UnsealArgs),
+    /// Ask the cluster's controller whether it can unseal these files (no plaintext returned)
+    Verify(ServiceArgs),
+    /// Re-encrypt files to the cluster's newest key through its controller, in place
+    Reseal(ServiceArgs),
     /// Show the cluster's keys, the controller's leader and SealedSecrets by readiness
     Status {
         #[command(flatten)]
@@ -136,6 +140,22 @@ pub struct MergeArgs {
     pub remove: Vec<String>,
     #[command(flatten)]
     pub recipients: RecipientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServiceArgs {
+    /// SealedSecret files (each may hold several documents)
+    #[arg(value_name = "FILE", required = true, value_hint = ValueHint::FilePath)]
+    pub files: Vec<PathBuf>,
+    /// The controller's HTTP address, e.g. http://127.0.0.1:8080 with
+    /// `kubectl port-forward -n kseal-system deployment/kseal-controller 8080`
+    #[arg(
+        long,
+        env = "KSEAL_CONTROLLER_URL",
+        value_name = "URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub controller_url: String,
 }
 
 #[derive(Debug, Args)]

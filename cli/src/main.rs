@@ -45,6 +45,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Unseal(args) => cmd::unseal::run(&args),
+        Command::Verify(args) => cmd::services::verify(&args),
+        Command::Reseal(args) => cmd::services::reseal(&args),
         Command::Status { cluster } => {
             let connected = cluster::Cluster::connect(&cluster)?.ok_or_else(|| {
                 anyhow::anyhow!("no kubeconfig: pass --kubeconfig or set $KUBECONFIG")

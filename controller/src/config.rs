@@ -81,6 +81,17 @@ pub struct RunArgs {
     /// SealedSecrets reconciled at the same time (bounds memory and API load)
     #[arg(long, global = true, env = "KSEAL_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
+    /// Requests per second each client may make to /v1/verify and /v1/reseal
+    #[arg(long, global = true, env = "KSEAL_RATE_LIMIT", default_value_t = 5)]
+    pub rate_limit: u32,
+    /// Burst allowed above --rate-limit
+    #[arg(
+        long,
+        global = true,
+        env = "KSEAL_RATE_LIMIT_BURST",
+        default_value_t = 10
+    )]
+    pub rate_limit_burst: u32,
     /// Log format
     #[arg(long, global = true, env = "KSEAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,

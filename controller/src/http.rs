@@ -17,6 +17,7 @@ use crate::metrics::Metrics;
 pub struct HttpState {
     pub keys: Arc<KeyStore>,
     pub metrics: Arc<Metrics>,
+    pub limiter: Arc<crate::services::Limiter>,
 }
 
 async fn healthz() -> &'static str {
@@ -68,11 +69,22 @@ pub async fn serve(
     state: HttpState,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
+    let services = Router::new()
+        .route("/v1/verify", axum::routing::post(crate::services::verify))
+        .route(
+            "/v1/reseal",
+            axum::routing::post(crate::services::reseal_handler),
+        )
+        .with_state(crate::services::ServiceState {
+            keys: state.keys.clone(),
+            limiter: state.limiter.clone(),
+        });
     let main = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/recipients", get(recipients))
-        .with_state(state.clone());
+        .with_state(state.clone())
+        .merge(services);
     let metrics_router = Router::new()
         .route("/metrics", get(metrics))
         .with_state(state);
@@ -82,7 +94,11 @@ pub async fn serve(
     let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
-    let a = axum::serve(main_listener, main).with_graceful_shutdown(stop(shutdown.clone()));
+    let a = axum::serve(
+        main_listener,
+        main.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(stop(shutdown.clone()));
     let b = axum::serve(metrics_listener, metrics_router).with_graceful_shutdown(stop(shutdown));
     let (ra, rb) = tokio::join!(a, b);
     ra.and(rb)

@@ -7,6 +7,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod reconcile;
+pub mod services;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -85,6 +86,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         http::HttpState {
             keys: keys.clone(),
             metrics: metrics.clone(),
+            limiter: services::limiter(args.rate_limit, args.rate_limit_burst),
         },
         stop_rx.clone(),
     ));

@@ -182,3 +182,80 @@ async fn killing_the_leader_hands_over_within_the_lease() {
         "the new leader reconciles"
     );
 }
+
+/// `kseal verify` and `kseal reseal` through the controller's services: a good file
+/// verifies, a damaged one does not; after a rotation, reseal moves a file to the newest
+/// key and the cluster still unseals it; the services are rate limited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_reseal_through_the_controller() {
+    let mut cluster = Cluster::new().await;
+    let port = cluster.start_controller("replica-a");
+    let url = format!("http://127.0.0.1:{port}");
+    let cert = cluster.recipients().await;
+    let input = secret_yaml(
+        "shop",
+        "app",
+        &[("password", "pw-one-Qz"), ("token", "tok-two-Qz")],
+    );
+    cluster.kseal(
+        &["seal", "--cert", cert.to_str().unwrap(), "-w", "app.yaml"],
+        input.as_bytes(),
+    );
+
+    let out = cluster.kseal(&["verify", "app.yaml", "--controller-url", &url], b"");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("shop/app: the cluster can unseal it (2 items)")
+    );
+    let damaged = std::fs::read_to_string(cluster.path("app.yaml"))
+        .unwrap()
+        .replacen("    password: YWdl", "    password: YWdM", 1);
+    std::fs::write(cluster.path("damaged.yaml"), damaged).unwrap();
+    let out = cluster.kseal_unchecked(&["verify", "damaged.yaml", "--controller-url", &url], b"");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot be unsealed by this cluster") && err.contains("item \"password\""),
+        "{err}"
+    );
+
+    let rotated = Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
+        .args([
+            "rotate-key",
+            "--kubeconfig",
+            cluster.controller_kubeconfig().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(rotated.status.success());
+    wait_for("the new key", || async {
+        (document(&cluster).await.recipients.len() == 2).then_some(())
+    })
+    .await;
+    let newest = document(&cluster).await.recipients[0].fingerprint.clone();
+    let before = std::fs::read_to_string(cluster.path("app.yaml")).unwrap();
+    assert!(!before.contains(&newest.0));
+    cluster.kseal(&["reseal", "app.yaml", "--controller-url", &url], b"");
+    let after = std::fs::read_to_string(cluster.path("app.yaml")).unwrap();
+    assert!(
+        after.contains(&newest.0),
+        "resealed to the newest key: {after}"
+    );
+    assert!(!after.contains("pw-one-Qz") && !after.contains("tok-two-Qz"));
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("app.yaml").to_str().unwrap()])
+        .await;
+    assert_eq!(
+        cluster.ready("shop", "app").await,
+        ("True".into(), "Unsealed".into())
+    );
+
+    // 40 requests in one go: the per-client limit (5/s, burst 10) refuses some.
+    let many = std::iter::repeat_n(after.as_str(), 40)
+        .collect::<Vec<_>>()
+        .join("---\n");
+    std::fs::write(cluster.path("many.yaml"), many).unwrap();
+    let out = cluster.kseal_unchecked(&["verify", "many.yaml", "--controller-url", &url], b"");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rate limited"));
+}

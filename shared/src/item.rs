@@ -93,6 +93,18 @@ pub fn open(
     expected: &Binding,
     sealed: &str,
 ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    let (binding, value) = open_with_binding(keyring, hint, sealed)?;
+    check_binding(&binding, expected)?;
+    Ok(value)
+}
+
+/// Opens a sealed item and returns the binding its authenticated envelope carries, with
+/// no expectation about where it is. For resealing, where the envelope alone decides.
+pub fn open_with_binding(
+    keyring: &Keyring,
+    hint: &[Fingerprint],
+    sealed: &str,
+) -> Result<(Binding, Zeroizing<Vec<u8>>), OpenError> {
     let bytes = STANDARD
         .decode(sealed.trim_end())
         .map_err(|_| OpenError::BadEncoding)?;
@@ -115,8 +127,7 @@ pub fn open(
             _ => OpenError::DecryptionFailed,
         })?;
     let (binding, value) = envelope::decode(&payload)?;
-    check_binding(&binding, expected)?;
-    Ok(Zeroizing::new(value.to_vec()))
+    Ok((binding, Zeroizing::new(value.to_vec())))
 }
 
 fn map_decrypt_error(e: age::DecryptError) -> OpenError {

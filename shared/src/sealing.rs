@@ -152,6 +152,62 @@ pub fn unseal(
     Ok(out)
 }
 
+/// Re-encrypts every item to `recipients` without revealing it. Each item keeps the
+/// binding of its own authenticated envelope; template and annotations are never
+/// consulted, so a reseal cannot widen a scope. Items must agree on one scope, which
+/// becomes `spec.scope`. Items already sealed to exactly these recipients keep their
+/// bytes. Returns the new object and how many items were re-encrypted.
+pub fn reseal(
+    sealed: &SealedSecret,
+    keyring: &Keyring,
+    recipients: &RecipientSet,
+) -> Result<(SealedSecret, usize), ItemError> {
+    let mut out = sealed.clone();
+    let target = recipients.fingerprints();
+    let up_to_date = sealed.spec.recipients == target;
+    let mut scope = None;
+    let mut changed = 0;
+    for (key, ciphertext) in &sealed.spec.encrypted_data {
+        let fail = |source| ItemError {
+            item: key.clone(),
+            source,
+        };
+        let (binding, value) =
+            item::open_with_binding(keyring, &sealed.spec.recipients, ciphertext).map_err(fail)?;
+        if binding.item != *key {
+            return Err(fail(OpenError::ScopeMismatch {
+                field: "item key",
+                sealed: format!("{:?}", binding.item),
+                actual: format!("item key {key:?}"),
+            }));
+        }
+        match scope {
+            None => scope = Some(binding.scope),
+            Some(s) if s != binding.scope => {
+                return Err(fail(OpenError::ScopeMismatch {
+                    field: "scope",
+                    sealed: binding.scope.to_string(),
+                    actual: format!("scope {s} (of the other items)"),
+                }));
+            }
+            Some(_) => {}
+        }
+        if up_to_date {
+            continue;
+        }
+        let resealed = item::seal(recipients, &binding, &value)
+            .map_err(|_| fail(OpenError::DecryptionFailed))?;
+        out.spec.encrypted_data.insert(key.clone(), resealed);
+        changed += 1;
+    }
+    if let Some(scope) = scope {
+        out.spec.scope = scope;
+    }
+    out.spec.recipients = target;
+    out.status = None;
+    Ok((out, changed))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -198,6 +254,32 @@ mod tests {
         let items = unseal(&sealed, &Keyring::new([key])).unwrap();
         assert_eq!(&items["password"][..], b"hunter2");
         assert_eq!(&items["username"][..], b"admin");
+    }
+
+    #[test]
+    fn reseal_moves_items_to_new_recipients_and_keeps_the_envelope_scope() {
+        let (old, new) = (Key::generate(), Key::generate());
+        let old_set = RecipientSet::new([old.recipient().clone()]).unwrap();
+        let mut sealed = seal_secret(&input(), Scope::NamespaceWide, &old_set).unwrap();
+        // An unauthenticated field claiming a wider scope changes nothing.
+        sealed.spec.scope = Scope::ClusterWide;
+        let ring = Keyring::new([old.clone(), new.clone()]);
+        let new_set = RecipientSet::new([new.recipient().clone()]).unwrap();
+        let (resealed, changed) = reseal(&sealed, &ring, &new_set).unwrap();
+        assert_eq!(changed, 2);
+        assert_eq!(
+            resealed.spec.scope,
+            Scope::NamespaceWide,
+            "scope from the envelope"
+        );
+        assert_eq!(resealed.spec.recipients, vec![new.fingerprint().clone()]);
+        let items = unseal(&resealed, &Keyring::new([new])).unwrap();
+        assert_eq!(&items["password"][..], b"hunter2");
+        let (again, changed) = reseal(&resealed, &ring, &new_set).unwrap();
+        assert_eq!(
+            (changed, &again.spec.encrypted_data),
+            (0, &resealed.spec.encrypted_data)
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod inspect;
 pub mod keygen;
 pub mod merge;
 pub mod seal;
+pub mod services;
 pub mod unseal;
 pub mod validate;
 

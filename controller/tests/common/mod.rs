@@ -172,6 +172,17 @@ impl Cluster {
     }
 
     pub fn kseal(&self, args: &[&str], stdin: &[u8]) -> Output {
+        let out = self.kseal_unchecked(args, stdin);
+        assert!(
+            out.status.success(),
+            "kseal {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// Runs kseal and returns its output whether it succeeded or not.
+    pub fn kseal_unchecked(&self, args: &[&str], stdin: &[u8]) -> Output {
         use std::io::Write;
         let mut child = Command::new(kseal_bin())
             .args(args)
@@ -182,13 +193,7 @@ impl Cluster {
             .spawn()
             .unwrap();
         child.stdin.take().unwrap().write_all(stdin).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "kseal {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        child.wait_with_output().unwrap()
     }
 
     pub fn secrets(&self, ns: &str) -> Api<Secret> {

@@ -1,0 +1,134 @@
+//! The verify and reseal services. Both read one SealedSecret (JSON or YAML) and never
+//! return plaintext:
+//! - verify: can this cluster unseal it where it claims to be? Decrypt-only: every item is
+//!   opened and its binding checked; nothing is rendered or written.
+//! - reseal: re-encrypt every item to the newest key, each keeping the binding of its own
+//!   authenticated envelope (never the template or annotations, so a reseal cannot widen
+//!   a scope).
+//!
+//! Both are rate limited per client address, since each request costs decryptions.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use kseal_core::manifest::{parse_documents, sealed_from_value};
+use kseal_core::recipients::RecipientSet;
+use kseal_core::resource::SealedSecret;
+use kseal_core::sealing::{reseal, unseal};
+use serde_json::json;
+
+use crate::keys::KeyStore;
+
+pub type Limiter = DefaultKeyedRateLimiter<IpAddr>;
+
+/// A limiter allowing `per_second` requests per client, bursting to `burst`.
+pub fn limiter(per_second: u32, burst: u32) -> Arc<Limiter> {
+    let per_second = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+    Arc::new(Limiter::keyed(
+        Quota::per_second(per_second).allow_burst(burst),
+    ))
+}
+
+#[derive(Clone)]
+pub struct ServiceState {
+    pub keys: Arc<KeyStore>,
+    pub limiter: Arc<Limiter>,
+}
+
+fn reply(code: StatusCode, body: serde_json::Value) -> Response {
+    (
+        code,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn read(
+    state: &ServiceState,
+    peer: SocketAddr,
+    body: &[u8],
+) -> Result<SealedSecret, Box<Response>> {
+    if state.limiter.check_key(&peer.ip()).is_err() {
+        let mut r = reply(
+            StatusCode::TOO_MANY_REQUESTS,
+            json!({"error": "rate limited; retry later"}),
+        );
+        r.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        return Err(Box::new(r));
+    }
+    let bad = |m: String| Box::new(reply(StatusCode::BAD_REQUEST, json!({"error": m})));
+    let (_, docs) = parse_documents(body).map_err(|e| bad(e.to_string()))?;
+    if docs.len() != 1 {
+        return Err(bad(format!(
+            "expected one SealedSecret, got {} documents",
+            docs.len()
+        )));
+    }
+    sealed_from_value(&docs[0]).map_err(|e| bad(e.to_string()))
+}
+
+fn refused(e: &kseal_core::sealing::ItemError) -> Response {
+    reply(
+        StatusCode::CONFLICT,
+        json!({"reason": e.source.reason(), "message": format!("item {:?}: {}", e.item, e.source)}),
+    )
+}
+
+pub async fn verify(
+    State(state): State<ServiceState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
+    let sealed = match read(&state, peer, &body) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match unseal(&sealed, &state.keys.keyring()) {
+        Ok(items) => reply(
+            StatusCode::OK,
+            json!({"verified": true, "items": items.len()}),
+        ),
+        Err(e) => refused(&e),
+    }
+}
+
+pub async fn reseal_handler(
+    State(state): State<ServiceState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    body: axum::body::Bytes,
+) -> Response {
+    let sealed = match read(&state, peer, &body) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    let Some(newest) = state.keys.newest() else {
+        return reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            json!({"error": "no sealing keys loaded yet"}),
+        );
+    };
+    let recipients = match RecipientSet::new([newest.key.recipient().clone()]) {
+        Ok(r) => r,
+        Err(e) => {
+            return reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                json!({"error": e.to_string()}),
+            );
+        }
+    };
+    match reseal(&sealed, &state.keys.keyring(), &recipients) {
+        Ok((out, _)) => reply(
+            StatusCode::OK,
+            serde_json::to_value(&out).unwrap_or_default(),
+        ),
+        Err(e) => refused(&e),
+    }
+}
