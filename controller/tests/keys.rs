@@ -20,6 +20,18 @@ async fn document(cluster: &Cluster) -> RecipientsDocument {
     serde_json::from_str(&cm.data.unwrap()["recipients.json"]).unwrap()
 }
 
+/// `kseal-controller rotate-key` as the controller's ServiceAccount, as a CronJob runs it.
+fn rotate_key(cluster: &Cluster) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
+        .args([
+            "rotate-key",
+            "--kubeconfig",
+            cluster.controller_kubeconfig().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap()
+}
+
 async fn key_secrets(cluster: &Cluster) -> usize {
     let api: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
     api.list(&ListParams::default().labels("kseal.dev/key"))
@@ -36,14 +48,7 @@ async fn rotations_keep_every_retained_key_working() {
     cluster.recipients().await;
     for round in 0..4 {
         if round > 0 {
-            let out = Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
-                .args([
-                    "rotate-key",
-                    "--kubeconfig",
-                    cluster.controller_kubeconfig().to_str().unwrap(),
-                ])
-                .output()
-                .unwrap();
+            let out = rotate_key(&cluster);
             assert!(
                 out.status.success(),
                 "{}",
@@ -219,14 +224,7 @@ async fn verify_and_reseal_through_the_controller() {
         "{err}"
     );
 
-    let rotated = Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
-        .args([
-            "rotate-key",
-            "--kubeconfig",
-            cluster.controller_kubeconfig().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let rotated = rotate_key(&cluster);
     assert!(rotated.status.success());
     wait_for("the new key", || async {
         (document(&cluster).await.recipients.len() == 2).then_some(())

@@ -382,15 +382,12 @@ fn resource(
         }
         "list" => list(shared, &target, query, field_selector, meta),
         "watch" => {
-            let labels = query
-                .get("labelSelector")
-                .map(|s| LabelSelector::parse(s))
-                .transpose()?;
+            let labels = label_selector(query)?;
             watch::start(
                 shared.clone(),
                 target,
                 query,
-                labels.unwrap_or_default(),
+                labels,
                 field_selector.unwrap_or_default(),
                 meta,
             )
@@ -453,11 +450,7 @@ fn resource(
             ))
         }
         "deletecollection" => {
-            let labels = query
-                .get("labelSelector")
-                .map(|s| LabelSelector::parse(s))
-                .transpose()?
-                .unwrap_or_default();
+            let labels = label_selector(query)?;
             let fields = field_selector.unwrap_or_default();
             let mut store = lock(&shared.store);
             let names: Vec<(String, String)> = store
@@ -494,6 +487,15 @@ fn resource(
             "the server does not allow this method on the requested resource",
         )),
     }
+}
+
+/// The request's label selector; empty (matching everything) when there is none.
+fn label_selector(query: &Query) -> ApiResult<LabelSelector> {
+    query
+        .get("labelSelector")
+        .map(|s| LabelSelector::parse(s))
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 fn check_namespace(t: &ResourceType, url_ns: &str, obj: &mut Value) -> ApiResult<()> {
@@ -603,11 +605,7 @@ fn list(
     meta: bool,
 ) -> ApiResult<Response> {
     let t = &target.t;
-    let labels = query
-        .get("labelSelector")
-        .map(|s| LabelSelector::parse(s))
-        .transpose()?
-        .unwrap_or_default();
+    let labels = label_selector(query)?;
     let fields = fields.unwrap_or_default();
     let limit: usize = query
         .get("limit")
