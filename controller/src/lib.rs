@@ -157,6 +157,11 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let leading = *leader_rx.borrow_and_update();
         metrics.leader.set(i64::from(leading));
         if leading {
+            // Decide about a new key only once the existing ones are known, or a restart
+            // could rotate early.
+            if reader.wait_until_ready().await.is_err() {
+                break;
+            }
             if let Err(e) =
                 keys::ensure_fresh_key(&client, &args.namespace, &keys, args.key_rotation_period)
                     .await

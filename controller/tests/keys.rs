@@ -257,3 +257,31 @@ async fn verify_and_reseal_through_the_controller() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("rate limited"));
 }
+
+/// A restarted controller finds the keys it has before deciding about rotation: no new key
+/// appears when the newest one is still fresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_does_not_rotate() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    cluster.recipients().await;
+    assert!(rotate_key(&cluster).status.success());
+    wait_for("two keys", || async {
+        (document(&cluster).await.recipients.len() == 2).then_some(())
+    })
+    .await;
+    cluster.stop_controller("replica-a");
+    let leases: Api<Lease> = Api::namespaced(cluster.admin.clone(), "kseal-system");
+    cluster.start_controller("replica-b");
+    wait_for("the restarted controller to lead", || async {
+        let lease = leases
+            .get_opt("kseal-controller-leader")
+            .await
+            .ok()
+            .flatten()?;
+        (lease.spec?.holder_identity.as_deref() == Some("replica-b")).then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(key_secrets(&cluster).await, 2);
+}
