@@ -363,3 +363,72 @@ async fn seal_from_the_cluster_and_status() {
         "{status}"
     );
 }
+
+/// An existing Secret annotated `kseal.dev/patch: "true"` gets the sealed items merged in
+/// and keeps its other items, with no owner reference; a template annotated
+/// `kseal.dev/skip-owner-reference: "true"` gives a Secret that outlives its SealedSecret.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patch_mode_and_skip_owner_reference() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    let recipients = cluster.recipients().await;
+    let cert = recipients.to_str().unwrap();
+    let secrets = cluster.secrets("shop");
+
+    let existing = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: shared\n  namespace: shop\n  annotations:\n    kseal.dev/patch: \"true\"\nstringData:\n  other: kept\n";
+    std::fs::write(cluster.path("shared-secret.yaml"), existing).unwrap();
+    cluster
+        .kubectl(&[
+            "apply",
+            "-f",
+            cluster.path("shared-secret.yaml").to_str().unwrap(),
+        ])
+        .await;
+    let input = secret_yaml("shop", "shared", &[("password", "merged-in")]);
+    cluster.kseal(
+        &["seal", "--cert", cert, "-w", "shared.yaml"],
+        input.as_bytes(),
+    );
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("shared.yaml").to_str().unwrap()])
+        .await;
+    assert_eq!(
+        cluster.ready("shop", "shared").await,
+        ("True".into(), "Unsealed".into())
+    );
+    let merged = secrets.get("shared").await.unwrap();
+    assert_eq!(data_of(&merged, "other").as_deref(), Some("kept"));
+    assert_eq!(data_of(&merged, "password").as_deref(), Some("merged-in"));
+    assert!(
+        merged.owner_references().is_empty(),
+        "patch mode takes no ownership"
+    );
+
+    let annotated = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: lasting\n  namespace: shop\n  annotations:\n    kseal.dev/skip-owner-reference: \"true\"\nstringData:\n  password: stays\n";
+    cluster.kseal(
+        &["seal", "--cert", cert, "-w", "lasting.yaml"],
+        annotated.as_bytes(),
+    );
+    cluster
+        .kubectl(&[
+            "apply",
+            "-f",
+            cluster.path("lasting.yaml").to_str().unwrap(),
+        ])
+        .await;
+    let lasting = wait_for("the Secret", || async {
+        secrets.get_opt("lasting").await.ok().flatten()
+    })
+    .await;
+    assert!(lasting.owner_references().is_empty());
+    cluster
+        .sealed("shop")
+        .delete("lasting", &DeleteParams::default())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        secrets.get_opt("lasting").await.unwrap().is_some(),
+        "outlives its SealedSecret"
+    );
+}
