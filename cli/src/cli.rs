@@ -44,6 +44,9 @@ pub enum Command {
         #[command(flatten)]
         cluster: crate::cluster::ClusterArgs,
     },
+    /// Is the cluster storing Secrets encrypted? Lint its config, ask its apiservers, scan etcd
+    #[command(name = "at-rest", subcommand)]
+    AtRest(crate::cmd::atrest::AtRest),
     /// Print a shell completion script
     Completion {
         #[arg(value_enum)]

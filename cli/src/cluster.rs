@@ -39,8 +39,10 @@ pub struct ClusterArgs {
 
 /// A connection: a runtime for the blocking CLI, a client, and the context's namespace.
 pub struct Cluster {
-    runtime: tokio::runtime::Runtime,
+    pub runtime: tokio::runtime::Runtime,
     client: kube::Client,
+    /// The resolved kubeconfig, for clients pinned to one apiserver.
+    pub config: kube::Config,
     pub default_namespace: String,
     controller_namespace: String,
 }
@@ -76,11 +78,12 @@ impl Cluster {
         // The client's connection pool needs the runtime in scope when it is built.
         let client = {
             let _in_runtime = runtime.enter();
-            kube::Client::try_from(config).context("connecting to the cluster")?
+            kube::Client::try_from(config.clone()).context("connecting to the cluster")?
         };
         Ok(Some(Cluster {
             runtime,
             client,
+            config,
             default_namespace,
             controller_namespace: args.controller_namespace.clone(),
         }))

@@ -29,7 +29,7 @@ fn main() -> ExitCode {
         Err(e) => e.exit(),
     };
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Seal(args) => cmd::seal::run(&args),
         Command::Merge(args) => cmd::merge::run(&args),
@@ -59,5 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut command, "kseal", &mut std::io::stdout());
             Ok(())
         }
+        Command::AtRest(command) => return cmd::atrest::run(&command),
     }
+    .map(|()| ExitCode::SUCCESS)
 }

@@ -17,6 +17,7 @@
 //! - [`sealing`]: whole objects: Secret → SealedSecret and back.
 
 pub mod age_header;
+pub mod atrest;
 pub mod audit;
 pub mod envelope;
 pub mod item;

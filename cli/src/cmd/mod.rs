@@ -1,6 +1,7 @@
 //! One module per subcommand. Each takes its parsed arguments and does its I/O through
 //! `crate::io`, so tests drive them through the real binary.
 
+pub mod atrest;
 pub mod inspect;
 pub mod keygen;
 pub mod merge;

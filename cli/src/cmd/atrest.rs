@@ -1,0 +1,463 @@
+//! `kseal at-rest`: is the cluster storing Secrets encrypted? `lint` reads an
+//! `EncryptionConfiguration`, `check` asks the apiservers through the API, `scan-etcd`
+//! reads what etcd holds. Exit codes (docs/at-rest.md): 0 pass, 1 could not run,
+//! 2 usage, 3 the check failed, 4 inconclusive.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand, ValueHint};
+use kseal_core::atrest::config::{self, Lint, SecretsCoverage, Severity};
+use kseal_core::atrest::evidence::{self, ClusterVerdict, Verdict};
+use kseal_core::atrest::probe::{self, ProbeOptions};
+use kseal_core::atrest::stored::{self, Standing, Stored};
+use serde::Serialize;
+
+use crate::cluster::{Cluster, ClusterArgs};
+
+/// The check ran and found a problem (plaintext, an invalid config, stale data).
+pub const EXIT_FAILED: u8 = 3;
+/// The check ran but could not decide (missing permissions, managed control plane).
+pub const EXIT_UNKNOWN: u8 = 4;
+
+#[derive(Debug, Subcommand)]
+pub enum AtRest {
+    /// Lint an EncryptionConfiguration file (YAML or JSON): validity, and what it does to Secrets
+    Lint(LintArgs),
+    /// Ask each apiserver how it stores Secrets: flags, health, metrics and a canary write
+    Check(CheckArgs),
+    /// Read every Secret's stored value from etcd and classify it (plaintext, provider, key)
+    ScanEtcd(ScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// The file kube-apiserver's --encryption-provider-config names
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Namespace for the canary Secret [default: the context's namespace]
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Do not write the canary Secret (the verdict then rests on flags and metrics only)
+    #[arg(long)]
+    pub no_canary: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// etcd endpoints, comma-separated (as etcdctl's --endpoints)
+    #[arg(
+        long,
+        value_name = "URLS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
+    pub endpoints: Vec<String>,
+    /// CA bundle that signed etcd's serving certificate (kubeadm: /etc/kubernetes/pki/etcd/ca.crt)
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (kubeadm: /etc/kubernetes/pki/apiserver-etcd-client.crt)
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client key for --cert
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// kube-apiserver's --etcd-prefix
+    #[arg(long, value_name = "PREFIX", default_value = "/registry")]
+    pub prefix: String,
+    /// The EncryptionConfiguration the apiservers run: marks values on an old provider or key as stale
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
+    /// Keys read per request
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    pub page_size: i64,
+    /// Give up on an unreachable endpoint after this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub timeout: u64,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(command: &AtRest) -> Result<ExitCode> {
+    match command {
+        AtRest::Lint(args) => lint(args),
+        AtRest::Check(args) => check(args),
+        AtRest::ScanEtcd(args) => scan(args),
+    }
+}
+
+fn lint(args: &LintArgs) -> Result<ExitCode> {
+    let input = crate::io::read_file(&args.file)?;
+    let result = config::lint(&input.bytes);
+    if args.json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            file: &'a str,
+            #[serde(flatten)]
+            lint: &'a Lint,
+            result: &'static str,
+        }
+        let out = Out {
+            file: &input.name,
+            lint: &result,
+            result: if result.failed() { "fail" } else { "pass" },
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        print!("{}", render_lint(&input.name, &result));
+    }
+    Ok(exit(if result.failed() { EXIT_FAILED } else { 0 }))
+}
+
+fn render_lint(name: &str, lint: &Lint) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{name}: {}", lint.sha256);
+    if let Some(coverage) = &lint.secrets {
+        let _ = writeln!(out, "secrets: {}", describe_coverage(coverage));
+    }
+    for f in &lint.findings {
+        let at = if f.path.is_empty() {
+            String::new()
+        } else {
+            format!("{}: ", f.path)
+        };
+        let _ = writeln!(out, "{:<5} {at}{} [{}]", f.severity, f.message, f.code);
+    }
+    let count = |s: Severity| lint.findings.iter().filter(|f| f.severity == s).count();
+    let _ = writeln!(
+        out,
+        "result: {} ({} errors, {} failures, {} warnings)",
+        if lint.failed() { "fail" } else { "pass" },
+        count(Severity::Error),
+        count(Severity::Fail),
+        count(Severity::Warn)
+    );
+    out
+}
+
+fn describe_coverage(c: &SecretsCoverage) -> String {
+    let Some(pattern) = &c.matched_by else {
+        return "not covered by any entry: stored in plaintext".into();
+    };
+    let entries: Vec<String> = c
+        .entries
+        .iter()
+        .map(|i| format!("resources[{i}]"))
+        .collect();
+    if c.providers.is_empty() {
+        return format!(
+            "{} (\"{pattern}\"), whose providers are invalid",
+            entries.join(" + ")
+        );
+    }
+    let providers: Vec<String> = c.providers.iter().map(ToString::to_string).collect();
+    format!(
+        "{} (\"{pattern}\"): writes with {}, reads with {}",
+        entries.join(" + "),
+        providers[0],
+        providers.join(", ")
+    )
+}
+
+fn check(args: &CheckArgs) -> Result<ExitCode> {
+    let cluster = Cluster::connect(&args.cluster)?
+        .context("no kubeconfig: pass --kubeconfig or set $KUBECONFIG")?;
+    let options = ProbeOptions {
+        canary_namespace: (!args.no_canary).then(|| {
+            args.namespace
+                .clone()
+                .unwrap_or_else(|| cluster.default_namespace.clone())
+        }),
+    };
+    let gathered = cluster
+        .runtime
+        .block_on(probe::probe(&cluster.config, &options));
+    let verdict = evidence::judge_cluster(&gathered);
+    if args.json {
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            verdict: &'a ClusterVerdict,
+            evidence: &'a [evidence::ApiserverEvidence],
+        }
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&Out {
+                verdict: &verdict,
+                evidence: &gathered
+            })?
+        );
+    } else {
+        print!("{}", render_check(&verdict));
+    }
+    Ok(exit(match verdict.verdict {
+        Verdict::Encrypted(_) => 0,
+        Verdict::Plaintext => EXIT_FAILED,
+        Verdict::Unknown => EXIT_UNKNOWN,
+    }))
+}
+
+fn render_check(v: &ClusterVerdict) -> String {
+    let mut out = String::new();
+    for a in &v.apiservers {
+        let _ = writeln!(out, "apiserver {}: {}", a.name, a.verdict);
+        for e in &a.evidence {
+            let _ = writeln!(out, "  evidence     {e}");
+        }
+        for w in &a.warnings {
+            let _ = writeln!(out, "  warning      {w}");
+        }
+        for n in &a.not_checked {
+            let _ = writeln!(out, "  not checked  {n}");
+        }
+    }
+    for d in &v.disagreements {
+        let _ = writeln!(out, "warning: {d}");
+    }
+    let _ = writeln!(out, "verdict: {}", v.verdict);
+    out
+}
+
+/// Totals and the names a rewrite must cover. Values are never kept.
+#[derive(Debug, Default, Serialize)]
+struct Scan {
+    prefix: String,
+    revision: i64,
+    total: u64,
+    /// Count per classification label (`plaintext-protobuf`, `aescbc:key1`, …).
+    formats: BTreeMap<String, u64>,
+    /// With --config: count per standing.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    standing: BTreeMap<String, u64>,
+    /// `namespace/name` of every Secret stored in plaintext.
+    plaintext: Vec<String>,
+    /// With --config: Secrets on a provider or key that no longer writes.
+    stale: Vec<String>,
+    /// Secrets the config cannot read, or whose bytes are not a known format.
+    unreadable: Vec<String>,
+}
+
+fn scan(args: &ScanArgs) -> Result<ExitCode> {
+    let coverage = match &args.config {
+        None => None,
+        Some(path) => {
+            let input = crate::io::read_file(path)?;
+            let lint = config::lint(&input.bytes);
+            match (
+                &lint.secrets,
+                lint.findings.iter().find(|f| f.severity == Severity::Error),
+            ) {
+                (Some(c), None) => Some(c.clone()),
+                (_, Some(f)) => bail!("--config {}: {} {}", input.name, f.path, f.message),
+                (None, None) => bail!("--config {}: not an EncryptionConfiguration", input.name),
+            }
+        }
+    };
+    let tls = tls_options(args)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(scan_etcd(args, tls, coverage.as_ref()))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        print!("{}", render_scan(&result, coverage.is_some()));
+    }
+    let failed =
+        !(result.plaintext.is_empty() && result.stale.is_empty() && result.unreadable.is_empty());
+    Ok(exit(if failed { EXIT_FAILED } else { 0 }))
+}
+
+fn tls_options(args: &ScanArgs) -> Result<Option<etcd_client::TlsOptions>> {
+    let read = |p: &PathBuf, what: &str| {
+        std::fs::read(p).with_context(|| format!("--{what} {}: cannot read", p.display()))
+    };
+    let https = args.endpoints.iter().any(|e| e.starts_with("https://"));
+    if args.cacert.is_none() && args.cert.is_none() && !https {
+        return Ok(None);
+    }
+    let mut tls = etcd_client::TlsOptions::new();
+    if let Some(ca) = &args.cacert {
+        tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca, "cacert")?));
+    }
+    if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
+        tls = tls.identity(etcd_client::Identity::from_pem(
+            read(cert, "cert")?,
+            read(key, "key")?,
+        ));
+    }
+    Ok(Some(tls))
+}
+
+async fn scan_etcd(
+    args: &ScanArgs,
+    tls: Option<etcd_client::TlsOptions>,
+    coverage: Option<&SecretsCoverage>,
+) -> Result<Scan> {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let endpoints: Vec<String> = args
+        .endpoints
+        .iter()
+        .map(|e| {
+            if e.contains("://") {
+                e.clone()
+            } else {
+                format!("{scheme}://{e}")
+            }
+        })
+        .collect();
+    let timeout = Duration::from_secs(args.timeout);
+    let mut options = etcd_client::ConnectOptions::new().with_connect_timeout(timeout);
+    if let Some(tls) = tls {
+        options = options.with_tls(tls);
+    }
+    let joined = endpoints.join(",");
+    let client = etcd_client::Client::connect(&endpoints, Some(options))
+        .await
+        .with_context(|| format!("--endpoints {joined}: cannot connect"))?;
+    let mut kv = client
+        .kv_client()
+        .max_decoding_message_size(512 * 1024 * 1024);
+
+    let known: Vec<String> = coverage
+        .map(|c| {
+            c.providers
+                .iter()
+                .flat_map(|p| match p {
+                    config::Provider::Kms { name, .. } => vec![name.clone()],
+                    other => other.key_names().to_vec(),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let base = format!("{}/secrets/", args.prefix.trim_end_matches('/'));
+    let mut end = base.clone().into_bytes();
+    // The range end of a prefix: its last byte plus one ('/' + 1 = '0').
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    let mut scan = Scan {
+        prefix: base.clone(),
+        ..Scan::default()
+    };
+    let mut from = base.clone().into_bytes();
+    loop {
+        let mut options = etcd_client::GetOptions::new()
+            .with_range(end.clone())
+            .with_limit(args.page_size);
+        if scan.revision > 0 {
+            // Every page reads the same revision: a consistent snapshot.
+            options = options.with_revision(scan.revision);
+        }
+        let page = tokio::time::timeout(timeout * 6, kv.get(from.clone(), Some(options)))
+            .await
+            .with_context(|| format!("--endpoints {joined}: no answer in time"))?
+            .with_context(|| format!("--endpoints {joined}: reading {base}"))?;
+        if scan.revision == 0 {
+            scan.revision = page.header().map(|h| h.revision()).unwrap_or_default();
+        }
+        for kv in page.kvs() {
+            let name = String::from_utf8_lossy(&kv.key()[base.len()..]).into_owned();
+            let stored = stored::classify(kv.value(), &known);
+            scan.total += 1;
+            *scan.formats.entry(stored.label()).or_default() += 1;
+            let standing = coverage.map(|c| stored::standing(&stored, c));
+            if let Some(s) = standing {
+                *scan
+                    .standing
+                    .entry(format!("{s:?}").to_lowercase())
+                    .or_default() += 1;
+            }
+            match (standing, &stored) {
+                (Some(Standing::Plaintext), _)
+                | (None, Stored::PlaintextProtobuf | Stored::PlaintextJson) => {
+                    scan.plaintext.push(name)
+                }
+                (Some(Standing::Stale), _) => scan.stale.push(name),
+                (Some(Standing::Unreadable), _)
+                | (None, Stored::Unknown)
+                | (
+                    None,
+                    Stored::Encrypted {
+                        well_formed: false, ..
+                    },
+                ) => scan.unreadable.push(name),
+                _ => {}
+            }
+        }
+        match page.kvs().last() {
+            Some(last) if page.more() => {
+                from = last.key().to_vec();
+                from.push(0);
+            }
+            _ => break,
+        }
+    }
+    Ok(scan)
+}
+
+fn render_scan(s: &Scan, with_config: bool) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "scanned {} Secrets under {} at revision {}",
+        s.total, s.prefix, s.revision
+    );
+    for (format, n) in &s.formats {
+        let _ = writeln!(out, "  {n:>8}  {format}");
+    }
+    for (label, names, why) in [
+        (
+            "plaintext",
+            &s.plaintext,
+            "stored unencrypted: rewrite them once encryption is on",
+        ),
+        (
+            "stale",
+            &s.stale,
+            "on a provider or key that no longer writes: rewrite them",
+        ),
+        (
+            "unreadable",
+            &s.unreadable,
+            "not readable with the config (or not a known format)",
+        ),
+    ] {
+        if !names.is_empty() {
+            let _ = writeln!(out, "{label} ({}): {why}", names.len());
+            for n in names {
+                let _ = writeln!(out, "  {n}");
+            }
+        }
+    }
+    if !with_config {
+        let _ = writeln!(
+            out,
+            "(pass --config with the apiservers' EncryptionConfiguration to find Secrets on old keys)"
+        );
+    }
+    let clean = s.plaintext.is_empty() && s.stale.is_empty() && s.unreadable.is_empty();
+    let _ = writeln!(out, "result: {}", if clean { "pass" } else { "fail" });
+    out
+}
+
+fn exit(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}
