@@ -3,6 +3,8 @@
 //! and the Kubernetes API test server ([`apiserver`]).
 
 pub mod apiserver;
+pub mod etcd;
+pub mod stored_values;
 
 use serde::{Deserialize, Serialize};
 

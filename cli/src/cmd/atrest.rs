@@ -85,7 +85,7 @@ pub struct ScanArgs {
     #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub config: Option<PathBuf>,
     /// Keys read per request
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(i64).range(1..=100_000))]
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
     pub page_size: i64,
     /// Give up on an unreachable endpoint after this many seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
@@ -369,7 +369,9 @@ async fn scan_etcd(
         let page = tokio::time::timeout(timeout * 6, kv.get(from.clone(), Some(options)))
             .await
             .with_context(|| format!("--endpoints {joined}: no answer in time"))?
-            .with_context(|| format!("--endpoints {joined}: reading {base}"))?;
+            .map_err(|e| {
+                anyhow::anyhow!("--endpoints {joined}: reading {base}: {}", etcd_error(&e))
+            })?;
         if scan.revision == 0 {
             scan.revision = page.header().map(|h| h.revision()).unwrap_or_default();
         }
@@ -411,6 +413,15 @@ async fn scan_etcd(
         }
     }
     Ok(scan)
+}
+
+/// The first clause of an etcd client error, without the transport's debug dump.
+fn etcd_error(e: &etcd_client::Error) -> String {
+    let text = e.to_string();
+    match text.split_once(", source:") {
+        Some((head, _)) => head.to_owned(),
+        None => text,
+    }
 }
 
 fn render_scan(s: &Scan, with_config: bool) -> String {

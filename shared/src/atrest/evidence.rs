@@ -105,14 +105,26 @@ pub const METRIC_FAMILIES: [&str; 3] = [
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Transformations {
     /// `("to_storage", "k8s:enc:aescbc:v1:")` → count, OK status only.
+    #[serde(serialize_with = "series")]
     pub ok: BTreeMap<(String, String), f64>,
     /// Key-level sub-series (`key1:`) per direction.
+    #[serde(serialize_with = "series")]
     pub keys: BTreeMap<(String, String), f64>,
     /// Failed transformations (any status but OK).
     pub failed: f64,
     /// False before Kubernetes 1.32: the series have no `resource` label, so they count
     /// every resource, not only Secrets.
     pub per_resource: bool,
+}
+
+/// `[{"direction": …, "prefix": …, "count": …}]`: JSON maps need string keys.
+fn series<S: serde::Serializer>(
+    map: &BTreeMap<(String, String), f64>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(map.iter().map(|((direction, prefix), count)| {
+        serde_json::json!({"direction": direction, "prefix": prefix, "count": count})
+    }))
 }
 
 /// Is this `transformer_prefix` a provider (top level) rather than a key sub-series?
@@ -380,6 +392,8 @@ pub struct ApiserverEvidence {
     /// The endpoint (`10.0.0.1:6443`), or `the apiserver behind <url>` when the endpoints
     /// could not be addressed one by one.
     pub name: String,
+    /// Why the apiservers could not be addressed one by one, when they could not.
+    pub addressing: Option<String>,
     pub flags: Checked<FlagEvidence>,
     pub health: Checked<HealthEvidence>,
     pub metrics: Checked<MetricsEvidence>,
@@ -422,6 +436,7 @@ impl fmt::Display for Verdict {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ApiserverVerdict {
     pub name: String,
+    #[serde(flatten)]
     pub verdict: Verdict,
     /// What the verdict rests on, strongest first.
     pub evidence: Vec<String>,
@@ -473,6 +488,10 @@ pub fn judge(e: &ApiserverEvidence) -> ApiserverVerdict {
         if let Some(why) = checked {
             v.not_checked.push(format!("{what}: {why}"));
         }
+    }
+    if let Some(why) = &e.addressing {
+        v.not_checked
+            .push(format!("each apiserver on its own: {why}"));
     }
     let mut decided: Option<Verdict> = None;
 
@@ -601,6 +620,7 @@ fn reason<T>(c: &Checked<T>) -> String {
 /// every apiserver was seen encrypting, unknown otherwise.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ClusterVerdict {
+    #[serde(flatten)]
     pub verdict: Verdict,
     pub apiservers: Vec<ApiserverVerdict>,
     /// Disagreements between apiservers (verdicts or config hashes).

@@ -53,6 +53,7 @@ pub async fn probe(config: &Config, options: &ProbeOptions) -> Vec<ApiserverEvid
             let why = format!("cannot build a client: {e}");
             return vec![ApiserverEvidence {
                 name: format!("the apiserver behind {}", config.cluster_url),
+                addressing: None,
                 flags: Checked::NotChecked(why.clone()),
                 health: Checked::NotChecked(why.clone()),
                 metrics: Checked::NotChecked(why.clone()),
@@ -110,12 +111,9 @@ pub async fn probe(config: &Config, options: &ProbeOptions) -> Vec<ApiserverEvid
                 &e,
             )),
         };
-        let mut name = target.name.clone();
-        if let Some(note) = &endpoints_note {
-            name = format!("{name} ({note})");
-        }
         out.push(ApiserverEvidence {
-            name,
+            name: target.name.clone(),
+            addressing: endpoints_note.clone(),
             flags,
             health,
             metrics,
@@ -128,6 +126,7 @@ pub async fn probe(config: &Config, options: &ProbeOptions) -> Vec<ApiserverEvid
                 let why = "this apiserver could not be addressed on its own".to_owned();
                 out.push(ApiserverEvidence {
                     name: format!("pod {}", pod.pod),
+                    addressing: None,
                     flags: Checked::Done(pod.clone()),
                     health: Checked::NotChecked(why.clone()),
                     metrics: Checked::NotChecked(why.clone()),

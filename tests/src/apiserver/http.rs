@@ -46,8 +46,11 @@ pub struct Programmed {
 }
 
 pub struct Shared {
-    pub store: Mutex<Store>,
-    pub tokens: Mutex<HashMap<String, User>>,
+    /// Shared with peer servers: several apiservers, one etcd.
+    pub store: Arc<Mutex<Store>>,
+    pub tokens: Arc<Mutex<HashMap<String, User>>>,
+    /// This apiserver's storage transformers, as its metrics show them.
+    pub storage: Mutex<super::storage::StorageModel>,
     pub faults: Mutex<Faults>,
     pub programmed: Mutex<HashMap<String, Programmed>>,
     pub bookmark_interval: Duration,
@@ -223,12 +226,24 @@ fn non_resource(
             .into_response();
     }
     if let Some(p) = lock(&shared.programmed).get(path).cloned() {
-        let body = match (&p.verbose_body, query.contains_key("verbose")) {
+        let mut body = match (&p.verbose_body, query.contains_key("verbose")) {
             (Some(v), true) => v.clone(),
             _ => p.body.clone(),
         };
+        if path == "/metrics" && p.status == 200 {
+            body.push_str(&lock(&shared.storage).render());
+        }
         let code = StatusCode::from_u16(p.status).unwrap_or(StatusCode::OK);
         return (code, [("content-type", p.content_type.clone())], body).into_response();
+    }
+    if path == "/metrics" {
+        let body = lock(&shared.storage).render();
+        return (
+            StatusCode::OK,
+            [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+            body,
+        )
+            .into_response();
     }
     if matches!(path, "/healthz" | "/readyz" | "/livez") {
         return (StatusCode::OK, [("content-type", "text/plain")], "ok").into_response();
@@ -290,7 +305,31 @@ fn manager(query: &Query, headers: &HeaderMap) -> ApiResult<String> {
     Ok(m)
 }
 
+/// Serves a resource request; a successful Secret write or single read is counted by the
+/// storage model, as kube-apiserver's transformers count it.
 fn resource(
+    shared: &Arc<Shared>,
+    user: &User,
+    method: &Method,
+    headers: &HeaderMap,
+    query: &Query,
+    target: Target,
+    body: &[u8],
+) -> ApiResult<Response> {
+    let secrets = target.t.group.is_empty() && target.t.plural == "secrets";
+    let verb = verb_of(method, &target, query);
+    let result = serve_resource(shared, user, method, headers, query, target, body);
+    if secrets && result.as_ref().is_ok_and(|r| r.status().is_success()) {
+        match verb {
+            "create" | "update" | "patch" => lock(&shared.storage).record(true),
+            "get" => lock(&shared.storage).record(false),
+            _ => {}
+        }
+    }
+    result
+}
+
+fn serve_resource(
     shared: &Arc<Shared>,
     user: &User,
     method: &Method,

@@ -14,8 +14,10 @@ mod registry;
 pub mod selectors;
 mod server;
 mod status;
+mod storage;
 mod store;
 mod watch;
 
 pub use http::{Faults, Programmed};
 pub use server::{Config, TestServer};
+pub use storage::SecretStorage;

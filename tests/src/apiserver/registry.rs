@@ -140,6 +140,13 @@ pub fn builtins() -> Vec<ResourceType> {
         ResourceType::builtin("", "v1", "pods", "Pod", true),
         ResourceType::builtin("", "v1", "events", "Event", true),
         ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true),
+        ResourceType::builtin(
+            "discovery.k8s.io",
+            "v1",
+            "endpointslices",
+            "EndpointSlice",
+            true,
+        ),
         ResourceType::builtin("events.k8s.io", "v1", "events", "Event", true),
         ResourceType::builtin("rbac.authorization.k8s.io", "v1", "roles", "Role", true),
         ResourceType::builtin(

@@ -55,6 +55,7 @@ pub struct TestServer {
     /// A token for `admin` (group `system:masters`: every request is allowed).
     pub admin_token: String,
     shared: Arc<Shared>,
+    tls_config: Arc<rustls::ServerConfig>,
     stop: signal::Sender<bool>,
 }
 
@@ -111,9 +112,51 @@ impl TestServer {
                 groups: vec!["system:masters".into(), "system:authenticated".into()],
             },
         );
+        let store = Arc::new(Mutex::new(Store::new(config.history_limit)));
+        let tokens = Arc::new(Mutex::new(tokens));
+        Self::serve(
+            config,
+            tls.ca_pem,
+            Arc::new(tls.config),
+            store,
+            tokens,
+            admin_token,
+        )
+        .await
+    }
+
+    /// A second apiserver in front of the same store (one etcd, as in an HA control
+    /// plane), with the same CA, certificate and tokens, but its own address, storage
+    /// model, programmed endpoints and faults.
+    pub async fn start_peer(&self) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        let config = Config {
+            bookmark_interval: self.shared.bookmark_interval,
+            default_watch_timeout: self.shared.default_watch_timeout,
+            ..Config::default()
+        };
+        Self::serve(
+            config,
+            self.ca_pem.clone(),
+            self.tls_config.clone(),
+            self.shared.store.clone(),
+            self.shared.tokens.clone(),
+            self.admin_token.clone(),
+        )
+        .await
+    }
+
+    async fn serve(
+        config: Config,
+        ca_pem: String,
+        tls_config: Arc<rustls::ServerConfig>,
+        store: Arc<Mutex<Store>>,
+        tokens: Arc<Mutex<HashMap<String, User>>>,
+        admin_token: String,
+    ) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
         let shared = Arc::new(Shared {
-            store: Mutex::new(Store::new(config.history_limit)),
-            tokens: Mutex::new(tokens),
+            store,
+            tokens,
+            storage: Mutex::default(),
             faults: Mutex::new(Faults::default()),
             programmed: Mutex::new(HashMap::new()),
             bookmark_interval: config.bookmark_interval,
@@ -123,7 +166,7 @@ impl TestServer {
         let listener = TcpListener::bind(config.addr).await?;
         let addr = listener.local_addr()?;
         let app = Router::new().fallback(handle).with_state(shared.clone());
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls.config));
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls_config.clone());
         let (stop, mut stopped) = signal::channel(false);
         tokio::spawn(async move {
             loop {
@@ -154,11 +197,23 @@ impl TestServer {
         Ok(TestServer {
             url: format!("https://127.0.0.1:{}", addr.port()),
             addr,
-            ca_pem: tls.ca_pem,
+            ca_pem,
             admin_token,
             shared,
+            tls_config,
             stop,
         })
+    }
+
+    /// What this apiserver's modelled encryption config does to Secrets; counters keep
+    /// running across changes, as they do across a config reload.
+    pub fn set_secret_storage(&self, storage: super::storage::SecretStorage) {
+        lock(&self.shared.storage).secrets = storage;
+    }
+
+    /// Before Kubernetes 1.32 the transformation metrics have no `resource` label.
+    pub fn set_metrics_resource_label(&self, on: bool) {
+        lock(&self.shared.storage).resource_label = on;
     }
 
     /// A kubeconfig that authenticates with `token`, namespace `namespace`.
