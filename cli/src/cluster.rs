@@ -90,6 +90,17 @@ impl Cluster {
     }
 
     fn configmap(&self) -> Result<RecipientsDocument> {
+        Ok(self.configmap_with_annotations()?.0)
+    }
+
+    /// The recipients document, and the ConfigMap's annotations (where the controller
+    /// records its encryption-at-rest verdict).
+    fn configmap_with_annotations(
+        &self,
+    ) -> Result<(
+        RecipientsDocument,
+        std::collections::BTreeMap<String, String>,
+    )> {
         let api: Api<ConfigMap> = Api::namespaced(self.client.clone(), &self.controller_namespace);
         let cm = self
             .runtime
@@ -101,6 +112,7 @@ impl Cluster {
                     describe(&e)
                 )
             })?;
+        let annotations = cm.metadata.annotations.clone().unwrap_or_default();
         let text = cm
             .data
             .and_then(|d| d.get(RECIPIENTS_KEY).cloned())
@@ -110,12 +122,13 @@ impl Cluster {
                     self.controller_namespace
                 )
             })?;
-        serde_json::from_str(&text).with_context(|| {
+        let doc = serde_json::from_str(&text).with_context(|| {
             format!(
                 "ConfigMap {}/{RECIPIENTS_CONFIGMAP}",
                 self.controller_namespace
             )
-        })
+        })?;
+        Ok((doc, annotations))
     }
 
     /// The recipient new seals use: the newest published key.
@@ -127,7 +140,7 @@ impl Cluster {
     pub fn status(&self) -> Result<String> {
         use std::fmt::Write;
         let mut out = String::new();
-        let doc = self.configmap()?;
+        let (doc, annotations) = self.configmap_with_annotations()?;
         let _ = writeln!(out, "keys (newest first, the first seals):");
         for r in &doc.recipients {
             let _ = writeln!(
@@ -161,6 +174,24 @@ impl Cluster {
             }
             Err(e) => {
                 let _ = writeln!(out, "leader: unknown ({})", describe(&e));
+            }
+        }
+        match annotations.get("kseal.dev/encryption-at-rest") {
+            Some(verdict) => {
+                let at = annotations
+                    .get("kseal.dev/encryption-at-rest-checked-at")
+                    .map(String::as_str)
+                    .unwrap_or("?");
+                let _ = writeln!(out, "encryption at rest: {verdict} (checked {at})");
+                if let Some(detail) = annotations.get("kseal.dev/encryption-at-rest-detail") {
+                    let _ = writeln!(out, "  {detail}");
+                }
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "encryption at rest: not checked by the controller (--require-encryption-at-rest=off?)"
+                );
             }
         }
         let sealed: Api<SealedSecret> = Api::all(self.client.clone());

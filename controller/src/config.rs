@@ -32,6 +32,17 @@ pub enum LogFormat {
     Json,
 }
 
+/// What the controller does about a cluster that stores Secrets in plaintext.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AtRestPolicy {
+    /// Run no checks.
+    Off,
+    /// Check and report (metric, Event, `kseal status`), and unseal anyway.
+    Warn,
+    /// Check, report, and unseal nothing while the verdict is plaintext.
+    Enforce,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
     /// Namespace holding the keys, the recipients ConfigMap and the leader Lease
@@ -98,6 +109,13 @@ pub struct RunArgs {
     /// Log level (or RUST_LOG for per-module filters)
     #[arg(long, global = true, env = "KSEAL_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// What to do when the cluster stores Secrets in plaintext: off (no checks), warn
+    /// (report it), enforce (also stop unsealing while the verdict is plaintext)
+    #[arg(long, global = true, env = "KSEAL_REQUIRE_ENCRYPTION_AT_REST", value_enum, default_value_t = AtRestPolicy::Warn)]
+    pub require_encryption_at_rest: AtRestPolicy,
+    /// How often to re-run the encryption-at-rest checks
+    #[arg(long, global = true, env = "KSEAL_AT_REST_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    pub at_rest_interval: Duration,
     /// Path to a kubeconfig (in the cluster the pod's service account is used)
     #[arg(long, global = true, env = "KUBECONFIG")]
     pub kubeconfig: Option<std::path::PathBuf>,

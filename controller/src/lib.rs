@@ -1,7 +1,9 @@
 //! kseal-controller: unseals SealedSecrets into Secrets, owns and rotates the cluster's
 //! keys, publishes their recipients, serves health and metrics. `main.rs` parses flags and
-//! calls [`run`]; the parts live in [`keys`], [`reconcile`], [`http`] and [`metrics`].
+//! calls [`run`]; the parts live in [`keys`], [`reconcile`], [`http`], [`metrics`] and
+//! [`atrest`] (the encryption-at-rest policy).
 
+pub mod atrest;
 pub mod config;
 pub mod http;
 pub mod keys;
@@ -26,13 +28,18 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
 
-use crate::config::RunArgs;
+use crate::config::{AtRestPolicy, RunArgs};
 use crate::keys::{KEY_LABEL, KeyStore};
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, MANAGED_BY, error_policy, reconcile};
 
 /// A kube client from `--kubeconfig`, else the usual in-cluster or `KUBECONFIG` lookup.
 pub async fn client(args: &RunArgs) -> anyhow::Result<Client> {
+    Ok(Client::try_from(kube_config(args).await?)?)
+}
+
+/// The client configuration (the at-rest probe pins one client per apiserver from it).
+pub async fn kube_config(args: &RunArgs) -> anyhow::Result<kube::Config> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match &args.kubeconfig {
         Some(path) => {
@@ -44,7 +51,7 @@ pub async fn client(args: &RunArgs) -> anyhow::Result<Client> {
             .await
             .context("finding cluster credentials")?,
     };
-    Ok(Client::try_from(config)?)
+    Ok(config)
 }
 
 fn cutoff(args: &RunArgs) -> anyhow::Result<Option<OffsetDateTime>> {
@@ -59,7 +66,8 @@ fn cutoff(args: &RunArgs) -> anyhow::Result<Option<OffsetDateTime>> {
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let client = client(&args).await?;
+    let kube_config = kube_config(&args).await?;
+    let client = Client::try_from(kube_config.clone())?;
     let cutoff = cutoff(&args)?;
     let keys = Arc::new(KeyStore::default());
     let metrics = Arc::new(Metrics::default());
@@ -172,6 +180,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 tracing::info!(%identity, "became the leader");
                 controller_task = Some(tokio::spawn(controllers(
                     client.clone(),
+                    kube_config.clone(),
                     args.clone(),
                     keys.clone(),
                     metrics.clone(),
@@ -197,6 +206,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// watched namespace (or one for all).
 async fn controllers(
     client: Client,
+    kube_config: kube::Config,
     args: RunArgs,
     keys: Arc<KeyStore>,
     metrics: Arc<Metrics>,
@@ -225,12 +235,31 @@ async fn controllers(
             }
         })
     };
+    // Encryption at rest: the first verdict is known before anything is unsealed, so
+    // `enforce` never lets a first pass slip through.
+    let (verdict_tx, mut verdict_rx) = watch::channel(None);
+    let at_rest = (args.require_encryption_at_rest != AtRestPolicy::Off).then(|| {
+        tokio::spawn(atrest::run(
+            client.clone(),
+            kube_config,
+            args.namespace.clone(),
+            args.at_rest_interval,
+            metrics.clone(),
+            identity.clone(),
+            verdict_tx,
+        ))
+    });
+    if at_rest.is_some() && verdict_rx.wait_for(Option::is_some).await.is_err() {
+        return;
+    }
     let ctx = Arc::new(Context {
         client: client.clone(),
         keys,
         metrics,
         identity,
         failures: Mutex::new(Default::default()),
+        at_rest_policy: args.require_encryption_at_rest,
+        at_rest: verdict_rx.clone(),
     });
     let apis: Vec<(Api<SealedSecret>, Api<PartialObjectMeta<Secret>>)> =
         if args.watch_namespaces.is_empty() {
@@ -248,7 +277,19 @@ async fn controllers(
         };
     let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     let runs = apis.into_iter().map(|(sealed, secrets)| {
-        let trigger = tokio_stream::wrappers::WatchStream::new(keys_changed.clone()).map(|_| ());
+        // Everything is reconciled again when the keys change or the at-rest verdict does.
+        let trigger = futures::stream::select(
+            tokio_stream::wrappers::WatchStream::new(keys_changed.clone()).map(|_| ()),
+            tokio_stream::wrappers::WatchStream::new(verdict_rx.clone())
+                .map(|v| v.map(|v| v.as_str()))
+                .scan(None, |last, now| {
+                    let changed = *last != Some(now);
+                    *last = Some(now);
+                    futures::future::ready(Some(changed))
+                })
+                .filter(|changed| futures::future::ready(*changed))
+                .map(|_| ()),
+        );
         // managedFields are dropped before anything is cached: memory then grows with the
         // SealedSecrets' own content only. Owned Secrets are watched metadata-only and
         // label-filtered, never cached: memory does not grow with other Secrets.
@@ -271,4 +312,7 @@ async fn controllers(
     });
     futures::future::join_all(runs).await;
     publisher.abort();
+    if let Some(task) = at_rest {
+        task.abort();
+    }
 }

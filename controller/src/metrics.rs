@@ -19,6 +19,11 @@ pub struct KeyLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerdictLabel {
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
     pub version: String,
 }
@@ -31,6 +36,9 @@ pub struct Metrics {
     pub keys: Gauge,
     pub key_age_seconds: Family<KeyLabel, Gauge>,
     pub leader: Gauge,
+    /// 1 for the current at-rest verdict, 0 for the others.
+    pub at_rest_verdict: Family<VerdictLabel, Gauge>,
+    pub at_rest_checked: Gauge,
 }
 
 impl Default for Metrics {
@@ -75,6 +83,18 @@ impl Default for Metrics {
             leader.clone(),
         );
         registry.register("build_info", "Build information", build);
+        let at_rest_verdict = Family::<VerdictLabel, Gauge>::default();
+        registry.register(
+            "encryption_at_rest",
+            "Whether the cluster stores Secrets encrypted: 1 for the current verdict (encrypted, plaintext, unknown)",
+            at_rest_verdict.clone(),
+        );
+        let at_rest_checked = Gauge::default();
+        registry.register(
+            "encryption_at_rest_last_check_timestamp_seconds",
+            "When the encryption-at-rest checks last ran",
+            at_rest_checked.clone(),
+        );
         Metrics {
             registry,
             unseals,
@@ -83,6 +103,8 @@ impl Default for Metrics {
             keys,
             key_age_seconds,
             leader,
+            at_rest_verdict,
+            at_rest_checked,
         }
     }
 }
@@ -94,6 +116,21 @@ impl Metrics {
                 reason: reason.to_owned(),
             })
             .inc();
+    }
+
+    /// Records an at-rest verdict (`encrypted`, `plaintext` or `unknown`).
+    pub fn at_rest(&self, verdict: &str) {
+        for v in ["encrypted", "plaintext", "unknown"] {
+            self.at_rest_verdict
+                .get_or_create(&VerdictLabel { verdict: v.into() })
+                .set(i64::from(v == verdict));
+        }
+        self.at_rest_checked.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or_default(),
+        );
     }
 
     pub fn render(&self) -> String {

@@ -41,6 +41,10 @@ pub struct Context {
     pub identity: String,
     /// Consecutive failures per object, for backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    pub at_rest_policy: crate::config::AtRestPolicy,
+    /// The latest encryption-at-rest verdict (`None` before the first check, or when
+    /// checks are off).
+    pub at_rest: tokio::sync::watch::Receiver<Option<kseal_core::atrest::evidence::Verdict>>,
 }
 
 /// Why a reconcile failed. Permanent ones wait for a change (or a new key); transient
@@ -57,6 +61,10 @@ pub enum Error {
     SecretNotOwned(String),
     #[error("the SealedSecret has no namespace")]
     NoNamespace,
+    #[error(
+        "the cluster stores Secrets in plaintext (see kseal at-rest check); nothing is unsealed under --require-encryption-at-rest=enforce until encryption at rest is configured"
+    )]
+    EncryptionAtRestNotConfigured,
     #[error(transparent)]
     Kube(#[from] kube::Error),
 }
@@ -76,6 +84,7 @@ impl Error {
             Error::NoKeys => "NoMatchingKey",
             Error::SecretNotOwned(_) => "SecretNotOwned",
             Error::NoNamespace => "InvalidSealedSecret",
+            Error::EncryptionAtRestNotConfigured => "EncryptionAtRestNotConfigured",
             Error::Kube(_) => "ApiError",
         }
     }
@@ -155,6 +164,10 @@ pub fn error_policy(ss: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> 
 }
 
 async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<(), Error> {
+    if crate::atrest::blocks(ctx.at_rest_policy, ctx.at_rest.borrow().as_ref()) {
+        // Existing Secrets are left alone: only new plaintext is refused.
+        return Err(Error::EncryptionAtRestNotConfigured);
+    }
     let namespace = ss.namespace().ok_or(Error::NoNamespace)?;
     let name = ss.name_any();
     let keyring = ctx.keys.keyring();

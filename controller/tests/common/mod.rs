@@ -107,6 +107,11 @@ impl Cluster {
     }
 
     pub fn start_controller(&mut self, identity: &str) -> u16 {
+        self.start_controller_with(identity, &[])
+    }
+
+    /// Starts a replica with extra flags.
+    pub fn start_controller_with(&mut self, identity: &str, extra: &[&str]) -> u16 {
         let kubeconfig = self.controller_kubeconfig();
         let (port, metrics) = (free_port(), free_port());
         let log = std::fs::File::create(self.path(&format!("{identity}.log"))).unwrap();
@@ -129,6 +134,7 @@ impl Cluster {
                 "--metrics-addr",
                 &format!("127.0.0.1:{metrics}"),
             ])
+            .args(extra)
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log)
@@ -214,6 +220,23 @@ impl Cluster {
             (c.observed_generation == ss.metadata.generation).then_some((c.status, c.reason))
         })
         .await
+    }
+}
+
+impl Cluster {
+    /// One replica's `/metrics` text.
+    pub fn metrics(&self, identity: &str) -> String {
+        use std::io::{Read, Write};
+        let Some((_, _, port)) = self.controllers.iter().find(|(id, _, _)| id == identity) else {
+            return String::new();
+        };
+        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", *port)) else {
+            return String::new();
+        };
+        let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let mut body = String::new();
+        let _ = stream.read_to_string(&mut body);
+        body
     }
 }
 

@@ -100,6 +100,26 @@ impl Store {
             uids: HashMap::new(),
             dependents: HashMap::new(),
         }
+        .with_bootstrap_roles()
+    }
+
+    /// The bootstrap ClusterRoles kube-apiserver creates that kseal binds to:
+    /// `system:monitoring` (the health and metrics endpoints).
+    fn with_bootstrap_roles(mut self) -> Self {
+        let role = serde_json::json!({
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "system:monitoring", "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}},
+            "rules": [{"nonResourceURLs": ["/healthz", "/healthz/*", "/livez", "/livez/*", "/metrics", "/metrics/slis", "/readyz", "/readyz/*"], "verbs": ["get"]}]
+        });
+        if let Some(t) = self.find_type("rbac.authorization.k8s.io", "v1", "clusterroles") {
+            let ctx = WriteCtx {
+                manager: "kube-apiserver",
+                subresource: None,
+            };
+            let _ = self.create(&t, role, &ctx);
+        }
+        self
     }
 
     pub fn find_type(&self, group: &str, version: &str, plural: &str) -> Option<ResourceType> {

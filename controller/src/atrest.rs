@@ -1,0 +1,168 @@
+//! The controller's encryption-at-rest policy. The leader runs the API-only checks
+//! (kube-apiserver flags, health, metrics, a canary Secret in its own namespace) at start
+//! and every `--at-rest-interval`, and reports the verdict as a metric, an Event on the
+//! recipients ConfigMap and annotations on it (read by `kseal status`). Under
+//! `--require-encryption-at-rest=enforce`, a plaintext verdict stops unsealing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use kseal_core::atrest::evidence::{ClusterVerdict, Verdict, judge_cluster};
+use kseal_core::atrest::probe::{ProbeOptions, probe};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Client, Config};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use tokio::sync::watch;
+
+use crate::config::AtRestPolicy;
+use crate::keys::RECIPIENTS_CONFIGMAP;
+use crate::metrics::Metrics;
+
+/// Annotations on the recipients ConfigMap, for `kseal status`.
+pub const VERDICT_ANNOTATION: &str = "kseal.dev/encryption-at-rest";
+pub const DETAIL_ANNOTATION: &str = "kseal.dev/encryption-at-rest-detail";
+pub const CHECKED_ANNOTATION: &str = "kseal.dev/encryption-at-rest-checked-at";
+const FIELD_MANAGER: &str = "kseal-controller-at-rest";
+
+/// Whether this verdict stops unsealing under this policy.
+pub fn blocks(policy: AtRestPolicy, verdict: Option<&Verdict>) -> bool {
+    policy == AtRestPolicy::Enforce && verdict == Some(&Verdict::Plaintext)
+}
+
+/// One line summing up a verdict: the strongest evidence of each apiserver.
+pub fn summary(v: &ClusterVerdict) -> String {
+    let mut parts: Vec<String> = v
+        .apiservers
+        .iter()
+        .map(|a| {
+            let why = a
+                .evidence
+                .first()
+                .or(a.not_checked.first())
+                .cloned()
+                .unwrap_or_default();
+            format!("{}: {} ({why})", a.name, a.verdict)
+        })
+        .collect();
+    parts.extend(v.disagreements.iter().cloned());
+    parts.join("; ")
+}
+
+/// Runs the checks until aborted, sending each verdict.
+pub async fn run(
+    client: Client,
+    config: Config,
+    namespace: String,
+    interval: Duration,
+    metrics: std::sync::Arc<Metrics>,
+    identity: String,
+    verdicts: watch::Sender<Option<Verdict>>,
+) {
+    let options = ProbeOptions {
+        canary_namespace: Some(namespace.clone()),
+    };
+    let mut last: Option<Verdict> = None;
+    loop {
+        let evidence = probe(&config, &options).await;
+        let verdict = judge_cluster(&evidence);
+        let summary = summary(&verdict);
+        metrics.at_rest(verdict.verdict.as_str());
+        let changed = last.as_ref() != Some(&verdict.verdict);
+        match &verdict.verdict {
+            Verdict::Plaintext => {
+                tracing::warn!(verdict = %verdict.verdict, evidence = %summary, "Secrets are stored in plaintext")
+            }
+            Verdict::Unknown => {
+                tracing::info!(verdict = %verdict.verdict, evidence = %summary, "encryption at rest could not be established")
+            }
+            Verdict::Encrypted(_) => {
+                tracing::info!(verdict = %verdict.verdict, evidence = %summary, "Secrets are stored encrypted")
+            }
+        }
+        if let Err(e) = annotate(&client, &namespace, &verdict.verdict, &summary).await {
+            tracing::warn!(error = %e, "could not record the at-rest verdict on the recipients ConfigMap");
+        }
+        if changed {
+            event(&client, &namespace, &identity, &verdict.verdict, &summary).await;
+            last = Some(verdict.verdict.clone());
+        }
+        let _ = verdicts.send(Some(verdict.verdict));
+        tokio::time::sleep(interval).await;
+    }
+}
+
+async fn annotate(
+    client: &Client,
+    namespace: &str,
+    verdict: &Verdict,
+    summary: &str,
+) -> Result<(), kube::Error> {
+    let now = OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_default();
+    let annotations = BTreeMap::from([
+        (VERDICT_ANNOTATION, verdict.to_string()),
+        (DETAIL_ANNOTATION, truncate(summary, 1024)),
+        (CHECKED_ANNOTATION, now),
+    ]);
+    let patch = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": RECIPIENTS_CONFIGMAP, "annotations": annotations},
+    });
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .patch(
+            RECIPIENTS_CONFIGMAP,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+async fn event(client: &Client, namespace: &str, identity: &str, verdict: &Verdict, summary: &str) {
+    let (warning, reason) = match verdict {
+        Verdict::Plaintext => (true, "EncryptionAtRestNotConfigured"),
+        Verdict::Unknown => (true, "EncryptionAtRestUnknown"),
+        Verdict::Encrypted(_) => (false, "EncryptionAtRestConfigured"),
+    };
+    let mut event = Event {
+        action: Some("CheckEncryptionAtRest".into()),
+        reason: Some(reason.into()),
+        note: Some(truncate(&format!("{verdict}: {summary}"), 1024)),
+        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
+        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
+        regarding: Some(ObjectReference {
+            api_version: Some("v1".into()),
+            kind: Some("ConfigMap".into()),
+            name: Some(RECIPIENTS_CONFIGMAP.into()),
+            namespace: Some(namespace.into()),
+            ..ObjectReference::default()
+        }),
+        reporting_controller: Some("kseal.dev/controller".into()),
+        reporting_instance: Some(identity.into()),
+        ..Event::default()
+    };
+    event.metadata.generate_name = Some(format!("{RECIPIENTS_CONFIGMAP}."));
+    event.metadata.namespace = Some(namespace.into());
+    if let Err(e) = Api::<Event>::namespaced(client.clone(), namespace)
+        .create(&PostParams::default(), &event)
+        .await
+    {
+        tracing::debug!(error = %e, "could not publish an event");
+    }
+}

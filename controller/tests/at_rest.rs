@@ -1,0 +1,174 @@
+//! The controller's encryption-at-rest policy, end to end: the real binary with the RBAC
+//! from `manifests/`, against the test server whose modelled storage transformers decide
+//! what the canary write reports. Under `enforce` with a plaintext verdict nothing is
+//! unsealed and the reason is shown; once the verdict is encrypted everything unseals;
+//! an existing Secret is left alone when the verdict turns plaintext again.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use kseal_tests::apiserver::SecretStorage;
+
+fn kms_v2() -> SecretStorage {
+    SecretStorage::Encrypted {
+        prefix: "k8s:enc:kms:v2:vault:".into(),
+        key: None,
+    }
+}
+
+async fn seal_and_apply(cluster: &Cluster, cert: &str, name: &str, value: &str) {
+    let input = secret_yaml("shop", name, &[("password", value)]);
+    let file = format!("{name}.yaml");
+    cluster.kseal(&["seal", "--cert", cert, "-w", &file], input.as_bytes());
+    cluster
+        .kubectl(&["apply", "-f", cluster.path(&file).to_str().unwrap()])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
+    let mut cluster = Cluster::new().await;
+    cluster
+        .server
+        .set_secret_storage(SecretStorage::NotConfigured);
+    cluster.start_controller_with(
+        "replica-a",
+        &[
+            "--require-encryption-at-rest",
+            "enforce",
+            "--at-rest-interval",
+            "1s",
+        ],
+    );
+    let recipients = cluster.recipients().await;
+    let cert = recipients.to_str().unwrap();
+    for name in ["db", "api"] {
+        seal_and_apply(&cluster, cert, name, "pw-at-rest-1").await;
+    }
+
+    // Plaintext verdict: nothing unsealed, the reason on each object.
+    for name in ["db", "api"] {
+        let (status, reason) = cluster.ready("shop", name).await;
+        assert_eq!(
+            (status.as_str(), reason.as_str()),
+            ("False", "EncryptionAtRestNotConfigured")
+        );
+    }
+    assert!(
+        cluster
+            .secrets("shop")
+            .get_opt("db")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let ss = cluster.sealed("shop").get("db").await.unwrap();
+    let message = &ss.status.unwrap().conditions[0].message;
+    assert!(message.contains("stores Secrets in plaintext"), "{message}");
+    let metrics = wait_for("the verdict metric", || async {
+        let m = cluster.metrics("replica-a");
+        m.contains("kseal_encryption_at_rest{verdict=\"plaintext\"} 1")
+            .then_some(m)
+    })
+    .await;
+    assert!(
+        metrics.contains("kseal_encryption_at_rest{verdict=\"encrypted\"} 0"),
+        "{metrics}"
+    );
+    let status = cluster.kseal(
+        &[
+            "status",
+            "--kubeconfig",
+            cluster.path("admin").to_str().unwrap(),
+        ],
+        b"",
+    );
+    let status = String::from_utf8(status.stdout).unwrap();
+    assert!(status.contains("encryption at rest: plaintext"), "{status}");
+    assert!(status.contains("recorded no transformation"), "{status}");
+    let events = cluster
+        .kubectl(&[
+            "get",
+            "events.events.k8s.io",
+            "-n",
+            "kseal-system",
+            "-o",
+            "json",
+        ])
+        .await;
+    assert!(events.contains("EncryptionAtRestNotConfigured"), "{events}");
+
+    // The apiserver now encrypts Secrets: at the next check everything unseals.
+    cluster.server.set_secret_storage(kms_v2());
+    for name in ["db", "api"] {
+        wait_for("the Secret", || async {
+            cluster.secrets("shop").get_opt(name).await.ok().flatten()
+        })
+        .await;
+        let (status, reason) = cluster.ready("shop", name).await;
+        assert_eq!((status.as_str(), reason.as_str()), ("True", "Unsealed"));
+    }
+    let status = cluster.kseal(
+        &[
+            "status",
+            "--kubeconfig",
+            cluster.path("admin").to_str().unwrap(),
+        ],
+        b"",
+    );
+    let status = String::from_utf8(status.stdout).unwrap();
+    assert!(
+        status.contains("encryption at rest: encrypted (kms:v2:vault)"),
+        "{status}"
+    );
+
+    // Plaintext again: an update is refused and the existing Secret stays as it was.
+    cluster
+        .server
+        .set_secret_storage(SecretStorage::IdentityFirst);
+    wait_for("the plaintext verdict", || async {
+        cluster
+            .metrics("replica-a")
+            .contains("kseal_encryption_at_rest{verdict=\"plaintext\"} 1")
+            .then_some(())
+    })
+    .await;
+    seal_and_apply(&cluster, cert, "db", "pw-at-rest-2").await;
+    let (status, reason) = cluster.ready("shop", "db").await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "EncryptionAtRestNotConfigured")
+    );
+    let secret = cluster.secrets("shop").get("db").await.unwrap();
+    let value = secret.data.unwrap().get("password").cloned().unwrap();
+    assert_eq!(
+        value.0, b"pw-at-rest-1",
+        "the existing Secret is left alone"
+    );
+    assert!(
+        !cluster.logs().contains("pw-at-rest"),
+        "no value in the logs"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn warn_reports_plaintext_and_unseals_anyway() {
+    let mut cluster = Cluster::new().await;
+    cluster
+        .server
+        .set_secret_storage(SecretStorage::IdentityFirst);
+    cluster.start_controller_with("replica-a", &["--at-rest-interval", "1s"]);
+    let recipients = cluster.recipients().await;
+    seal_and_apply(&cluster, recipients.to_str().unwrap(), "db", "pw-warn").await;
+    let (status, reason) = cluster.ready("shop", "db").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Unsealed"));
+    wait_for("the verdict metric", || async {
+        cluster
+            .metrics("replica-a")
+            .contains("kseal_encryption_at_rest{verdict=\"plaintext\"} 1")
+            .then_some(())
+    })
+    .await;
+    assert!(cluster.logs().contains("Secrets are stored in plaintext"));
+}
