@@ -47,6 +47,11 @@ pub enum Command {
     /// Is the cluster storing Secrets encrypted? Lint its config, ask its apiservers, scan etcd
     #[command(name = "at-rest", subcommand)]
     AtRest(crate::cmd::atrest::AtRest),
+    /// Write man pages (kseal.1 and one per subcommand) into a directory
+    Man {
+        #[arg(value_name = "DIR", value_hint = ValueHint::DirPath)]
+        dir: PathBuf,
+    },
     /// Print a shell completion script
     Completion {
         #[arg(value_enum)]

@@ -60,6 +60,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(())
         }
         Command::AtRest(command) => return cmd::atrest::run(&command),
+        Command::Man { dir } => {
+            use anyhow::Context as _;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("{}: cannot create", dir.display()))?;
+            clap_mangen::generate_to(Cli::command(), &dir)
+                .with_context(|| format!("{}: cannot write", dir.display()))?;
+            Ok(())
+        }
     }
     .map(|()| ExitCode::SUCCESS)
 }

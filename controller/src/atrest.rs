@@ -33,19 +33,21 @@ pub fn blocks(policy: AtRestPolicy, verdict: Option<&Verdict>) -> bool {
     policy == AtRestPolicy::Enforce && verdict == Some(&Verdict::Plaintext)
 }
 
-/// One line summing up a verdict: the strongest evidence of each apiserver.
+/// One line summing up a verdict: each apiserver's strongest evidence, and every check
+/// that could not run with the reason (a missing permission is named there).
 pub fn summary(v: &ClusterVerdict) -> String {
     let mut parts: Vec<String> = v
         .apiservers
         .iter()
         .map(|a| {
-            let why = a
-                .evidence
-                .first()
-                .or(a.not_checked.first())
-                .cloned()
-                .unwrap_or_default();
-            format!("{}: {} ({why})", a.name, a.verdict)
+            let mut line = format!("{}: {}", a.name, a.verdict);
+            if let Some(why) = a.evidence.first() {
+                line.push_str(&format!(" ({why})"));
+            }
+            if !a.not_checked.is_empty() {
+                line.push_str(&format!("; not checked: {}", a.not_checked.join("; ")));
+            }
+            line
         })
         .collect();
     parts.extend(v.disagreements.iter().cloned());
@@ -106,7 +108,7 @@ async fn annotate(
         .unwrap_or_default();
     let annotations = BTreeMap::from([
         (VERDICT_ANNOTATION, verdict.to_string()),
-        (DETAIL_ANNOTATION, truncate(summary, 1024)),
+        (DETAIL_ANNOTATION, truncate(summary, 4096)),
         (CHECKED_ANNOTATION, now),
     ]);
     let patch = serde_json::json!({

@@ -24,6 +24,11 @@ pub enum Command {
     RotateKey,
     /// Print the SealedSecret CustomResourceDefinition as YAML
     Crd,
+    /// Write man pages (kseal-controller.1 and one per subcommand) into a directory
+    Man {
+        #[arg(value_name = "DIR")]
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

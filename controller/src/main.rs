@@ -3,6 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+
 use kseal_controller::config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
@@ -29,6 +30,7 @@ async fn main() -> ExitCode {
         Command::Crd => kseal_core::resource::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(Into::into),
+        Command::Man { dir } => man(&dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,6 +39,16 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `kseal-controller man DIR`: the man pages, from the same definitions as `--help`.
+fn man(dir: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let command = <kseal_controller::config::Cli as clap::CommandFactory>::command();
+    clap_mangen::generate_to(command, dir)
+        .with_context(|| format!("{}: cannot write", dir.display()))?;
+    Ok(())
 }
 
 /// `kseal-controller rotate-key`: a new key now; the running controller picks it up.

@@ -46,6 +46,11 @@ pub fn kseal_bin() -> PathBuf {
 
 impl Cluster {
     pub async fn new() -> Cluster {
+        Self::with_manifests(&repo().join("manifests")).await
+    }
+
+    /// A cluster with the kustomization at `manifests` applied instead of the repository's.
+    pub async fn with_manifests(manifests: &Path) -> Cluster {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let server = TestServer::start(Config::default()).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -65,7 +70,6 @@ impl Cluster {
             admin,
             controllers: Vec::new(),
         };
-        let manifests = repo().join("manifests");
         cluster
             .kubectl(&["apply", "-k", manifests.to_str().unwrap()])
             .await;
@@ -167,14 +171,31 @@ impl Cluster {
 
     /// The published recipients document, written to a file for `kseal seal --cert`.
     pub async fn recipients(&self) -> PathBuf {
+        match self.recipients_or_none(Duration::from_secs(30)).await {
+            Some(path) => path,
+            None => panic!("timed out waiting for the recipients ConfigMap"),
+        }
+    }
+
+    /// The published recipients document, written to a file, if it appears in time.
+    pub async fn recipients_or_none(&self, within: Duration) -> Option<PathBuf> {
         let api: Api<ConfigMap> = Api::namespaced(self.admin.clone(), "kseal-system");
-        let cm = wait_for("the recipients ConfigMap", || async {
-            api.get_opt("kseal-recipients").await.ok().flatten()
-        })
-        .await;
-        let path = self.path("recipients.json");
-        std::fs::write(&path, &cm.data.unwrap()["recipients.json"]).unwrap();
-        path
+        let until = Instant::now() + within;
+        while Instant::now() < until {
+            let doc = api
+                .get_opt("kseal-recipients")
+                .await
+                .ok()
+                .flatten()
+                .and_then(|cm| cm.data?.get("recipients.json").cloned());
+            if let Some(doc) = doc {
+                let path = self.path("recipients.json");
+                std::fs::write(&path, doc).unwrap();
+                return Some(path);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
     }
 
     pub fn kseal(&self, args: &[&str], stdin: &[u8]) -> Output {

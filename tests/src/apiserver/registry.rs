@@ -140,6 +140,22 @@ pub fn builtins() -> Vec<ResourceType> {
         ResourceType::builtin("", "v1", "pods", "Pod", true),
         ResourceType::builtin("", "v1", "events", "Event", true),
         ResourceType::builtin("coordination.k8s.io", "v1", "leases", "Lease", true),
+        ResourceType::builtin("apps", "v1", "deployments", "Deployment", true),
+        ResourceType::builtin("batch", "v1", "cronjobs", "CronJob", true),
+        ResourceType::builtin(
+            "networking.k8s.io",
+            "v1",
+            "networkpolicies",
+            "NetworkPolicy",
+            true,
+        ),
+        ResourceType::builtin(
+            "policy",
+            "v1",
+            "poddisruptionbudgets",
+            "PodDisruptionBudget",
+            true,
+        ),
         ResourceType::builtin(
             "discovery.k8s.io",
             "v1",
@@ -186,7 +202,9 @@ pub fn builtins() -> Vec<ResourceType> {
                 t.short_names = vec!["crd".into(), "crds".into()];
                 t.status_subresource = true;
             }
-            "pods" | "services" => t.status_subresource = true,
+            "pods" | "services" | "deployments" | "cronjobs" | "poddisruptionbudgets" => {
+                t.status_subresource = true
+            }
             _ => {}
         }
     }

@@ -1,0 +1,402 @@
+//! No unused permission: for every rule of `manifests/rbac.yaml` (and the binding to
+//! `system:monitoring`), install the manifests without it, run the real controller, and
+//! show the behaviour that rule exists for breaking. A rule added without a case here
+//! fails `every_rule_has_a_behaviour`.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use common::*;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, ListParams};
+use serde_json::Value;
+
+/// (kind, name, namespace, rule index; `None` drops the whole object), and the behaviour.
+const CASES: &[(&str, &str, &str, Option<usize>, &str)] = &[
+    (
+        "ClusterRole",
+        "kseal-controller",
+        "",
+        Some(0),
+        "SealedSecrets are watched and reconciled",
+    ),
+    (
+        "ClusterRole",
+        "kseal-controller",
+        "",
+        Some(1),
+        "the Ready condition is reported",
+    ),
+    (
+        "ClusterRole",
+        "kseal-controller",
+        "",
+        Some(2),
+        "the Secret is written",
+    ),
+    (
+        "ClusterRole",
+        "kseal-controller",
+        "",
+        Some(3),
+        "an Unsealed Event is published",
+    ),
+    (
+        "Role",
+        "kseal-controller",
+        "kseal-system",
+        Some(0),
+        "a leader is elected",
+    ),
+    (
+        "Role",
+        "kseal-controller",
+        "kseal-system",
+        Some(1),
+        "the recipients are published",
+    ),
+    (
+        "Role",
+        "kseal-controller",
+        "kseal-system",
+        Some(2),
+        "the at-rest canary Secret is deleted",
+    ),
+    (
+        "Role",
+        "kseal-recipients-reader",
+        "kseal-system",
+        Some(0),
+        "any user seals with the cluster's key",
+    ),
+    (
+        "ClusterRoleBinding",
+        "kseal-controller-monitoring",
+        "",
+        None,
+        "the at-rest check reads /metrics",
+    ),
+    (
+        "Role",
+        "kseal-controller-at-rest",
+        "kube-system",
+        Some(0),
+        "the at-rest check reads the apiserver flags",
+    ),
+    (
+        "Role",
+        "kseal-controller-at-rest",
+        "default",
+        Some(0),
+        "the at-rest check addresses each apiserver",
+    ),
+];
+
+fn rbac_docs() -> Vec<Value> {
+    let text = std::fs::read_to_string(repo().join("manifests/rbac.yaml")).unwrap();
+    serde_saphyr::from_multiple::<Value>(&text).unwrap()
+}
+
+fn matches(doc: &Value, kind: &str, name: &str, namespace: &str) -> bool {
+    doc["kind"] == kind
+        && doc["metadata"]["name"] == name
+        && doc["metadata"]["namespace"].as_str().unwrap_or("") == namespace
+}
+
+#[test]
+fn every_rule_has_a_behaviour() {
+    let mut rules = Vec::new();
+    for doc in rbac_docs() {
+        let kind = doc["kind"].as_str().unwrap_or_default();
+        let name = doc["metadata"]["name"].as_str().unwrap_or_default();
+        let ns = doc["metadata"]["namespace"].as_str().unwrap_or_default();
+        match kind {
+            "Role" | "ClusterRole" => {
+                for i in 0..doc["rules"].as_array().map(Vec::len).unwrap_or(0) {
+                    rules.push((kind.to_owned(), name.to_owned(), ns.to_owned(), Some(i)));
+                }
+            }
+            // Bindings of our own roles stand or fall with them; a binding to a built-in
+            // role is a grant of its own.
+            "ClusterRoleBinding" | "RoleBinding"
+                if !doc["roleRef"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("kseal-") =>
+            {
+                rules.push((kind.to_owned(), name.to_owned(), ns.to_owned(), None));
+            }
+            _ => {}
+        }
+    }
+    let cases: Vec<_> = CASES
+        .iter()
+        .map(|(k, n, ns, i, _)| ((*k).to_owned(), (*n).to_owned(), (*ns).to_owned(), *i))
+        .collect();
+    assert_eq!(
+        rules, cases,
+        "every grant in manifests/rbac.yaml has exactly one case"
+    );
+}
+
+/// The manifests with one rule (or object) removed, in a temporary kustomization.
+fn manifests_without(case: usize, dir: &Path) {
+    let (kind, name, ns, index, _) = CASES[case];
+    let source = repo().join("manifests");
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+        }
+    }
+    let mut removed = false;
+    let docs: Vec<Value> = rbac_docs()
+        .into_iter()
+        .filter_map(|mut doc| {
+            if !matches(&doc, kind, name, ns) {
+                return Some(doc);
+            }
+            removed = true;
+            match index {
+                None => None,
+                Some(i) => {
+                    doc["rules"].as_array_mut().unwrap().remove(i);
+                    Some(doc)
+                }
+            }
+        })
+        .collect();
+    assert!(removed, "case {case} names no object");
+    // JSON documents are YAML documents: kustomize reads them as they are.
+    let text: Vec<String> = docs.iter().map(|d| d.to_string()).collect();
+    std::fs::write(dir.join("rbac.yaml"), text.join("\n---\n")).unwrap();
+}
+
+async fn without(case: usize) -> (Cluster, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    manifests_without(case, dir.path());
+    let mut cluster = Cluster::with_manifests(dir.path()).await;
+    cluster.start_controller_with("replica-a", &["--at-rest-interval", "1s"]);
+    (cluster, dir)
+}
+
+/// Seals and applies shop/db with the controller's recipients (published by a healthy
+/// controller, or by a second one run with full rights when the case breaks publishing).
+async fn apply_sealed(cluster: &Cluster, cert: &Path) {
+    let input = secret_yaml("shop", "db", &[("password", "pw-rbac-1")]);
+    cluster.kseal(
+        &["seal", "--cert", cert.to_str().unwrap(), "-w", "db.yaml"],
+        input.as_bytes(),
+    );
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("db.yaml").to_str().unwrap()])
+        .await;
+}
+
+/// Waits `for_` and asserts `f` never held.
+async fn never<F, Fut>(what: &str, for_: Duration, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = std::time::Instant::now() + for_;
+    while std::time::Instant::now() < until {
+        assert!(!f().await, "{what} happened without its rule");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn at_rest_detail(cluster: &Cluster) -> String {
+    let api: Api<ConfigMap> = Api::namespaced(cluster.admin.clone(), "kseal-system");
+    wait_for("the at-rest verdict", || async {
+        let cm = api.get_opt("kseal-recipients").await.ok().flatten()?;
+        cm.metadata
+            .annotations?
+            .get("kseal.dev/encryption-at-rest-detail")
+            .cloned()
+    })
+    .await
+}
+
+async fn secret_appears(cluster: &Cluster) {
+    wait_for("the Secret", || async {
+        cluster.secrets("shop").get_opt("db").await.ok().flatten()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_sealedsecret_reads_nothing_is_reconciled() {
+    let (cluster, _dir) = without(0).await;
+    let cert = cluster.recipients().await;
+    apply_sealed(&cluster, &cert).await;
+    never("a Secret", Duration::from_secs(5), || async {
+        cluster
+            .secrets("shop")
+            .get_opt("db")
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+    assert!(
+        cluster.logs().contains("sealedsecrets"),
+        "the refusal is logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_status_patch_no_ready_condition() {
+    let (cluster, _dir) = without(1).await;
+    let cert = cluster.recipients().await;
+    apply_sealed(&cluster, &cert).await;
+    secret_appears(&cluster).await;
+    never("a Ready condition", Duration::from_secs(3), || async {
+        let ss = cluster.sealed("shop").get("db").await.unwrap();
+        ss.status.is_some_and(|s| !s.conditions.is_empty())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_secret_writes_no_secret() {
+    let (cluster, _dir) = without(2).await;
+    // Without Secret rights there are no keys either: seal to a key we give it.
+    let cert = cluster.recipients_or_none(Duration::from_secs(4)).await;
+    assert!(
+        cert.is_none(),
+        "no key Secret can be created or read, so nothing is published"
+    );
+    never("a Secret", Duration::from_secs(2), || async {
+        cluster
+            .secrets("shop")
+            .get_opt("db")
+            .await
+            .ok()
+            .flatten()
+            .is_some()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_events_no_unsealed_event() {
+    let (cluster, _dir) = without(3).await;
+    let cert = cluster.recipients().await;
+    apply_sealed(&cluster, &cert).await;
+    secret_appears(&cluster).await;
+    let (status, _) = cluster.ready("shop", "db").await;
+    assert_eq!(status, "True");
+    never("an Unsealed Event", Duration::from_secs(2), || async {
+        cluster
+            .kubectl(&["get", "events.events.k8s.io", "-n", "shop", "-o", "name"])
+            .await
+            .contains("db.")
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_leases_no_leader() {
+    let (cluster, _dir) = without(4).await;
+    assert!(
+        cluster
+            .recipients_or_none(Duration::from_secs(5))
+            .await
+            .is_none(),
+        "no leader: no key, nothing published"
+    );
+    assert!(cluster.logs().contains("leases"), "the refusal is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_configmaps_no_recipients() {
+    let (cluster, _dir) = without(5).await;
+    let keys: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
+    wait_for("a key", || async {
+        let l = keys
+            .list(&ListParams::default().labels("kseal.dev/key"))
+            .await
+            .ok()?;
+        (!l.items.is_empty()).then_some(())
+    })
+    .await;
+    assert!(
+        cluster
+            .recipients_or_none(Duration::from_secs(3))
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_secret_delete_the_canary_stays() {
+    let (cluster, _dir) = without(6).await;
+    let secrets: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
+    wait_for("a leftover canary", || async {
+        let l = secrets
+            .list(&ListParams::default().labels("kseal.dev/at-rest-canary"))
+            .await
+            .ok()?;
+        (!l.items.is_empty()).then_some(())
+    })
+    .await;
+    assert!(!at_rest_detail(&cluster).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_recipients_reader_users_cannot_seal() {
+    let (cluster, _dir) = without(7).await;
+    cluster.recipients().await;
+    let token = cluster.server.user_token("dev", &[]);
+    let kubeconfig = cluster.path("dev-kubeconfig");
+    cluster
+        .server
+        .write_kubeconfig(&kubeconfig, &token, "shop")
+        .unwrap();
+    let input = secret_yaml("shop", "db", &[("password", "pw-rbac-2")]);
+    let out = cluster.kseal_unchecked(
+        &["seal", "--kubeconfig", kubeconfig.to_str().unwrap()],
+        input.as_bytes(),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("kseal-recipients") && stderr.contains("forbidden"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_monitoring_no_metrics() {
+    let (cluster, _dir) = without(8).await;
+    let detail = at_rest_detail(&cluster).await;
+    assert!(
+        detail.contains("missing permission to read /metrics"),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_pod_list_no_flags() {
+    let (cluster, _dir) = without(9).await;
+    let detail = at_rest_detail(&cluster).await;
+    assert!(
+        detail.contains("missing permission to list pods in kube-system"),
+        "{detail}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_endpointslices_no_per_apiserver_checks() {
+    let (cluster, _dir) = without(10).await;
+    let detail = at_rest_detail(&cluster).await;
+    assert!(
+        detail.contains("missing permission to list EndpointSlices in default"),
+        "{detail}"
+    );
+}

@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""Render kseal's install manifests and check them, as CI does.
+
+1. `kubectl kustomize manifests/` (the base) and `manifests/components/key-rotation`.
+2. The Helm chart `manifests/helm/kseal`, rendered by Helm itself (the Helm v4 Go SDK
+   from the `helm-python-sdk` wheel), with default values and with every option on.
+3. The chart's default render (templates + crds/) must equal the kustomize base, object
+   by object; the all-options render must show each option.
+4. Writes every render to OUT_DIR for kubernetes-validate and checkov (see .ci/run).
+
+Usage: scripts/check-manifests.py OUT_DIR
+"""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+import helm_python
+
+ROOT = Path(__file__).resolve().parent.parent
+CHART = ROOT / "manifests" / "helm" / "kseal"
+
+
+def docs(text):
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def key(obj):
+    meta = obj.get("metadata", {})
+    return (obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"])
+
+
+def kustomize(path):
+    return subprocess.run(
+        ["kubectl", "kustomize", str(path)], check=True, capture_output=True, text=True
+    ).stdout
+
+
+def helm_render(values):
+    chart = helm_python.Chart.load(str(CHART))
+    try:
+        rendered = chart.render(values, name="kseal", namespace="kseal-system", is_install=True)
+    finally:
+        chart.close()
+    out = []
+    for path in sorted(rendered):
+        if path.endswith("NOTES.txt"):
+            continue
+        out.extend(docs(rendered[path]))
+    for crd in sorted((CHART / "crds").glob("*.yaml")):
+        out.extend(docs(crd.read_text()))
+    return out
+
+
+def dump(path, objs):
+    path.write_text(yaml.safe_dump_all(objs, sort_keys=True))
+
+
+def env_of(objs, kind="Deployment"):
+    for o in objs:
+        if o["kind"] == kind:
+            container = o["spec"]["template"]["spec"]["containers"][0]
+            return {e["name"]: e.get("value") for e in container.get("env", [])}
+    return {}
+
+
+def main():
+    out = Path(sys.argv[1])
+    out.mkdir(parents=True, exist_ok=True)
+    failures = []
+
+    base = docs(kustomize(ROOT / "manifests"))
+    rotation = docs(kustomize(ROOT / "manifests" / "components" / "key-rotation"))
+    default = helm_render(None)
+    everything = helm_render(
+        {
+            "replicas": 3,
+            "watchNamespaces": ["shop", "web"],
+            "keyRotationPeriod": "7d",
+            "keyCutoff": "2026-01-01T00:00:00Z",
+            "atRest": {"policy": "enforce", "interval": "5m"},
+            "image": {"digest": "sha256:" + "0" * 64},
+            "keyRotationCronJob": {"enabled": True},
+            "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
+            "resources": {"requests": {"cpu": "100m", "memory": "96Mi"}, "limits": {"cpu": "2", "memory": "256Mi"}},
+        }
+    )
+
+    by_key = {key(o): o for o in base}
+    helm_by_key = {key(o): o for o in default}
+    if set(by_key) != set(helm_by_key):
+        failures.append(
+            "chart defaults and kustomize base hold different objects: only in the base "
+            f"{sorted(set(by_key) - set(helm_by_key))}, only in the chart "
+            f"{sorted(set(helm_by_key) - set(by_key))}"
+        )
+    for k in sorted(set(by_key) & set(helm_by_key)):
+        if by_key[k] != helm_by_key[k]:
+            failures.append(f"{k}: the chart's default render differs from the kustomize base")
+
+    env = env_of(everything)
+    expect = {
+        "KSEAL_WATCH_NAMESPACES": "shop,web",
+        "KSEAL_KEY_ROTATION_PERIOD": "7d",
+        "KSEAL_KEY_CUTOFF": "2026-01-01T00:00:00Z",
+        "KSEAL_REQUIRE_ENCRYPTION_AT_REST": "enforce",
+        "KSEAL_AT_REST_INTERVAL": "5m",
+    }
+    for name, value in expect.items():
+        if env.get(name) != value:
+            failures.append(f"values: {name} is {env.get(name)!r}, expected {value!r}")
+    kinds = {o["kind"] for o in everything}
+    for kind in ["CronJob", "ServiceMonitor"]:
+        if kind not in kinds:
+            failures.append(f"values: enabling it did not render a {kind}")
+    deployment = next(o for o in everything if o["kind"] == "Deployment")
+    if deployment["spec"]["replicas"] != 3:
+        failures.append("values: replicas not applied")
+    if not deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith("@sha256:" + "0" * 64):
+        failures.append("values: image.digest not applied")
+    helm_cron = next(o for o in everything if o["kind"] == "CronJob")
+    kustomize_cron = rotation[0]
+    helm_cron_spec = yaml.safe_load(yaml.safe_dump(helm_cron["spec"]))
+    helm_cron_spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] = kustomize_cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"]
+    if helm_cron_spec != kustomize_cron["spec"]:
+        failures.append("the chart's CronJob differs from components/key-rotation")
+
+    dump(out / "kustomize-base.yaml", base)
+    dump(out / "kustomize-key-rotation.yaml", rotation)
+    dump(out / "helm-default.yaml", default)
+    # ServiceMonitor is prometheus-operator's CRD, not a Kubernetes schema: validated apart.
+    dump(out / "helm-all-options.yaml", [o for o in everything if o["kind"] != "ServiceMonitor"])
+    dump(out / "helm-servicemonitor.yaml", [o for o in everything if o["kind"] == "ServiceMonitor"])
+
+    print(f"kustomize base: {len(base)} objects; key-rotation component: {len(rotation)}")
+    print(f"helm {helm_python.helm_sdk_version()}: defaults {len(default)} objects, all options {len(everything)}")
+    if failures:
+        for f in failures:
+            print(f"FAIL {f}", file=sys.stderr)
+        sys.exit(1)
+    print("the chart's defaults render the kustomize base exactly")
+
+
+if __name__ == "__main__":
+    main()
