@@ -1,0 +1,264 @@
+//! The docs cannot drift from the CLI: every `kseal` and `kseal-controller` command line
+//! in a `sh`/`console` code block of README.md and docs/*.md is extracted and run, in
+//! document order, in a working directory per file, against a cluster (the test API
+//! server with the manifests applied and the real controller running) and a real etcd.
+//!
+//! A line is run exactly as written, except where it names something only a real
+//! cluster has (a kubeadm path, an `exec` into the pod, an elided `…` value): those are
+//! mirrored by the table below, each with its reason. A line with `…` that is not
+//! mirrored fails the test.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+use k8s_openapi::api::core::v1::Secret;
+use kseal_tests::apiserver::SecretStorage;
+use kube::api::{Api, ListParams};
+
+/// (file, start of the line, expected exit code, why it is not 0).
+/// None today: every documented command succeeds in the order the docs give.
+const EXPECTED_FAILURES: &[(&str, &str, i32, &str)] = &[];
+
+/// The command lines of a Markdown file's shell code blocks, continuation lines joined.
+fn command_lines(markdown: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut in_shell = None::<bool>;
+    let mut pending = String::new();
+    for line in markdown.lines() {
+        let trimmed = line.trim_start();
+        if let Some(info) = trimmed.strip_prefix("```") {
+            in_shell = match in_shell {
+                Some(_) => None,
+                None => Some(matches!(info.trim(), "sh" | "bash" | "console")),
+            };
+            continue;
+        }
+        if in_shell != Some(true) {
+            continue;
+        }
+        let text = trimmed.strip_prefix("$ ").unwrap_or(trimmed);
+        let joined = format!("{pending}{text}");
+        if let Some(head) = joined.strip_suffix('\\') {
+            pending = format!("{head} ");
+            continue;
+        }
+        pending.clear();
+        let runs_kseal = joined
+            .split(['|', '&', ';', '('])
+            .any(|part| {
+                let p = part.trim_start();
+                p.starts_with("kseal ") || p.starts_with("kseal-controller ")
+            })
+            || joined.contains("-- kseal-controller ");
+        if runs_kseal {
+            out.push(joined);
+        }
+    }
+    out
+}
+
+struct Env {
+    cluster: Cluster,
+    etcd: kseal_tests::etcd::Etcd,
+    bin_dir: PathBuf,
+    controller_url: String,
+    recipients_doc: PathBuf,
+    /// The private key behind `recipients_doc` (a runbook rotates keys later on).
+    cluster_identity: Vec<u8>,
+    other_recipients: Vec<String>,
+}
+
+impl Env {
+    /// The line as the test runs it.
+    fn mirror(&self, line: &str) -> String {
+        if line.starts_with("kseal at-rest scan-etcd") {
+            // The kubeadm etcd endpoint and client certificates → the test's etcd.
+            return format!(
+                "kseal at-rest scan-etcd --endpoints {} --config enc.yaml",
+                self.etcd.endpoint
+            );
+        }
+        if line.starts_with("kubectl -n kseal-system exec deploy/kseal-controller -- ") {
+            // No pods run on the test server: run the same command with the controller's
+            // ServiceAccount, as the pod would.
+            let command = line.split(" -- ").nth(1).unwrap_or_default();
+            return format!(
+                "{command} --kubeconfig {}",
+                self.cluster.controller_kubeconfig().display()
+            );
+        }
+        line.replace("/etc/kubernetes/enc/enc.yaml", "enc.yaml")
+            .replace("age1…other-cluster", &self.other_recipients[0])
+            .replace("age1…escrow", &self.other_recipients[1])
+    }
+
+    fn run(&self, dir: &Path, line: &str) -> (i32, String) {
+        let out = Command::new("bash")
+            .args(["-c", &format!("set -o pipefail; {line}")])
+            .current_dir(dir)
+            .env(
+                "PATH",
+                format!(
+                    "{}:{}",
+                    self.bin_dir.display(),
+                    std::env::var("PATH").unwrap_or_default()
+                ),
+            )
+            .env("KUBECONFIG", self.cluster.path("admin"))
+            .env("KUBECACHEDIR", self.cluster.path("cache"))
+            .env("KSEAL_CONTROLLER_URL", &self.controller_url)
+            .env_remove("KSEAL_RECIPIENT")
+            .env_remove("KSEAL_CERT")
+            .output()
+            .unwrap();
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (out.status.code().unwrap_or(-1), text)
+    }
+}
+
+fn kseal_in(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new(kseal_bin())
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KUBECONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "kseal {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout
+}
+
+const SECRET: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: db-credentials\n  namespace: shop\ntype: Opaque\nstringData:\n  password: pw-docs-7\n  old-item: retired\n";
+
+const ENC_YAML: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - secretbox:\n          keys:\n            - name: key1\n              secret: AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n      - identity: {}\n";
+
+/// The files a doc's commands expect to find (README makes its own keys first).
+fn fixtures(env: &Env, dir: &Path, with_cluster_files: bool) {
+    std::fs::write(dir.join("secret.yaml"), SECRET).unwrap();
+    std::fs::write(dir.join("enc.yaml"), ENC_YAML).unwrap();
+    if !with_cluster_files {
+        return;
+    }
+    let cert = env.recipients_doc.to_str().unwrap();
+    for (file, name) in [("sealed.yaml", "db-credentials"), ("sealed/app.yaml", "app"), ("sealed/db.yaml", "db")] {
+        std::fs::create_dir_all(dir.join("sealed")).unwrap();
+        let input = SECRET.replace("db-credentials", name);
+        let sealed = kseal_in(dir, &["seal", "--cert", cert], input.as_bytes());
+        std::fs::write(dir.join(file), sealed).unwrap();
+    }
+    std::fs::copy(&env.recipients_doc, dir.join("prod.recipients.json")).unwrap();
+    std::fs::copy(&env.recipients_doc, dir.join("staging.recipients.json")).unwrap();
+    kseal_in(dir, &["keygen", "-o", "escrow-key.txt"], b"");
+    let escrow = kseal_in(dir, &["keygen", "-o", "escrow2-key.txt"], b"");
+    std::fs::write(dir.join("escrow.recipients"), escrow).unwrap();
+    // The cluster's key as an identity file, as the backup runbook extracts it.
+    std::fs::write(dir.join("cluster-key.txt"), &env.cluster_identity).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_line_in_the_docs_runs() {
+    let mut cluster = Cluster::new().await;
+    cluster.server.set_secret_storage(SecretStorage::Encrypted {
+        prefix: "k8s:enc:secretbox:v1:".into(),
+        key: Some("key1".into()),
+    });
+    let port = cluster.start_controller("replica-a");
+    let recipients_doc = cluster.recipients().await;
+    let keys: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
+    let list = keys
+        .list(&ListParams::default().labels("kseal.dev/key=active"))
+        .await
+        .unwrap();
+    assert_eq!(list.items.len(), 1, "one key before the docs rotate");
+    let cluster_identity = list.items[0].data.as_ref().unwrap()["identity.txt"].0.clone();
+    // The Secret the migration runbook reseals, as the Bitnami controller left it.
+    let secret = cluster.path("existing.yaml");
+    std::fs::write(&secret, SECRET).unwrap();
+    cluster.kubectl(&["apply", "-f", secret.to_str().unwrap()]).await;
+
+    let etcd = kseal_tests::etcd::Etcd::start().unwrap();
+    let stored = kseal_tests::stored_values::secretbox("key1", &[1u8; 32], b"k8s\x00...");
+    let runtime_endpoint = etcd.endpoint.clone();
+    tokio::task::spawn_blocking(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let mut client = etcd_client::Client::connect([runtime_endpoint], None).await.unwrap();
+            client.put("/registry/secrets/shop/db-credentials", stored, None).await.unwrap();
+        });
+    })
+    .await
+    .unwrap();
+
+    let scratch = tempfile::tempdir().unwrap();
+    let other_recipients: Vec<String> = ["a.txt", "b.txt"]
+        .iter()
+        .map(|f| {
+            String::from_utf8(kseal_in(scratch.path(), &["keygen", "-o", f], b""))
+                .unwrap()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    let env = Env {
+        bin_dir: kseal_bin().parent().unwrap().to_owned(),
+        controller_url: format!("http://127.0.0.1:{port}"),
+        cluster,
+        etcd,
+        recipients_doc,
+        cluster_identity,
+        other_recipients,
+    };
+
+    let mut files = vec![repo().join("README.md")];
+    let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    docs.sort();
+    files.extend(docs);
+
+    let mut ran = 0;
+    let mut failures = Vec::new();
+    for file in &files {
+        let name = file.strip_prefix(repo()).unwrap().display().to_string();
+        let lines = command_lines(&std::fs::read_to_string(file).unwrap());
+        if lines.is_empty() {
+            continue;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        fixtures(&env, dir.path(), name != "README.md");
+        for line in lines {
+            let command = env.mirror(&line);
+            if command.contains('…') {
+                failures.push(format!("{name}: `{line}` has an elided value and no mirror"));
+                continue;
+            }
+            let (code, output) = env.run(dir.path(), &command);
+            ran += 1;
+            let expected = EXPECTED_FAILURES
+                .iter()
+                .find(|(f, start, _, _)| *f == name && line.starts_with(start))
+                .map(|(_, _, code, _)| *code)
+                .unwrap_or(0);
+            if code != expected {
+                failures.push(format!(
+                    "{name}: `{command}` exited {code}, expected {expected}:\n{output}"
+                ));
+            }
+            assert!(!output.contains("pw-docs-7") || command.contains("unseal"), "{name}: `{command}` printed a value");
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert!(ran >= 30, "ran {ran} command lines");
+}
