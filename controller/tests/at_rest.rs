@@ -17,6 +17,22 @@ fn kms_v2() -> SecretStorage {
     }
 }
 
+fn kseal_status(cluster: &Cluster) -> String {
+    let admin = cluster.path("admin");
+    let out = cluster.kseal(&["status", "--kubeconfig", admin.to_str().unwrap()], b"");
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Waits until the replica's metrics show this verdict; returns the metrics text.
+async fn verdict_metric(cluster: &Cluster, verdict: &str) -> String {
+    let line = format!("kseal_encryption_at_rest{{verdict=\"{verdict}\"}} 1");
+    wait_for("the verdict metric", || async {
+        let m = cluster.metrics("replica-a");
+        m.contains(&line).then_some(m)
+    })
+    .await
+}
+
 async fn seal_and_apply(cluster: &Cluster, cert: &str, name: &str, value: &str) {
     let input = secret_yaml("shop", name, &[("password", value)]);
     let file = format!("{name}.yaml");
@@ -66,25 +82,12 @@ async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
     let ss = cluster.sealed("shop").get("db").await.unwrap();
     let message = &ss.status.unwrap().conditions[0].message;
     assert!(message.contains("stores Secrets in plaintext"), "{message}");
-    let metrics = wait_for("the verdict metric", || async {
-        let m = cluster.metrics("replica-a");
-        m.contains("kseal_encryption_at_rest{verdict=\"plaintext\"} 1")
-            .then_some(m)
-    })
-    .await;
+    let metrics = verdict_metric(&cluster, "plaintext").await;
     assert!(
         metrics.contains("kseal_encryption_at_rest{verdict=\"encrypted\"} 0"),
         "{metrics}"
     );
-    let status = cluster.kseal(
-        &[
-            "status",
-            "--kubeconfig",
-            cluster.path("admin").to_str().unwrap(),
-        ],
-        b"",
-    );
-    let status = String::from_utf8(status.stdout).unwrap();
+    let status = kseal_status(&cluster);
     assert!(status.contains("encryption at rest: plaintext"), "{status}");
     assert!(status.contains("recorded no transformation"), "{status}");
     let events = cluster
@@ -109,15 +112,7 @@ async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
         let (status, reason) = cluster.ready("shop", name).await;
         assert_eq!((status.as_str(), reason.as_str()), ("True", "Unsealed"));
     }
-    let status = cluster.kseal(
-        &[
-            "status",
-            "--kubeconfig",
-            cluster.path("admin").to_str().unwrap(),
-        ],
-        b"",
-    );
-    let status = String::from_utf8(status.stdout).unwrap();
+    let status = kseal_status(&cluster);
     assert!(
         status.contains("encryption at rest: encrypted (kms:v2:vault)"),
         "{status}"
@@ -127,13 +122,7 @@ async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
     cluster
         .server
         .set_secret_storage(SecretStorage::IdentityFirst);
-    wait_for("the plaintext verdict", || async {
-        cluster
-            .metrics("replica-a")
-            .contains("kseal_encryption_at_rest{verdict=\"plaintext\"} 1")
-            .then_some(())
-    })
-    .await;
+    verdict_metric(&cluster, "plaintext").await;
     seal_and_apply(&cluster, cert, "db", "pw-at-rest-2").await;
     let (status, reason) = cluster.ready("shop", "db").await;
     assert_eq!(
@@ -163,12 +152,6 @@ async fn warn_reports_plaintext_and_unseals_anyway() {
     seal_and_apply(&cluster, recipients.to_str().unwrap(), "db", "pw-warn").await;
     let (status, reason) = cluster.ready("shop", "db").await;
     assert_eq!((status.as_str(), reason.as_str()), ("True", "Unsealed"));
-    wait_for("the verdict metric", || async {
-        cluster
-            .metrics("replica-a")
-            .contains("kseal_encryption_at_rest{verdict=\"plaintext\"} 1")
-            .then_some(())
-    })
-    .await;
+    verdict_metric(&cluster, "plaintext").await;
     assert!(cluster.logs().contains("Secrets are stored in plaintext"));
 }

@@ -47,13 +47,10 @@ fn command_lines(markdown: &str) -> Vec<String> {
             continue;
         }
         pending.clear();
-        let runs_kseal = joined
-            .split(['|', '&', ';', '('])
-            .any(|part| {
-                let p = part.trim_start();
-                p.starts_with("kseal ") || p.starts_with("kseal-controller ")
-            })
-            || joined.contains("-- kseal-controller ");
+        let runs_kseal = joined.split(['|', '&', ';', '(']).any(|part| {
+            let p = part.trim_start();
+            p.starts_with("kseal ") || p.starts_with("kseal-controller ")
+        }) || joined.contains("-- kseal-controller ");
         if runs_kseal {
             out.push(joined);
         }
@@ -134,7 +131,11 @@ fn kseal_in(dir: &Path, args: &[&str], stdin: &[u8]) -> Vec<u8> {
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "kseal {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kseal {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -150,7 +151,11 @@ fn fixtures(env: &Env, dir: &Path, with_cluster_files: bool) {
         return;
     }
     let cert = env.recipients_doc.to_str().unwrap();
-    for (file, name) in [("sealed.yaml", "db-credentials"), ("sealed/app.yaml", "app"), ("sealed/db.yaml", "db")] {
+    for (file, name) in [
+        ("sealed.yaml", "db-credentials"),
+        ("sealed/app.yaml", "app"),
+        ("sealed/db.yaml", "db"),
+    ] {
         std::fs::create_dir_all(dir.join("sealed")).unwrap();
         let input = SECRET.replace("db-credentials", name);
         let sealed = kseal_in(dir, &["seal", "--cert", cert], input.as_bytes());
@@ -180,20 +185,32 @@ async fn every_command_line_in_the_docs_runs() {
         .await
         .unwrap();
     assert_eq!(list.items.len(), 1, "one key before the docs rotate");
-    let cluster_identity = list.items[0].data.as_ref().unwrap()["identity.txt"].0.clone();
+    let cluster_identity = list.items[0].data.as_ref().unwrap()["identity.txt"]
+        .0
+        .clone();
     // The Secret the migration runbook reseals, as the Bitnami controller left it.
     let secret = cluster.path("existing.yaml");
     std::fs::write(&secret, SECRET).unwrap();
-    cluster.kubectl(&["apply", "-f", secret.to_str().unwrap()]).await;
+    cluster
+        .kubectl(&["apply", "-f", secret.to_str().unwrap()])
+        .await;
 
     let etcd = kseal_tests::etcd::Etcd::start().unwrap();
     let stored = kseal_tests::stored_values::secretbox("key1", &[1u8; 32], b"k8s\x00...");
     let runtime_endpoint = etcd.endpoint.clone();
     tokio::task::spawn_blocking(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
-            let mut client = etcd_client::Client::connect([runtime_endpoint], None).await.unwrap();
-            client.put("/registry/secrets/shop/db-credentials", stored, None).await.unwrap();
+            let mut client = etcd_client::Client::connect([runtime_endpoint], None)
+                .await
+                .unwrap();
+            client
+                .put("/registry/secrets/shop/db-credentials", stored, None)
+                .await
+                .unwrap();
         });
     })
     .await
@@ -241,7 +258,9 @@ async fn every_command_line_in_the_docs_runs() {
         for line in lines {
             let command = env.mirror(&line);
             if command.contains('…') {
-                failures.push(format!("{name}: `{line}` has an elided value and no mirror"));
+                failures.push(format!(
+                    "{name}: `{line}` has an elided value and no mirror"
+                ));
                 continue;
             }
             let (code, output) = env.run(dir.path(), &command);
@@ -256,7 +275,10 @@ async fn every_command_line_in_the_docs_runs() {
                     "{name}: `{command}` exited {code}, expected {expected}:\n{output}"
                 ));
             }
-            assert!(!output.contains("pw-docs-7") || command.contains("unseal"), "{name}: `{command}` printed a value");
+            assert!(
+                !output.contains("pw-docs-7") || command.contains("unseal"),
+                "{name}: `{command}` printed a value"
+            );
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

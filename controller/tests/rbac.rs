@@ -371,32 +371,24 @@ async fn without_recipients_reader_users_cannot_seal() {
     );
 }
 
+/// The at-rest verdict the controller records names the check it could not run.
+async fn at_rest_check_reports(case: usize, missing: &str) {
+    let (cluster, _dir) = without(case).await;
+    let detail = at_rest_detail(&cluster).await;
+    assert!(detail.contains(missing), "{detail}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_monitoring_no_metrics() {
-    let (cluster, _dir) = without(8).await;
-    let detail = at_rest_detail(&cluster).await;
-    assert!(
-        detail.contains("missing permission to read /metrics"),
-        "{detail}"
-    );
+    at_rest_check_reports(8, "missing permission to read /metrics").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_pod_list_no_flags() {
-    let (cluster, _dir) = without(9).await;
-    let detail = at_rest_detail(&cluster).await;
-    assert!(
-        detail.contains("missing permission to list pods in kube-system"),
-        "{detail}"
-    );
+    at_rest_check_reports(9, "missing permission to list pods in kube-system").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_endpointslices_no_per_apiserver_checks() {
-    let (cluster, _dir) = without(10).await;
-    let detail = at_rest_detail(&cluster).await;
-    assert!(
-        detail.contains("missing permission to list EndpointSlices in default"),
-        "{detail}"
-    );
+    at_rest_check_reports(10, "missing permission to list EndpointSlices in default").await;
 }
