@@ -13,12 +13,31 @@ use kseal_tests::stored_values as v;
 const MARKER: &[u8] = b"plaintext-marker-7f3a";
 
 fn put_all(endpoint: &str, values: &[(String, Vec<u8>)]) {
+    put_all_with(endpoint, None, values);
+}
+
+fn put_all_with(
+    endpoint: &str,
+    tls: Option<&kseal_tests::etcd::TlsFiles>,
+    values: &[(String, Vec<u8>)],
+) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
+    let options = tls.map(|t| {
+        let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+        etcd_client::ConnectOptions::new().with_tls(
+            etcd_client::TlsOptions::new()
+                .ca_certificate(etcd_client::Certificate::from_pem(read(&t.ca)))
+                .identity(etcd_client::Identity::from_pem(
+                    read(&t.client_cert),
+                    read(&t.client_key),
+                )),
+        )
+    });
     runtime.block_on(async {
-        let mut client = etcd_client::Client::connect([endpoint], None)
+        let mut client = etcd_client::Client::connect([endpoint], options)
             .await
             .unwrap();
         for (k, val) in values {
@@ -299,4 +318,44 @@ fn clean_store_passes_and_bad_input_fails_in_one_line() {
     ]);
     assert_eq!(code, 1);
     assert!(stderr.contains("/nonexistent.yaml"), "{stderr}");
+}
+
+#[test]
+fn scans_over_tls_with_client_certificates() {
+    let etcd = Etcd::start_tls().unwrap();
+    let tls = etcd.tls.clone().unwrap();
+    let key = "/registry/secrets/kube-system/bootstrap";
+    put_all_with(
+        &etcd.endpoint,
+        Some(&tls),
+        &[(key.into(), v::kms_v2("vault", "kek-1", b"x", key))],
+    );
+    let (ca, cert, client_key) = (
+        tls.ca.to_str().unwrap(),
+        tls.client_cert.to_str().unwrap(),
+        tls.client_key.to_str().unwrap(),
+    );
+    let (code, stdout, stderr) = scan(&[
+        "--endpoints",
+        &etcd.endpoint,
+        "--cacert",
+        ca,
+        "--cert",
+        cert,
+        "--key",
+        client_key,
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("kms-v2:vault"), "{stdout}");
+    // etcd requires a client certificate, as kubeadm's does.
+    let (code, _, stderr) = scan(&[
+        "--endpoints",
+        &etcd.endpoint,
+        "--cacert",
+        ca,
+        "--timeout",
+        "3",
+    ]);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
 }
