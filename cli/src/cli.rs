@@ -155,15 +155,18 @@ pub struct ServiceArgs {
     /// SealedSecret files (each may hold several documents)
     #[arg(value_name = "FILE", required = true, value_hint = ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
-    /// The controller's HTTP address, e.g. http://127.0.0.1:8080 with
-    /// `kubectl port-forward -n kseal-system deployment/kseal-controller 8080`
-    #[arg(
-        long,
-        env = "KSEAL_CONTROLLER_URL",
-        value_name = "URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub controller_url: String,
+    /// Ask the controller over HTTP at this address (e.g. http://127.0.0.1:8080 with
+    /// `kubectl port-forward`) instead of through SealedSecretRequest objects
+    #[arg(long, env = "KSEAL_CONTROLLER_URL", value_name = "URL")]
+    pub controller_url: Option<String>,
+    /// Namespace for the SealedSecretRequest objects [default: the context's namespace]
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// How long to wait for the controller's answer, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterArgs,
 }
 
 #[derive(Debug, Args)]

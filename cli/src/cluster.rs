@@ -234,6 +234,59 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Creates a SealedSecretRequest, waits for the controller's answer, deletes the
+    /// request, and returns the answer.
+    pub fn ask(
+        &self,
+        namespace: &str,
+        spec: kseal_core::resource::SealedSecretRequestSpec,
+        timeout: std::time::Duration,
+    ) -> Result<kseal_core::resource::SealedSecretRequestStatus> {
+        use kseal_core::resource::SealedSecretRequest;
+        use kube::api::{DeleteParams, PostParams};
+        let api: Api<SealedSecretRequest> = Api::namespaced(self.client.clone(), namespace);
+        let mut request = SealedSecretRequest::new("", spec);
+        request.metadata.name = None;
+        request.metadata.generate_name = Some("kseal-".into());
+        let created = self
+            .runtime
+            .block_on(api.create(&PostParams::default(), &request))
+            .map_err(|e| {
+                anyhow!(
+                    "creating a SealedSecretRequest in {namespace}: {}",
+                    describe(&e)
+                )
+            })?;
+        let name = created.metadata.name.clone().unwrap_or_default();
+        let deadline = std::time::Instant::now() + timeout;
+        let answer = loop {
+            match self.runtime.block_on(api.get(&name)) {
+                Ok(r) if r.status.as_ref().is_some_and(|s| s.phase.is_some()) => {
+                    break Ok(r.status.unwrap_or_default());
+                }
+                Ok(_) if std::time::Instant::now() > deadline => {
+                    break Err(anyhow!(
+                        "SealedSecretRequest {namespace}/{name}: no answer from kseal-controller within {} s (is it running? kseal status)",
+                        timeout.as_secs()
+                    ));
+                }
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+                Err(e) => {
+                    break Err(anyhow!(
+                        "SealedSecretRequest {namespace}/{name}: {}",
+                        describe(&e)
+                    ));
+                }
+            }
+        };
+        let _ = self
+            .runtime
+            .block_on(api.delete(&name, &DeleteParams::default()));
+        answer
+    }
+}
+
 /// One line for an API error: the server's message, not a debug dump.
 fn describe(e: &kube::Error) -> String {
     match e {

@@ -109,7 +109,7 @@ async fn round(n: usize, noise: bool) {
     .await
     .unwrap();
     let admin = client(&server).await;
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(
+    let crds: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
             "/../manifests/crd.yaml"
@@ -117,10 +117,12 @@ async fn round(n: usize, noise: bool) {
         .unwrap(),
     )
     .unwrap();
-    Api::<CustomResourceDefinition>::all(admin.clone())
-        .create(&PostParams::default(), &crd)
-        .await
-        .unwrap();
+    for crd in &crds {
+        Api::<CustomResourceDefinition>::all(admin.clone())
+            .create(&PostParams::default(), crd)
+            .await
+            .unwrap();
+    }
 
     eprintln!("    [{n}] CRD installed");
     // The server's own write rate, from a plain client, in this run.

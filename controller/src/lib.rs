@@ -9,6 +9,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod reconcile;
+pub mod requests;
 pub mod services;
 
 use std::sync::{Arc, Mutex};
@@ -275,6 +276,12 @@ async fn controllers(
                 })
                 .collect()
         };
+    let answering = tokio::spawn(requests::run(
+        client.clone(),
+        ctx.keys.clone(),
+        args.rate_limit,
+        args.rate_limit_burst,
+    ));
     let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     let runs = apis.into_iter().map(|(sealed, secrets)| {
         // Everything is reconciled again when the keys change or the at-rest verdict does.
@@ -312,6 +319,7 @@ async fn controllers(
     });
     futures::future::join_all(runs).await;
     publisher.abort();
+    answering.abort();
     if let Some(task) = at_rest {
         task.abort();
     }

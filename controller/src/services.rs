@@ -6,7 +6,8 @@
 //!   authenticated envelope (never the template or annotations, so a reseal cannot widen
 //!   a scope).
 //!
-//! Both are rate limited per client address, since each request costs decryptions.
+//! Both are rate limited per client address, since each request costs decryptions. The
+//! same answers are given to `SealedSecretRequest` objects ([`crate::requests`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -18,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use kseal_core::manifest::{parse_documents, sealed_from_value};
 use kseal_core::recipients::RecipientSet;
-use kseal_core::resource::SealedSecret;
+use kseal_core::resource::{RequestOperation, SealedSecret};
 use kseal_core::sealing::{reseal, unseal};
 use serde_json::json;
 
@@ -75,11 +76,60 @@ fn read(
     sealed_from_value(&docs[0]).map_err(|e| bad(e.to_string()))
 }
 
-fn refused(e: &kseal_core::sealing::ItemError) -> Response {
-    reply(
-        StatusCode::CONFLICT,
-        json!({"reason": e.source.reason(), "message": format!("item {:?}: {}", e.item, e.source)}),
-    )
+/// What the controller answers about one SealedSecret, over HTTP or in a
+/// `SealedSecretRequest`'s status.
+pub enum Answer {
+    /// Verify: every item opens where the object is; this many items.
+    Verified(usize),
+    /// Reseal: the object with every item re-encrypted to the newest key.
+    Resealed(Box<SealedSecret>),
+    /// An item cannot be opened: the reason (as in a Ready condition) and a message.
+    Refused {
+        reason: &'static str,
+        message: String,
+    },
+    /// No key is loaded yet.
+    Unavailable(String),
+}
+
+pub fn answer(keys: &KeyStore, operation: RequestOperation, sealed: &SealedSecret) -> Answer {
+    let refused = |e: kseal_core::sealing::ItemError| Answer::Refused {
+        reason: e.source.reason(),
+        message: format!("item {:?}: {}", e.item, e.source),
+    };
+    match operation {
+        RequestOperation::Verify => match unseal(sealed, &keys.keyring()) {
+            Ok(items) => Answer::Verified(items.len()),
+            Err(e) => refused(e),
+        },
+        RequestOperation::Reseal => {
+            let Some(newest) = keys.newest() else {
+                return Answer::Unavailable("no sealing keys loaded yet".into());
+            };
+            match RecipientSet::new([newest.key.recipient().clone()]) {
+                Err(e) => Answer::Unavailable(e.to_string()),
+                Ok(recipients) => match reseal(sealed, &keys.keyring(), &recipients) {
+                    Ok((out, _)) => Answer::Resealed(Box::new(out)),
+                    Err(e) => refused(e),
+                },
+            }
+        }
+    }
+}
+
+fn respond(answer: Answer) -> Response {
+    match answer {
+        Answer::Verified(items) => reply(StatusCode::OK, json!({"verified": true, "items": items})),
+        Answer::Resealed(out) => reply(
+            StatusCode::OK,
+            serde_json::to_value(&out).unwrap_or_default(),
+        ),
+        Answer::Refused { reason, message } => reply(
+            StatusCode::CONFLICT,
+            json!({"reason": reason, "message": message}),
+        ),
+        Answer::Unavailable(e) => reply(StatusCode::SERVICE_UNAVAILABLE, json!({"error": e})),
+    }
 }
 
 pub async fn verify(
@@ -87,16 +137,9 @@ pub async fn verify(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
-    let sealed = match read(&state, peer, &body) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    match unseal(&sealed, &state.keys.keyring()) {
-        Ok(items) => reply(
-            StatusCode::OK,
-            json!({"verified": true, "items": items.len()}),
-        ),
-        Err(e) => refused(&e),
+    match read(&state, peer, &body) {
+        Ok(sealed) => respond(answer(&state.keys, RequestOperation::Verify, &sealed)),
+        Err(r) => *r,
     }
 }
 
@@ -105,30 +148,8 @@ pub async fn reseal_handler(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
-    let sealed = match read(&state, peer, &body) {
-        Ok(s) => s,
-        Err(r) => return *r,
-    };
-    let Some(newest) = state.keys.newest() else {
-        return reply(
-            StatusCode::SERVICE_UNAVAILABLE,
-            json!({"error": "no sealing keys loaded yet"}),
-        );
-    };
-    let recipients = match RecipientSet::new([newest.key.recipient().clone()]) {
-        Ok(r) => r,
-        Err(e) => {
-            return reply(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"error": e.to_string()}),
-            );
-        }
-    };
-    match reseal(&sealed, &state.keys.keyring(), &recipients) {
-        Ok((out, _)) => reply(
-            StatusCode::OK,
-            serde_json::to_value(&out).unwrap_or_default(),
-        ),
-        Err(e) => refused(&e),
+    match read(&state, peer, &body) {
+        Ok(sealed) => respond(answer(&state.keys, RequestOperation::Reseal, &sealed)),
+        Err(r) => *r,
     }
 }

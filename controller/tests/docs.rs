@@ -62,7 +62,6 @@ struct Env {
     cluster: Cluster,
     etcd: kseal_tests::etcd::Etcd,
     bin_dir: PathBuf,
-    controller_url: String,
     recipients_doc: PathBuf,
     /// The private key behind `recipients_doc` (a runbook rotates keys later on).
     cluster_identity: Vec<u8>,
@@ -107,7 +106,7 @@ impl Env {
             )
             .env("KUBECONFIG", self.cluster.path("admin"))
             .env("KUBECACHEDIR", self.cluster.path("cache"))
-            .env("KSEAL_CONTROLLER_URL", &self.controller_url)
+            .env_remove("KSEAL_CONTROLLER_URL")
             .env_remove("KSEAL_RECIPIENT")
             .env_remove("KSEAL_CERT")
             .output()
@@ -177,7 +176,7 @@ async fn every_command_line_in_the_docs_runs() {
         prefix: "k8s:enc:secretbox:v1:".into(),
         key: Some("key1".into()),
     });
-    let port = cluster.start_controller("replica-a");
+    cluster.start_controller("replica-a");
     let recipients_doc = cluster.recipients().await;
     let keys: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
     let list = keys
@@ -228,7 +227,6 @@ async fn every_command_line_in_the_docs_runs() {
         .collect();
     let env = Env {
         bin_dir: kseal_bin().parent().unwrap().to_owned(),
-        controller_url: format!("http://127.0.0.1:{port}"),
         cluster,
         etcd,
         recipients_doc,

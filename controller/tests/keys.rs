@@ -258,6 +258,69 @@ async fn verify_and_reseal_through_the_controller() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("rate limited"));
 }
 
+/// The same through SealedSecretRequest objects and the kubeconfig alone (no port, no
+/// proxy): verify, refusal with the reason, reseal after a rotation; requests are removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_and_reseal_through_the_api() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    let cert = cluster.recipients().await;
+    let admin = cluster.path("admin");
+    let admin = admin.to_str().unwrap();
+    let input = secret_yaml("shop", "app", &[("password", "pw-api-Qz")]);
+    cluster.kseal(
+        &["seal", "--cert", cert.to_str().unwrap(), "-w", "app.yaml"],
+        input.as_bytes(),
+    );
+    let out = cluster.kseal(&["verify", "app.yaml", "--kubeconfig", admin], b"");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("shop/app: the cluster can unseal it (1 items)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    // Moved to another name: the envelope refuses it, and the reason comes back.
+    let moved = std::fs::read_to_string(cluster.path("app.yaml"))
+        .unwrap()
+        .replace("name: app", "name: other");
+    std::fs::write(cluster.path("moved.yaml"), moved).unwrap();
+    let out = cluster.kseal_unchecked(&["verify", "moved.yaml", "--kubeconfig", admin], b"");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("shop/other: cannot be unsealed by this cluster: ScopeMismatch"),
+        "{err}"
+    );
+
+    assert!(rotate_key(&cluster).status.success());
+    wait_for("the new key", || async {
+        (document(&cluster).await.recipients.len() == 2).then_some(())
+    })
+    .await;
+    let newest = document(&cluster).await.recipients[0].fingerprint.clone();
+    cluster.kseal(&["reseal", "app.yaml", "--kubeconfig", admin], b"");
+    let after = std::fs::read_to_string(cluster.path("app.yaml")).unwrap();
+    assert!(
+        after.contains(&newest.0),
+        "resealed to the newest key: {after}"
+    );
+    assert!(!after.contains("pw-api-Qz"));
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("app.yaml").to_str().unwrap()])
+        .await;
+    assert_eq!(
+        cluster.ready("shop", "app").await,
+        ("True".into(), "Unsealed".into())
+    );
+    let left = cluster
+        .kubectl(&["get", "sealedsecretrequests", "-A", "-o", "name"])
+        .await;
+    assert!(
+        left.trim().is_empty(),
+        "the CLI deletes its requests: {left}"
+    );
+}
+
 /// A restarted controller finds the keys it has before deciding about rotation: no new key
 /// appears when the newest one is still fresh.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

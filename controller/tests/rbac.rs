@@ -45,6 +45,20 @@ const CASES: &[(&str, &str, &str, Option<usize>, &str)] = &[
         "an Unsealed Event is published",
     ),
     (
+        "ClusterRole",
+        "kseal-controller",
+        "",
+        Some(4),
+        "SealedSecretRequests are seen",
+    ),
+    (
+        "ClusterRole",
+        "kseal-controller",
+        "",
+        Some(5),
+        "SealedSecretRequests are answered",
+    ),
+    (
         "Role",
         "kseal-controller",
         "kseal-system",
@@ -71,6 +85,13 @@ const CASES: &[(&str, &str, &str, Option<usize>, &str)] = &[
         "kseal-system",
         Some(0),
         "any user seals with the cluster's key",
+    ),
+    (
+        "ClusterRole",
+        "kseal-requester",
+        "",
+        Some(0),
+        "a namespace editor verifies through the API",
     ),
     (
         "ClusterRoleBinding",
@@ -302,7 +323,7 @@ async fn without_events_no_unsealed_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_leases_no_leader() {
-    let (cluster, _dir) = without(4).await;
+    let (cluster, _dir) = without(6).await;
     assert!(
         cluster
             .recipients_or_none(Duration::from_secs(5))
@@ -315,7 +336,7 @@ async fn without_leases_no_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_configmaps_no_recipients() {
-    let (cluster, _dir) = without(5).await;
+    let (cluster, _dir) = without(7).await;
     let keys: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
     wait_for("a key", || async {
         let l = keys
@@ -335,7 +356,7 @@ async fn without_configmaps_no_recipients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_secret_delete_the_canary_stays() {
-    let (cluster, _dir) = without(6).await;
+    let (cluster, _dir) = without(8).await;
     let secrets: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
     wait_for("a leftover canary", || async {
         let l = secrets
@@ -350,7 +371,7 @@ async fn without_secret_delete_the_canary_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_recipients_reader_users_cannot_seal() {
-    let (cluster, _dir) = without(7).await;
+    let (cluster, _dir) = without(9).await;
     cluster.recipients().await;
     let token = cluster.server.user_token("dev", &[]);
     let kubeconfig = cluster.path("dev-kubeconfig");
@@ -380,15 +401,86 @@ async fn at_rest_check_reports(case: usize, missing: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_monitoring_no_metrics() {
-    at_rest_check_reports(8, "missing permission to read /metrics").await;
+    at_rest_check_reports(11, "missing permission to read /metrics").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_pod_list_no_flags() {
-    at_rest_check_reports(9, "missing permission to list pods in kube-system").await;
+    at_rest_check_reports(12, "missing permission to list pods in kube-system").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_endpointslices_no_per_apiserver_checks() {
-    at_rest_check_reports(10, "missing permission to list EndpointSlices in default").await;
+    at_rest_check_reports(13, "missing permission to list EndpointSlices in default").await;
+}
+
+/// `kseal verify` through the API, as `user` (admin when `None`), with a short timeout.
+fn verify_via_api(cluster: &Cluster, token: Option<&str>, file: &str) -> std::process::Output {
+    let kubeconfig = cluster.path("verify-kubeconfig");
+    let server = &cluster.server;
+    server
+        .write_kubeconfig(&kubeconfig, token.unwrap_or(&server.admin_token), "shop")
+        .unwrap();
+    cluster.kseal_unchecked(
+        &[
+            "verify",
+            "--kubeconfig",
+            kubeconfig.to_str().unwrap(),
+            "--timeout",
+            "3",
+            file,
+        ],
+        b"",
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_request_watch_no_answer() {
+    let (cluster, _dir) = without(4).await;
+    let cert = cluster.recipients().await;
+    apply_sealed(&cluster, &cert).await;
+    let out = verify_via_api(&cluster, None, cluster.path("db.yaml").to_str().unwrap());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no answer"));
+    assert!(
+        cluster.logs().contains("sealedsecretrequests"),
+        "the refusal is logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_request_status_no_answer() {
+    let (cluster, _dir) = without(5).await;
+    let cert = cluster.recipients().await;
+    apply_sealed(&cluster, &cert).await;
+    let out = verify_via_api(&cluster, None, cluster.path("db.yaml").to_str().unwrap());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no answer"));
+    assert!(cluster.logs().contains("could not answer a request"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_requester_role_editors_cannot_ask() {
+    let (cluster, _dir) = without(10).await;
+    let cert = cluster.recipients().await;
+    apply_sealed(&cluster, &cert).await;
+    // What aggregation into `edit` gives a namespace editor, bound directly.
+    let binding = cluster.path("binding.yaml");
+    std::fs::write(
+        &binding,
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: dev-requester\n  namespace: shop\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: kseal-requester\nsubjects:\n  - kind: User\n    name: dev\n    apiGroup: rbac.authorization.k8s.io\n",
+    )
+    .unwrap();
+    cluster
+        .kubectl(&["apply", "-f", binding.to_str().unwrap()])
+        .await;
+    let token = cluster.server.user_token("dev", &[]);
+    let out = verify_via_api(
+        &cluster,
+        Some(&token),
+        cluster.path("db.yaml").to_str().unwrap(),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("forbidden"), "{stderr}");
 }

@@ -1,4 +1,6 @@
-//! The `SealedSecret` custom resource (`kseal.dev/v1alpha1`).
+//! The `SealedSecret` custom resource (`kseal.dev/v1alpha1`), and `SealedSecretRequest`,
+//! through which `kseal verify` and `kseal reseal` reach the controller with nothing but
+//! the Kubernetes API.
 //!
 //! `manifests/crd.yaml` is generated from these types (see [`crd_yaml`]) and a test fails
 //! when the committed file drifts from them.
@@ -117,11 +119,85 @@ pub struct SealedSecretStatus {
     pub conditions: Vec<Condition>,
 }
 
-/// The CRD as YAML, exactly as committed in `manifests/crd.yaml`.
+/// A question for the controller about one SealedSecret: can this cluster unseal it
+/// (`Verify`), or re-encrypt it to the newest key (`Reseal`)? The controller answers in
+/// the status, with no plaintext, the same as its `/v1/verify` and `/v1/reseal`. It works
+/// wherever the Kubernetes API does: no port-forward, no service proxy to a pod.
+// Each `printcolumn(...)` repeats `type_`; clippy reads that as a duplicated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "kseal.dev",
+    version = "v1alpha1",
+    kind = "SealedSecretRequest",
+    namespaced,
+    status = "SealedSecretRequestStatus",
+    shortname = "kssr",
+    category = "kseal",
+    printcolumn(name = "Operation", type_ = "string", json_path = ".spec.operation"),
+    printcolumn(name = "Result", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedSecretRequestSpec {
+    pub operation: RequestOperation,
+    /// Where the SealedSecret lives (or will): every item's envelope is checked against it.
+    pub target: RequestTarget,
+    /// The SealedSecret's spec, as in its file.
+    pub sealed_secret: SealedSecretSpec,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum RequestOperation {
+    Verify,
+    Reseal,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub struct RequestTarget {
+    pub namespace: String,
+    pub name: String,
+}
+
+/// The controller's answer.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SealedSecretRequestStatus {
+    /// `Succeeded` or `Failed`; absent until answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Why it failed (the same reasons as a SealedSecret's Ready condition).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Verify: how many items this cluster can open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<u32>,
+    /// Reseal: the spec re-encrypted to the newest key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resealed: Option<SealedSecretSpec>,
+}
+
+impl SealedSecretRequest {
+    /// The SealedSecret the request is about, at its target.
+    pub fn sealed_secret(&self) -> SealedSecret {
+        let mut ss = SealedSecret::new(&self.spec.target.name, self.spec.sealed_secret.clone());
+        ss.metadata.namespace = Some(self.spec.target.namespace.clone());
+        ss
+    }
+}
+
+/// The CRDs as YAML, exactly as committed in `manifests/crd.yaml`.
 pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
-    let crd = SealedSecret::crd();
     Ok(format!(
-        "# Generated from kseal-core's Rust types; do not edit.\n# Regenerate: KSEAL_UPDATE_CRD=1 cargo test -p kseal-core --test crd\n{}",
-        serde_saphyr::to_string(&crd)?
+        "# Generated from kseal-core's Rust types; do not edit.\n# Regenerate: KSEAL_UPDATE_CRD=1 cargo test -p kseal-core --test crd\n{}---\n{}",
+        serde_saphyr::to_string(&SealedSecret::crd())?,
+        serde_saphyr::to_string(&SealedSecretRequest::crd())?
     ))
 }

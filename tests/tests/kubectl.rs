@@ -85,11 +85,11 @@ async fn kubectl_round_trip() {
 
     assert_eq!(
         k.ok(&["apply", "-f", crd]).await.trim(),
-        "customresourcedefinition.apiextensions.k8s.io/sealedsecrets.kseal.dev created"
+        "customresourcedefinition.apiextensions.k8s.io/sealedsecrets.kseal.dev created\ncustomresourcedefinition.apiextensions.k8s.io/sealedsecretrequests.kseal.dev created"
     );
     assert_eq!(
         k.ok(&["apply", "-f", crd]).await.trim(),
-        "customresourcedefinition.apiextensions.k8s.io/sealedsecrets.kseal.dev unchanged"
+        "customresourcedefinition.apiextensions.k8s.io/sealedsecrets.kseal.dev unchanged\ncustomresourcedefinition.apiextensions.k8s.io/sealedsecretrequests.kseal.dev unchanged"
     );
     assert!(k.ok(&["get", "sealedsecrets"]).await.is_empty());
     let empty = k.run(&["get", "sealedsecrets"]).await;

@@ -2,18 +2,23 @@
 //! keys, whether it can unseal a file, or to re-encrypt it to its newest key. Plaintext
 //! never leaves the controller.
 //!
-//! The controller is reached at `--controller-url`, e.g. through
-//! `kubectl port-forward -n kseal-system deployment/kseal-controller 8080`, which goes
-//! through the kubelet and so also works where the API server cannot reach pod ports.
+//! By default the question is a `SealedSecretRequest` object created through the
+//! kubeconfig, answered by the controller in its status: only the Kubernetes API is
+//! needed, so it works on private clusters whose API server cannot reach pods. With
+//! `--controller-url` the controller's HTTP services are asked instead (e.g. through
+//! `kubectl port-forward -n kseal-system deployment/kseal-controller 8080`).
 
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use kseal_core::manifest::{Format, parse_documents, sealed_from_value};
-use kseal_core::resource::SealedSecret;
+use kseal_core::resource::{
+    RequestOperation, RequestTarget, SealedSecret, SealedSecretRequestSpec,
+};
 
 use super::doc_label;
 use crate::cli::{OutputFormat, ServiceArgs};
+use crate::cluster::Cluster;
 use crate::io::{read_file, render, replace_file};
 
 fn post(url: &str, path: &str, body: &[u8]) -> Result<(u16, serde_json::Value)> {
@@ -39,6 +44,95 @@ fn post(url: &str, path: &str, body: &[u8]) -> Result<(u16, serde_json::Value)> 
     Ok((code, value))
 }
 
+/// Where the questions go.
+enum Controller {
+    Http(String),
+    Api {
+        cluster: Box<Cluster>,
+        namespace: String,
+        timeout: Duration,
+    },
+}
+
+impl Controller {
+    fn new(args: &ServiceArgs) -> Result<Controller> {
+        if let Some(url) = &args.controller_url {
+            return Ok(Controller::Http(url.clone()));
+        }
+        let cluster = Cluster::connect(&args.cluster)?.ok_or_else(|| {
+            anyhow!("no kubeconfig: pass --kubeconfig (or set $KUBECONFIG), or --controller-url")
+        })?;
+        let namespace = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| cluster.default_namespace.clone());
+        Ok(Controller::Api {
+            cluster: Box::new(cluster),
+            namespace,
+            timeout: Duration::from_secs(args.timeout),
+        })
+    }
+
+    /// The answer: `Ok(body)` as the HTTP service's JSON, or `Err(why)` when the
+    /// controller refused.
+    fn ask(
+        &self,
+        operation: RequestOperation,
+        doc: &serde_json::Value,
+        sealed: &SealedSecret,
+    ) -> Result<std::result::Result<serde_json::Value, String>> {
+        match self {
+            Controller::Http(url) => {
+                let path = match operation {
+                    RequestOperation::Verify => "/v1/verify",
+                    RequestOperation::Reseal => "/v1/reseal",
+                };
+                let (code, body) = post(url, path, doc.to_string().as_bytes())?;
+                Ok(if code == 200 {
+                    Ok(body)
+                } else {
+                    Err(service_error(code, &body))
+                })
+            }
+            Controller::Api {
+                cluster,
+                namespace,
+                timeout,
+            } => {
+                let target = RequestTarget {
+                    namespace: sealed
+                        .metadata
+                        .namespace
+                        .clone()
+                        .unwrap_or_else(|| namespace.clone()),
+                    name: sealed.metadata.name.clone().unwrap_or_default(),
+                };
+                let spec = SealedSecretRequestSpec {
+                    operation,
+                    target,
+                    sealed_secret: sealed.spec.clone(),
+                };
+                let status = cluster.ask(namespace, spec, *timeout)?;
+                if status.phase.as_deref() != Some("Succeeded") {
+                    return Ok(Err(format!(
+                        "{} ({})",
+                        status.reason.as_deref().unwrap_or("refused"),
+                        status.message.as_deref().unwrap_or_default()
+                    )));
+                }
+                Ok(Ok(match status.resealed {
+                    Some(spec) => {
+                        let mut out = sealed.clone();
+                        out.spec = spec;
+                        serde_json::to_value(&out)?
+                    }
+                    None => serde_json::json!({"verified": true, "items": status.items}),
+                }))
+            }
+        }
+    }
+}
+
 fn who(ss: &SealedSecret) -> String {
     match (&ss.metadata.namespace, &ss.metadata.name) {
         (Some(ns), Some(n)) => format!("{ns}/{n}"),
@@ -56,6 +150,7 @@ fn service_error(code: u16, body: &serde_json::Value) -> String {
 }
 
 pub fn verify(args: &ServiceArgs) -> Result<()> {
+    let controller = Controller::new(args)?;
     let mut failed = 0;
     for path in &args.files {
         let input = read_file(path)?;
@@ -63,24 +158,19 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
         for (i, doc) in docs.iter().enumerate() {
             let label = doc_label(&input.name, i, docs.len());
             let sealed = sealed_from_value(doc).with_context(|| label.clone())?;
-            let (code, body) = post(
-                &args.controller_url,
-                "/v1/verify",
-                doc.to_string().as_bytes(),
-            )?;
-            if code == 200 {
-                println!(
+            match controller.ask(RequestOperation::Verify, doc, &sealed)? {
+                Ok(body) => println!(
                     "{label}: {}: the cluster can unseal it ({} items)",
                     who(&sealed),
                     body["items"]
-                );
-            } else {
-                failed += 1;
-                eprintln!(
-                    "{label}: {}: cannot be unsealed by this cluster: {}",
-                    who(&sealed),
-                    service_error(code, &body)
-                );
+                ),
+                Err(why) => {
+                    failed += 1;
+                    eprintln!(
+                        "{label}: {}: cannot be unsealed by this cluster: {why}",
+                        who(&sealed)
+                    );
+                }
             }
         }
     }
@@ -91,6 +181,7 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
 }
 
 pub fn reseal(args: &ServiceArgs) -> Result<()> {
+    let controller = Controller::new(args)?;
     for path in &args.files {
         let input = read_file(path)?;
         let (format, docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
@@ -98,18 +189,10 @@ pub fn reseal(args: &ServiceArgs) -> Result<()> {
         for (i, doc) in docs.iter().enumerate() {
             let label = doc_label(&input.name, i, docs.len());
             let before = sealed_from_value(doc).with_context(|| label.clone())?;
-            let (code, body) = post(
-                &args.controller_url,
-                "/v1/reseal",
-                doc.to_string().as_bytes(),
-            )?;
-            if code != 200 {
-                bail!(
-                    "{label}: {}: cannot reseal: {}",
-                    who(&before),
-                    service_error(code, &body)
-                );
-            }
+            let body = match controller.ask(RequestOperation::Reseal, doc, &before)? {
+                Ok(body) => body,
+                Err(why) => bail!("{label}: {}: cannot reseal: {why}", who(&before)),
+            };
             let after: SealedSecret = serde_json::from_value(body)
                 .with_context(|| format!("{label}: the controller's answer"))?;
             let changed = after.spec.encrypted_data != before.spec.encrypted_data;

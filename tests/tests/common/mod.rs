@@ -23,7 +23,8 @@ pub async fn admin(server: &TestServer) -> Client {
     client_with(server, &server.admin_token).await
 }
 
-/// Applies manifests/crd.yaml (the real SealedSecret CRD) through the API.
+/// Applies manifests/crd.yaml (the real SealedSecret and SealedSecretRequest CRDs)
+/// through the API.
 pub async fn install_crd(client: &Client) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let text = std::fs::read_to_string(concat!(
@@ -31,9 +32,10 @@ pub async fn install_crd(client: &Client) {
         "/../manifests/crd.yaml"
     ))
     .unwrap();
-    let crd: CustomResourceDefinition = serde_saphyr::from_str(&text).unwrap();
     let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    api.create(&Default::default(), &crd).await.unwrap();
+    for crd in serde_saphyr::from_multiple::<CustomResourceDefinition>(&text).unwrap() {
+        api.create(&Default::default(), &crd).await.unwrap();
+    }
 }
 
 /// Sends a raw request; returns (status code, JSON body).
