@@ -348,3 +348,124 @@ async fn a_restart_does_not_rotate() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(key_secrets(&cluster).await, 2);
 }
+
+/// Keys relabelled, relabelled back and removed are picked up without a restart: the
+/// published recipients follow, and a SealedSecret sealed to that key stops and starts
+/// unsealing (its Secret left alone while it cannot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabelled_and_removed_keys_are_picked_up_without_a_restart() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    cluster.recipients().await;
+    let rotated = rotate_key(&cluster);
+    assert!(rotated.status.success());
+    let newest = String::from_utf8(rotated.stdout).unwrap().trim().to_owned();
+    wait_for("two published keys", || async {
+        (document(&cluster).await.recipients.len() == 2).then_some(())
+    })
+    .await;
+    let cert = cluster.recipients().await;
+    let input = secret_yaml("shop", "app", &[("password", "pw-relabel-Qz")]);
+    cluster.kseal(
+        &["seal", "--cert", cert.to_str().unwrap(), "-w", "app.yaml"],
+        input.as_bytes(),
+    );
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("app.yaml").to_str().unwrap()])
+        .await;
+    assert_eq!(cluster.ready("shop", "app").await.0, "True");
+
+    let label = |value: &str| {
+        vec![
+            "label".to_owned(),
+            "secret".to_owned(),
+            "-n".to_owned(),
+            "kseal-system".to_owned(),
+            newest.clone(),
+            format!("kseal.dev/key={value}"),
+            "--overwrite".to_owned(),
+        ]
+    };
+    let not_ready = || async {
+        let ss = cluster.sealed("shop").get("app").await.ok()?;
+        let c = ss
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (c.status == "False" && c.reason == "NoMatchingKey").then_some(())
+    };
+    let ready = || async {
+        let ss = cluster.sealed("shop").get("app").await.ok()?;
+        let c = ss
+            .status?
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready")?;
+        (c.status == "True").then_some(())
+    };
+
+    // Retired: no longer published, no longer used.
+    let args = label("retired");
+    cluster
+        .kubectl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    wait_for("one published key", || async {
+        (document(&cluster).await.recipients.len() == 1).then_some(())
+    })
+    .await;
+    wait_for("NoMatchingKey", not_ready).await;
+    let secret = cluster.secrets("shop").get("app").await.unwrap();
+    assert!(
+        secret.data.unwrap().contains_key("password"),
+        "the Secret is left alone"
+    );
+
+    // Active again: used again.
+    let args = label("active");
+    cluster
+        .kubectl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+        .await;
+    wait_for("Ready again", ready).await;
+
+    // Removed: gone from the recipients, and the object cannot be unsealed.
+    cluster
+        .kubectl(&["delete", "secret", "-n", "kseal-system", &newest])
+        .await;
+    wait_for("one published key", || async {
+        (document(&cluster).await.recipients.len() == 1).then_some(())
+    })
+    .await;
+    wait_for("NoMatchingKey", not_ready).await;
+}
+
+/// `--watch-namespaces` limits the controller to those namespaces.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_namespaces_limits_the_controller() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller_with("replica-a", &["--watch-namespaces", "shop,billing"]);
+    let cert = cluster.recipients().await;
+    for ns in ["shop", "web"] {
+        let input = secret_yaml(ns, "app", &[("password", "pw-ns-Qz")]);
+        let file = format!("{ns}.yaml");
+        cluster.kseal(
+            &["seal", "--cert", cert.to_str().unwrap(), "-w", &file],
+            input.as_bytes(),
+        );
+        cluster
+            .kubectl(&["apply", "-f", cluster.path(&file).to_str().unwrap()])
+            .await;
+    }
+    assert_eq!(cluster.ready("shop", "app").await.0, "True");
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let web = cluster.sealed("web").get("app").await.unwrap();
+    assert!(web.status.is_none(), "web is not watched: {:?}", web.status);
+    assert!(
+        cluster
+            .secrets("web")
+            .get_opt("app")
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
