@@ -282,3 +282,81 @@ async fn every_command_line_in_the_docs_runs() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     assert!(ran >= 30, "ran {ran} command lines");
 }
+
+/// The inline `kseal …` and `kseal-controller …` spans (synopses such as
+/// `kseal merge FILE [--remove K]`) cannot run as written; each one's subcommand must
+/// exist and every flag it names must be in that subcommand's `--help`.
+#[test]
+fn every_inline_synopsis_names_real_subcommands_and_flags() {
+    let mut files = vec![repo().join("README.md")];
+    for entry in std::fs::read_dir(repo().join("docs")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            files.push(path);
+        }
+    }
+    let mut checked = 0;
+    let mut failures = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for span in text.split('`').skip(1).step_by(2) {
+            let Some((bin, rest)) = span
+                .strip_prefix("kseal-controller ")
+                .map(|r| ("kseal-controller", r))
+                .or_else(|| span.strip_prefix("kseal ").map(|r| ("kseal", r)))
+            else {
+                continue;
+            };
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let subcommands: Vec<&str> = words
+                .iter()
+                .take_while(|w| {
+                    w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-')
+                })
+                .copied()
+                .collect();
+            let flags: Vec<String> = words
+                .iter()
+                .flat_map(|w| w.split(['[', ']', '(', ')', '|', '\\']))
+                .filter(|w| w.starts_with('-') && w.len() > 1)
+                .map(|w| {
+                    w.split('=')
+                        .next()
+                        .unwrap_or(w)
+                        .trim_end_matches('…')
+                        .to_owned()
+                })
+                .collect();
+            let program = if bin == "kseal" {
+                kseal_bin()
+            } else {
+                PathBuf::from(env!("CARGO_BIN_EXE_kseal-controller"))
+            };
+            let out = Command::new(program)
+                .args(&subcommands)
+                .arg("--help")
+                .output()
+                .unwrap();
+            let help = String::from_utf8_lossy(&out.stdout);
+            if !out.status.success() {
+                failures.push(format!("{}: `{span}`: no such command", file.display()));
+                continue;
+            }
+            for flag in flags {
+                let named = help.match_indices(flag.as_str()).any(|(i, _)| {
+                    let next = help[i + flag.len()..].chars().next();
+                    !next.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-')
+                });
+                if !named {
+                    failures.push(format!(
+                        "{}: `{span}`: {flag} is not an option",
+                        file.display()
+                    ));
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(checked >= 30, "checked {checked} spans");
+}
