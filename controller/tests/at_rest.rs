@@ -34,11 +34,13 @@ async fn verdict_metric(cluster: &Cluster, verdict: &str) -> String {
 }
 
 async fn seal_and_apply(cluster: &Cluster, cert: &str, name: &str, value: &str) {
-    let input = secret_yaml("shop", name, &[("password", value)]);
-    let file = format!("{name}.yaml");
-    cluster.kseal(&["seal", "--cert", cert, "-w", &file], input.as_bytes());
     cluster
-        .kubectl(&["apply", "-f", cluster.path(&file).to_str().unwrap()])
+        .seal_and_apply(
+            std::path::Path::new(cert),
+            "shop",
+            name,
+            &[("password", value)],
+        )
         .await;
 }
 

@@ -173,13 +173,8 @@ async fn killing_the_leader_hands_over_within_the_lease() {
         "handover took {handover:?} with a 3 s lease"
     );
 
-    let input = secret_yaml("shop", "after", &[("password", "v2")]);
-    cluster.kseal(
-        &["seal", "--cert", cert.to_str().unwrap(), "-w", "after.yaml"],
-        input.as_bytes(),
-    );
     cluster
-        .kubectl(&["apply", "-f", cluster.path("after.yaml").to_str().unwrap()])
+        .seal_and_apply(&cert, "shop", "after", &[("password", "v2")])
         .await;
     assert_eq!(
         cluster.ready("shop", "after").await.0,
@@ -365,13 +360,8 @@ async fn relabelled_and_removed_keys_are_picked_up_without_a_restart() {
     })
     .await;
     let cert = cluster.recipients().await;
-    let input = secret_yaml("shop", "app", &[("password", "pw-relabel-Qz")]);
-    cluster.kseal(
-        &["seal", "--cert", cert.to_str().unwrap(), "-w", "app.yaml"],
-        input.as_bytes(),
-    );
     cluster
-        .kubectl(&["apply", "-f", cluster.path("app.yaml").to_str().unwrap()])
+        .seal_and_apply(&cert, "shop", "app", &[("password", "pw-relabel-Qz")])
         .await;
     assert_eq!(cluster.ready("shop", "app").await.0, "True");
 
@@ -446,14 +436,8 @@ async fn watch_namespaces_limits_the_controller() {
     cluster.start_controller_with("replica-a", &["--watch-namespaces", "shop,billing"]);
     let cert = cluster.recipients().await;
     for ns in ["shop", "web"] {
-        let input = secret_yaml(ns, "app", &[("password", "pw-ns-Qz")]);
-        let file = format!("{ns}.yaml");
-        cluster.kseal(
-            &["seal", "--cert", cert.to_str().unwrap(), "-w", &file],
-            input.as_bytes(),
-        );
         cluster
-            .kubectl(&["apply", "-f", cluster.path(&file).to_str().unwrap()])
+            .seal_and_apply(&cert, ns, "app", &[("password", "pw-ns-Qz")])
             .await;
     }
     assert_eq!(cluster.ready("shop", "app").await.0, "True");

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::*;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use kube::api::{Api, ListParams};
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::api::Api;
 use serde_json::Value;
 
 /// (kind, name, namespace, rule index; `None` drops the whole object), and the behaviour.
@@ -204,16 +204,10 @@ async fn without(case: usize) -> (Cluster, tempfile::TempDir) {
     (cluster, dir)
 }
 
-/// Seals and applies shop/db with the controller's recipients (published by a healthy
-/// controller, or by a second one run with full rights when the case breaks publishing).
+/// Seals and applies shop/db with the controller's recipients.
 async fn apply_sealed(cluster: &Cluster, cert: &Path) {
-    let input = secret_yaml("shop", "db", &[("password", "pw-rbac-1")]);
-    cluster.kseal(
-        &["seal", "--cert", cert.to_str().unwrap(), "-w", "db.yaml"],
-        input.as_bytes(),
-    );
     cluster
-        .kubectl(&["apply", "-f", cluster.path("db.yaml").to_str().unwrap()])
+        .seal_and_apply(cert, "shop", "db", &[("password", "pw-rbac-1")])
         .await;
 }
 
@@ -337,15 +331,9 @@ async fn without_leases_no_leader() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_configmaps_no_recipients() {
     let (cluster, _dir) = without(7).await;
-    let keys: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
-    wait_for("a key", || async {
-        let l = keys
-            .list(&ListParams::default().labels("kseal.dev/key"))
-            .await
-            .ok()?;
-        (!l.items.is_empty()).then_some(())
-    })
-    .await;
+    cluster
+        .wait_for_labelled_secret("kseal-system", "kseal.dev/key")
+        .await;
     assert!(
         cluster
             .recipients_or_none(Duration::from_secs(3))
@@ -357,15 +345,9 @@ async fn without_configmaps_no_recipients() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_secret_delete_the_canary_stays() {
     let (cluster, _dir) = without(8).await;
-    let secrets: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
-    wait_for("a leftover canary", || async {
-        let l = secrets
-            .list(&ListParams::default().labels("kseal.dev/at-rest-canary"))
-            .await
-            .ok()?;
-        (!l.items.is_empty()).then_some(())
-    })
-    .await;
+    cluster
+        .wait_for_labelled_secret("kseal-system", "kseal.dev/at-rest-canary")
+        .await;
     assert!(!at_rest_detail(&cluster).await.is_empty());
 }
 
@@ -434,29 +416,25 @@ fn verify_via_api(cluster: &Cluster, token: Option<&str>, file: &str) -> std::pr
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_request_watch_no_answer() {
-    let (cluster, _dir) = without(4).await;
+/// `kseal verify` through the API gets no answer, and the controller's log says why.
+async fn requests_go_unanswered(case: usize, logged: &str) {
+    let (cluster, _dir) = without(case).await;
     let cert = cluster.recipients().await;
     apply_sealed(&cluster, &cert).await;
     let out = verify_via_api(&cluster, None, cluster.path("db.yaml").to_str().unwrap());
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no answer"));
-    assert!(
-        cluster.logs().contains("sealedsecretrequests"),
-        "the refusal is logged"
-    );
+    assert!(cluster.logs().contains(logged), "the refusal is logged");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_request_watch_no_answer() {
+    requests_go_unanswered(4, "sealedsecretrequests").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_request_status_no_answer() {
-    let (cluster, _dir) = without(5).await;
-    let cert = cluster.recipients().await;
-    apply_sealed(&cluster, &cert).await;
-    let out = verify_via_api(&cluster, None, cluster.path("db.yaml").to_str().unwrap());
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no answer"));
-    assert!(cluster.logs().contains("could not answer a request"));
+    requests_go_unanswered(5, "could not answer a request").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

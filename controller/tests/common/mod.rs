@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kseal_core::resource::SealedSecret;
 use kseal_tests::apiserver::{Config, TestServer};
 use kube::Client;
-use kube::api::Api;
+use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 pub struct Cluster {
@@ -196,6 +196,32 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         None
+    }
+
+    /// Seals `ns/name` with `items` to the recipients document `cert` with the CLI, into
+    /// `<name>.yaml`, and applies it with kubectl.
+    pub async fn seal_and_apply(&self, cert: &Path, ns: &str, name: &str, items: &[(&str, &str)]) {
+        let input = secret_yaml(ns, name, items);
+        let file = format!("{name}.yaml");
+        self.kseal(
+            &["seal", "--cert", cert.to_str().unwrap(), "-w", &file],
+            input.as_bytes(),
+        );
+        self.kubectl(&["apply", "-f", self.path(&file).to_str().unwrap()])
+            .await;
+    }
+
+    /// Waits until a Secret labelled `selector` exists in `ns`.
+    pub async fn wait_for_labelled_secret(&self, ns: &str, selector: &str) {
+        let api: Api<Secret> = Api::namespaced(self.admin.clone(), ns);
+        wait_for(selector, || async {
+            let l = api
+                .list(&ListParams::default().labels(selector))
+                .await
+                .ok()?;
+            (!l.items.is_empty()).then_some(())
+        })
+        .await;
     }
 
     pub fn kseal(&self, args: &[&str], stdin: &[u8]) -> Output {
