@@ -25,23 +25,25 @@ fn put_all_with(
         .enable_all()
         .build()
         .unwrap();
-    let options = tls.map(|t| {
-        let read = |p: &std::path::Path| std::fs::read(p).unwrap();
-        etcd_client::ConnectOptions::new().with_tls(
-            etcd_client::TlsOptions::new()
-                .ca_certificate(etcd_client::Certificate::from_pem(read(&t.ca)))
-                .identity(etcd_client::Identity::from_pem(
-                    read(&t.client_cert),
-                    read(&t.client_key),
-                )),
-        )
-    });
+    let options = kseal_etcd::ConnectOptions {
+        tls: tls.map(|t| {
+            let read = |p: &std::path::Path| std::fs::read(p).unwrap();
+            kseal_etcd::Tls {
+                ca: Some(read(&t.ca)),
+                identity: Some((read(&t.client_cert), read(&t.client_key))),
+            }
+        }),
+        ..Default::default()
+    };
     runtime.block_on(async {
-        let mut client = etcd_client::Client::connect([endpoint], options)
+        let mut client = kseal_etcd::Client::connect(&[endpoint], options)
             .await
             .unwrap();
         for (k, val) in values {
-            client.put(k.as_bytes(), val.clone(), None).await.unwrap();
+            client
+                .put(k.as_bytes().to_vec(), val.clone())
+                .await
+                .unwrap();
         }
     });
 }

@@ -196,24 +196,13 @@ async fn every_command_line_in_the_docs_runs() {
 
     let etcd = kseal_tests::etcd::Etcd::start().unwrap();
     let stored = kseal_tests::stored_values::secretbox("key1", &[1u8; 32], b"k8s\x00...");
-    let runtime_endpoint = etcd.endpoint.clone();
-    tokio::task::spawn_blocking(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut client = etcd_client::Client::connect([runtime_endpoint], None)
-                .await
-                .unwrap();
-            client
-                .put("/registry/secrets/shop/db-credentials", stored, None)
-                .await
-                .unwrap();
-        });
-    })
-    .await
-    .unwrap();
+    let mut client = kseal_etcd::Client::connect(&[&etcd.endpoint], Default::default())
+        .await
+        .unwrap();
+    client
+        .put(b"/registry/secrets/shop/db-credentials".to_vec(), stored)
+        .await
+        .unwrap();
 
     let scratch = tempfile::tempdir().unwrap();
     let other_recipients: Vec<String> = ["a.txt", "b.txt"]

@@ -285,7 +285,7 @@ fn scan(args: &ScanArgs) -> Result<ExitCode> {
     Ok(exit(if failed { EXIT_FAILED } else { 0 }))
 }
 
-fn tls_options(args: &ScanArgs) -> Result<Option<etcd_client::TlsOptions>> {
+fn tls_options(args: &ScanArgs) -> Result<Option<kseal_etcd::Tls>> {
     let read = |p: &PathBuf, what: &str| {
         std::fs::read(p).with_context(|| format!("--{what} {}: cannot read", p.display()))
     };
@@ -293,48 +293,35 @@ fn tls_options(args: &ScanArgs) -> Result<Option<etcd_client::TlsOptions>> {
     if args.cacert.is_none() && args.cert.is_none() && !https {
         return Ok(None);
     }
-    let mut tls = etcd_client::TlsOptions::new();
+    let mut tls = kseal_etcd::Tls::default();
     if let Some(ca) = &args.cacert {
-        tls = tls.ca_certificate(etcd_client::Certificate::from_pem(read(ca, "cacert")?));
+        tls.ca = Some(read(ca, "cacert")?);
     }
     if let (Some(cert), Some(key)) = (&args.cert, &args.key) {
-        tls = tls.identity(etcd_client::Identity::from_pem(
-            read(cert, "cert")?,
-            read(key, "key")?,
-        ));
+        tls.identity = Some((read(cert, "cert")?, read(key, "key")?));
     }
     Ok(Some(tls))
 }
 
 async fn scan_etcd(
     args: &ScanArgs,
-    tls: Option<etcd_client::TlsOptions>,
+    tls: Option<kseal_etcd::Tls>,
     coverage: Option<&SecretsCoverage>,
 ) -> Result<Scan> {
-    let scheme = if tls.is_some() { "https" } else { "http" };
-    let endpoints: Vec<String> = args
+    let timeout = Duration::from_secs(args.timeout);
+    let joined = args
         .endpoints
         .iter()
-        .map(|e| {
-            if e.contains("://") {
-                e.clone()
-            } else {
-                format!("{scheme}://{e}")
-            }
-        })
-        .collect();
-    let timeout = Duration::from_secs(args.timeout);
-    let mut options = etcd_client::ConnectOptions::new().with_connect_timeout(timeout);
-    if let Some(tls) = tls {
-        options = options.with_tls(tls);
-    }
-    let joined = endpoints.join(",");
-    let client = etcd_client::Client::connect(&endpoints, Some(options))
+        .map(|e| kseal_etcd::endpoint_uri(e, tls.is_some()))
+        .collect::<Vec<_>>()
+        .join(",");
+    let options = kseal_etcd::ConnectOptions {
+        tls,
+        connect_timeout: timeout,
+    };
+    let mut client = kseal_etcd::Client::connect(&args.endpoints, options)
         .await
-        .with_context(|| format!("--endpoints {joined}: cannot connect"))?;
-    let mut kv = client
-        .kv_client()
-        .max_decoding_message_size(512 * 1024 * 1024);
+        .with_context(|| format!("--endpoints {joined}"))?;
 
     let known: Vec<String> = coverage
         .map(|c| {
@@ -348,36 +335,30 @@ async fn scan_etcd(
         })
         .unwrap_or_default();
     let base = format!("{}/secrets/", args.prefix.trim_end_matches('/'));
-    let mut end = base.clone().into_bytes();
-    // The range end of a prefix: its last byte plus one ('/' + 1 = '0').
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
+    let end = kseal_etcd::prefix_end(base.as_bytes());
     let mut scan = Scan {
         prefix: base.clone(),
         ..Scan::default()
     };
     let mut from = base.clone().into_bytes();
     loop {
-        let mut options = etcd_client::GetOptions::new()
-            .with_range(end.clone())
-            .with_limit(args.page_size);
-        if scan.revision > 0 {
+        let range = kseal_etcd::Range {
+            key: from.clone(),
+            range_end: end.clone(),
+            limit: args.page_size,
             // Every page reads the same revision: a consistent snapshot.
-            options = options.with_revision(scan.revision);
-        }
-        let page = tokio::time::timeout(timeout * 6, kv.get(from.clone(), Some(options)))
+            revision: scan.revision,
+        };
+        let page = tokio::time::timeout(timeout * 6, client.range(range))
             .await
             .with_context(|| format!("--endpoints {joined}: no answer in time"))?
-            .map_err(|e| {
-                anyhow::anyhow!("--endpoints {joined}: reading {base}: {}", etcd_error(&e))
-            })?;
+            .with_context(|| format!("--endpoints {joined}: reading {base}"))?;
         if scan.revision == 0 {
-            scan.revision = page.header().map(|h| h.revision()).unwrap_or_default();
+            scan.revision = page.header.as_ref().map(|h| h.revision).unwrap_or_default();
         }
-        for kv in page.kvs() {
-            let name = String::from_utf8_lossy(&kv.key()[base.len()..]).into_owned();
-            let stored = stored::classify(kv.value(), &known);
+        for kv in &page.kvs {
+            let name = String::from_utf8_lossy(&kv.key[base.len()..]).into_owned();
+            let stored = stored::classify(&kv.value, &known);
             scan.total += 1;
             *scan.formats.entry(stored.label()).or_default() += 1;
             let standing = coverage.map(|c| stored::standing(&stored, c));
@@ -404,24 +385,15 @@ async fn scan_etcd(
                 _ => {}
             }
         }
-        match page.kvs().last() {
-            Some(last) if page.more() => {
-                from = last.key().to_vec();
+        match page.kvs.last() {
+            Some(last) if page.more => {
+                from = last.key.clone();
                 from.push(0);
             }
             _ => break,
         }
     }
     Ok(scan)
-}
-
-/// The first clause of an etcd client error, without the transport's debug dump.
-fn etcd_error(e: &etcd_client::Error) -> String {
-    let text = e.to_string();
-    match text.split_once(", source:") {
-        Some((head, _)) => head.to_owned(),
-        None => text,
-    }
 }
 
 fn render_scan(s: &Scan, with_config: bool) -> String {

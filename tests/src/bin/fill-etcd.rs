@@ -20,7 +20,7 @@ struct Args {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    let mut client = etcd_client::Client::connect([&args.endpoint], None)
+    let mut client = kseal_etcd::Client::connect(&[&args.endpoint], Default::default())
         .await
         .with_context(|| format!("--endpoint {}", args.endpoint))?;
     let key = [7u8; 32];
@@ -37,11 +37,9 @@ async fn main() -> Result<()> {
             6..=20 => v::secretbox("key2", &key, &plain),
             _ => v::kms_v2("vault", "kek-2026-11", &plain, &etcd_key),
         };
-        batch.push(etcd_client::TxnOp::put(etcd_key, stored, None));
+        batch.push((etcd_key.into_bytes(), stored));
         if batch.len() == 100 || i + 1 == args.count {
-            client
-                .txn(etcd_client::Txn::new().and_then(std::mem::take(&mut batch)))
-                .await?;
+            client.put_all(std::mem::take(&mut batch)).await?;
         }
     }
     println!(
