@@ -237,7 +237,28 @@ impl Cluster {
 impl Cluster {
     /// Creates a SealedSecretRequest, waits for the controller's answer, deletes the
     /// request, and returns the answer.
+    /// A `RateLimited` answer (the namespace asked too often) is asked again, a little
+    /// later each time, until `timeout`.
     pub fn ask(
+        &self,
+        namespace: &str,
+        spec: kseal_core::resource::SealedSecretRequestSpec,
+        timeout: std::time::Duration,
+    ) -> Result<kseal_core::resource::SealedSecretRequestStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut pause = std::time::Duration::from_millis(500);
+        loop {
+            let answer = self.ask_once(namespace, spec.clone(), timeout)?;
+            let limited = answer.reason.as_deref() == Some("RateLimited");
+            if !limited || std::time::Instant::now() + pause > deadline {
+                return Ok(answer);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_secs(4));
+        }
+    }
+
+    fn ask_once(
         &self,
         namespace: &str,
         spec: kseal_core::resource::SealedSecretRequestSpec,

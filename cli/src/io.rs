@@ -39,6 +39,12 @@ pub fn read_input(path: Option<&Path>, hint: &str) -> Result<Input> {
 
 pub fn read_file(path: &Path) -> Result<Input> {
     let name = path.display().to_string();
+    // A private key pasted where a file name belongs must not be repeated in the error.
+    let name = if name.to_ascii_uppercase().contains("AGE-SECRET-KEY-") {
+        "(a private key given as a file name)".to_owned()
+    } else {
+        name
+    };
     let file = fs::File::open(path).with_context(|| format!("{name}: cannot read"))?;
     read_limited(file, &name)
 }

@@ -67,8 +67,29 @@ impl RecipientArgs {
     }
 }
 
-/// Reads a recipients document from a file, or from an `http(s)://` URL.
+/// Whether a URL's host is this machine.
+fn is_loopback(location: &str) -> bool {
+    match url::Url::parse(location)
+        .ok()
+        .and_then(|u| u.host().map(|h| h.to_owned()))
+    {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Reads a recipients document from a file, or from an `https://` URL. Plain `http://` is
+/// refused except to this machine (`kubectl port-forward`): anyone on the path could hand
+/// over their own key, and the document's fingerprints are computed from the recipients
+/// it carries, so they cannot tell.
 fn fetch_cert(location: &str) -> Result<String> {
+    if location.starts_with("http://") && !is_loopback(location) {
+        bail!(
+            "--cert {location}: plain HTTP is refused (anyone on the path could substitute their own key); use https://, a file, http://localhost through kubectl port-forward, or the cluster through your kubeconfig"
+        );
+    }
     if location.starts_with("http://") || location.starts_with("https://") {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(30)))

@@ -195,3 +195,132 @@ fn keygen_writes_a_private_file_and_prints_its_recipient() {
         "never overwritten"
     );
 }
+
+/// The security review's item 8: an identity file given where recipients belong printed
+/// the whole private key (`cluster-key.txt` and `cluster.recipients` are the README's own
+/// names, easy to swap). Every flag that takes recipients now says it is a private key,
+/// in one line, without repeating it.
+#[test]
+fn an_identity_given_as_recipients_is_never_printed() {
+    let dir = sandbox();
+    let (identity, _) = keygen(dir.path(), "my-key.txt");
+    let text = std::fs::read_to_string(&identity).unwrap();
+    let secret = text
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-1"))
+        .unwrap()
+        .to_owned();
+    let key_line = secret.as_str();
+    let secret_part = &secret["AGE-SECRET-KEY-1".len()..];
+    let identity = identity.to_str().unwrap();
+    let input = std::fs::read(dir.path().join("secret.yaml")).unwrap();
+    for args in [
+        vec!["seal", "-r", key_line],
+        vec!["seal", "-R", key_line],
+        vec!["seal", "--recipients-file", identity],
+        vec!["seal", "--cert", identity],
+        vec!["validate", "--recipients-file", identity, "secret.yaml"],
+    ] {
+        let out = run_in(dir.path(), &args, &input);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(
+            !err.contains(&secret_part[..12]),
+            "{args:?} printed the key: {err}"
+        );
+        assert!(!String::from_utf8_lossy(&out.stdout).contains(&secret_part[..12]));
+        assert!(err.contains("private key"), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+}
+
+/// The security review's item 16: a recipients document over plain HTTP could be swapped
+/// by anyone on the path (its fingerprints are computed from what it carries). Only this
+/// machine (a port-forward) may be asked over HTTP; `round_trip.rs` fetches from there.
+#[test]
+fn a_cert_over_plain_http_is_refused() {
+    let dir = sandbox();
+    let out = run_in(
+        dir.path(),
+        &[
+            "seal",
+            "-f",
+            "secret.yaml",
+            "--cert",
+            "http://kseal.example.invalid/v1/recipients",
+        ],
+        b"",
+    );
+    assert_clean_failure(&out, "--cert http://");
+    assert!(
+        stderr(&out).contains("plain HTTP is refused"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// The security review's item 10: a file under review could carry terminal escapes in
+/// its name and item keys, and `inspect` or `validate` printed them raw, so a reviewer's
+/// terminal showed whatever the file wanted. They are printed escaped now.
+#[test]
+fn hostile_names_cannot_rewrite_the_terminal() {
+    let dir = sandbox();
+    let (_, recipient) = keygen(dir.path(), "k.txt");
+    let sealed = run_in(
+        dir.path(),
+        &["seal", "-f", "secret.yaml", "-r", &recipient, "-o", "json"],
+        b"",
+    );
+    assert!(sealed.status.success(), "{}", stderr(&sealed));
+    let mut doc: serde_json::Value = serde_json::from_slice(&sealed.stdout).unwrap();
+    let fake = "x\u{1b}[2K\rpassword  age, 1 X25519 recipient, 338 bytes";
+    let value = doc["spec"]["encryptedData"]["password"].clone();
+    doc["spec"]["encryptedData"][fake] = value;
+    doc["metadata"]["name"] = serde_json::json!("db\u{1b}[31mFAKE\u{202e}");
+    std::fs::write(dir.path().join("hostile.json"), doc.to_string()).unwrap();
+    for args in [
+        vec!["inspect", "hostile.json"],
+        vec!["validate", "hostile.json"],
+    ] {
+        let out = run_in(dir.path(), &args, b"");
+        let all = [out.stdout.clone(), out.stderr.clone()].concat();
+        assert!(!all.contains(&0x1b), "{args:?} printed an escape");
+        assert!(!all.contains(&b'\r'), "{args:?} printed a carriage return");
+        let text = String::from_utf8_lossy(&all);
+        assert!(!text.contains('\u{202e}'), "{args:?}: {text}");
+        assert!(
+            text.contains("\\u{1b}"),
+            "{args:?} shows it escaped: {text}"
+        );
+    }
+}
+
+/// The security review's item 11: `kseal unseal` holds private keys and plaintext, and a
+/// crash could write them to a core file. It turns core dumps off (soft and hard limit)
+/// before it reads anything.
+#[test]
+fn unseal_allows_no_core_dump() {
+    let dir = sandbox();
+    let (identity, _) = keygen(dir.path(), "k.txt");
+    let mut child = kseal()
+        .args(["unseal", "-i", identity.to_str().unwrap()])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // It waits on stdin now, with the key read: look at its limits.
+    let limits = (0..100)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            let text = std::fs::read_to_string(format!("/proc/{}/limits", child.id())).ok()?;
+            let line = text.lines().find(|l| l.starts_with("Max core file size"))?;
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            (fields[4] == "0").then(|| fields[4..6].join(" "))
+        })
+        .unwrap_or_default();
+    drop(child.stdin.take());
+    let _ = child.wait();
+    assert_eq!(limits, "0 0", "soft and hard core limits");
+}

@@ -66,13 +66,38 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub watch_namespaces: Vec<String>,
+    /// Never unseal into these namespaces (comma-separated), besides --namespace, which is
+    /// always refused (e.g. kube-system)
+    #[arg(
+        long,
+        global = true,
+        env = "KSEAL_DENY_NAMESPACES",
+        value_delimiter = ','
+    )]
+    pub deny_namespaces: Vec<String>,
+    /// Label and annotation key prefixes a template may set although they are refused by
+    /// default (comma-separated; e.g. reflector.v1.k8s.emberstack.com/ to let reflector
+    /// copy unsealed Secrets). kseal.dev/ cannot be allowed
+    #[arg(
+        long,
+        global = true,
+        env = "KSEAL_ALLOW_TEMPLATE_METADATA",
+        value_delimiter = ','
+    )]
+    pub allow_template_metadata: Vec<String>,
     /// Create a new key when the newest is this old (e.g. 30d, 12h)
     #[arg(long, global = true, env = "KSEAL_KEY_ROTATION_PERIOD", default_value = "30d", value_parser = parse_duration)]
     pub key_rotation_period: Duration,
     /// Keys created before this RFC 3339 time are retired: neither used nor published
     #[arg(long, global = true, env = "KSEAL_KEY_CUTOFF")]
     pub key_cutoff: Option<String>,
-    /// Address for /healthz, /readyz, /v1/recipients, /v1/verify, /v1/reseal
+    /// Also serve /v1/verify and /v1/reseal on --listen-addr, to any client that reaches
+    /// the port (off: kseal verify and kseal reseal use SealedSecretRequest objects, which
+    /// Kubernetes RBAC governs)
+    #[arg(long, global = true, env = "KSEAL_HTTP_SERVICES")]
+    pub http_services: bool,
+    /// Address for /healthz, /readyz, /v1/recipients (and /v1/verify, /v1/reseal with
+    /// --http-services)
     #[arg(
         long,
         global = true,

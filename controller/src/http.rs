@@ -1,5 +1,5 @@
-//! HTTP endpoints: `/healthz`, `/readyz`, `/v1/recipients` on the main address and
-//! `/metrics` on the metrics address.
+//! HTTP endpoints: `/healthz`, `/readyz`, `/v1/recipients` on the main address (and the
+//! verify and reseal services with `--http-services`), `/metrics` on the metrics address.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -18,6 +18,9 @@ pub struct HttpState {
     pub keys: Arc<KeyStore>,
     pub metrics: Arc<Metrics>,
     pub limiter: Arc<crate::services::Limiter>,
+    pub crypto: Arc<crate::crypto::Crypto>,
+    /// Serve `/v1/verify` and `/v1/reseal`.
+    pub services: bool,
 }
 
 async fn healthz() -> &'static str {
@@ -78,13 +81,16 @@ pub async fn serve(
         .with_state(crate::services::ServiceState {
             keys: state.keys.clone(),
             limiter: state.limiter.clone(),
+            crypto: state.crypto.clone(),
         });
-    let main = Router::new()
+    let mut main = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/v1/recipients", get(recipients))
-        .with_state(state.clone())
-        .merge(services);
+        .with_state(state.clone());
+    if state.services {
+        main = main.merge(services);
+    }
     let metrics_router = Router::new()
         .route("/metrics", get(metrics))
         .with_state(state);

@@ -9,17 +9,22 @@
 //!   ConfigMap, which every authenticated user may read.
 
 use std::collections::BTreeMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
+
+use futures::StreamExt;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kseal_core::keys::{Key, Keyring, parse_identity_file};
 use kseal_core::recipients::{PublishedRecipient, RECIPIENTS_DOCUMENT_FORMAT, RecipientsDocument};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Client, ResourceExt};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+
+use crate::metrics::Metrics;
 
 pub const KEY_LABEL: &str = "kseal.dev/key";
 pub const ACTIVE: &str = "active";
@@ -50,22 +55,38 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_default()
 }
 
-/// Reads an active key Secret; `None` for anything else (retired, malformed).
+/// The Secret type of key Secrets. Unsealing can never write it (nor anything into the
+/// controller namespace, nor `kseal.dev/` labels): see `kseal_core::policy`.
+pub const KEY_TYPE: &str = "kseal.dev/age-key";
+
+/// Reads an active key Secret; `None` for anything else (retired, malformed, or not a
+/// key at all).
+///
+/// A key is a Secret of type [`KEY_TYPE`], labelled `kseal.dev/key=active`, owned by
+/// nothing (a Secret that unsealing wrote has its SealedSecret as owner). Its creation
+/// time is the `kseal.dev/created` annotation (a restored backup keeps its original one)
+/// but never later than the Secret's own creation: a key cannot claim to be newer than it
+/// is, to be sealed to first or to stop rotation.
 pub fn parse_key_secret(secret: &Secret, cutoff: Option<OffsetDateTime>) -> Option<LoadedKey> {
-    if secret.labels().get(KEY_LABEL).map(String::as_str) != Some(ACTIVE) {
+    if secret.labels().get(KEY_LABEL).map(String::as_str) != Some(ACTIVE)
+        || secret.type_.as_deref() != Some(KEY_TYPE)
+        || !secret.owner_references().is_empty()
+    {
         return None;
     }
-    let created = secret
+    let created_at = secret
+        .metadata
+        .creation_timestamp
+        .as_ref()
+        .and_then(|t| OffsetDateTime::from_unix_timestamp(t.0.as_second()).ok());
+    let claimed = secret
         .annotations()
         .get(CREATED_ANNOTATION)
-        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok())
-        .or_else(|| {
-            secret
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .and_then(|t| OffsetDateTime::from_unix_timestamp(t.0.as_second()).ok())
-        })?;
+        .and_then(|t| OffsetDateTime::parse(t, &Rfc3339).ok());
+    let created = match (claimed, created_at) {
+        (Some(claimed), Some(at)) => claimed.min(at),
+        (claimed, at) => claimed.or(at)?,
+    };
     if cutoff.is_some_and(|c| created < c) {
         return None;
     }
@@ -81,9 +102,13 @@ pub fn parse_key_secret(secret: &Secret, cutoff: Option<OffsetDateTime>) -> Opti
 
 impl KeyStore {
     /// Replaces the keys with those found in `secrets`, newest first.
-    pub fn replace(&self, secrets: &[Secret], cutoff: Option<OffsetDateTime>) -> usize {
+    pub fn replace<'a>(
+        &self,
+        secrets: impl IntoIterator<Item = &'a Secret>,
+        cutoff: Option<OffsetDateTime>,
+    ) -> usize {
         let mut keys: Vec<LoadedKey> = secrets
-            .iter()
+            .into_iter()
             .filter_map(|s| parse_key_secret(s, cutoff))
             .collect();
         keys.sort_by(|a, b| {
@@ -125,12 +150,62 @@ impl KeyStore {
     }
 }
 
+/// Watches the key Secrets of the controller namespace and rebuilds `keys` from the
+/// watch's store every time it changes, until the stream ends. `loaded` counts the
+/// rebuilds: 0 means the existing keys are not known yet.
+///
+/// The store is read only after the reflector has applied an event. During the initial
+/// list (`Init`, `InitApply`) its new contents sit in a buffer that is swapped in at
+/// `InitDone`, so reading it earlier would see nothing (or a stale view); every other
+/// event leaves the store complete.
+pub async fn watch(
+    api: Api<Secret>,
+    keys: Arc<KeyStore>,
+    metrics: Arc<Metrics>,
+    cutoff: Option<OffsetDateTime>,
+    loaded: tokio::sync::watch::Sender<u64>,
+) {
+    let (reader, writer) = reflector::store::<Secret>();
+    let events = reflector(
+        writer,
+        watcher(api, watcher::Config::default().labels(KEY_LABEL)),
+    )
+    .default_backoff();
+    futures::pin_mut!(events);
+    let mut generation = 0u64;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "key watch");
+                continue;
+            }
+        }
+        let secrets: Vec<Arc<Secret>> = reader.state();
+        let n = keys.replace(secrets.iter().map(|s| &**s), cutoff);
+        metrics.keys.set(n as i64);
+        let now = OffsetDateTime::now_utc();
+        metrics.key_age_seconds.clear();
+        for k in keys.snapshot() {
+            metrics
+                .key_age_seconds
+                .get_or_create(&crate::metrics::KeyLabel {
+                    fingerprint: k.key.fingerprint().to_string(),
+                })
+                .set((now - k.created).whole_seconds());
+        }
+        generation += 1;
+        let _ = loaded.send(generation);
+    }
+}
+
 /// The Secret that stores `key`.
 pub fn key_secret(key: &Key, name: &str, namespace: &str, created: OffsetDateTime) -> Secret {
     let created = rfc3339(created);
     let identity = key.to_identity_file(&created);
     let mut secret = Secret {
-        type_: Some("kseal.dev/age-key".into()),
+        type_: Some(KEY_TYPE.into()),
         data: Some(BTreeMap::from([(
             IDENTITY_KEY.to_owned(),
             ByteString(identity.as_bytes().to_vec()),
@@ -172,8 +247,9 @@ pub fn slot_name(now: OffsetDateTime, period: Duration) -> String {
     )
 }
 
-/// Creates a key Secret named `name`. An existing one of that name means another replica
-/// won the race: not an error.
+/// Creates a key Secret named `name`. An existing key of that name means another replica
+/// won the race: not an error. A name taken by anything else (a Secret someone made to
+/// squat the next slot) does not stop rotation: the key gets a generated name instead.
 pub async fn create_key(
     client: &Client,
     namespace: &str,
@@ -182,23 +258,30 @@ pub async fn create_key(
 ) -> Result<bool, kube::Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
     let key = Key::generate();
-    match api
-        .create(
-            &PostParams {
-                field_manager: Some(MANAGER.into()),
-                ..Default::default()
-            },
-            &key_secret(&key, name, namespace, now),
-        )
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(secret = name, fingerprint = %key.fingerprint(), "created a new sealing key");
-            Ok(true)
+    let params = PostParams {
+        field_manager: Some(MANAGER.into()),
+        ..Default::default()
+    };
+    let mut secret = key_secret(&key, name, namespace, now);
+    match api.create(&params, &secret).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {
+            let existing = api.get_opt(name).await?;
+            if existing.is_some_and(|s| parse_key_secret(&s, None).is_some()) {
+                return Ok(false);
+            }
+            tracing::warn!(
+                secret = name,
+                "a Secret that is not a kseal key holds the key's name; creating the key under a generated name"
+            );
+            secret.metadata.name = None;
+            secret.metadata.generate_name = Some(format!("{name}-"));
+            api.create(&params, &secret).await?;
         }
-        Err(kube::Error::Api(e)) if e.code == 409 => Ok(false),
-        Err(e) => Err(e),
+        Err(e) => return Err(e),
     }
+    tracing::info!(secret = name, fingerprint = %key.fingerprint(), "created a new sealing key");
+    Ok(true)
 }
 
 /// Ensures a usable key no older than `period` exists. Returns whether one was created.
@@ -266,5 +349,31 @@ mod tests {
             .unwrap()
             .insert(KEY_LABEL.into(), "compromised".into());
         assert!(parse_key_secret(&retired, None).is_none());
+    }
+
+    #[test]
+    fn only_controller_made_keys_load_and_none_is_newer_than_its_secret() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+        let key = Key::generate();
+        let made = OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap();
+        let mut secret = key_secret(&key, "k", "ns", made + Duration::from_secs(86_400 * 30_000));
+        secret.metadata.creation_timestamp = Some(Time(
+            k8s_openapi::jiff::Timestamp::from_second(made.unix_timestamp()).unwrap(),
+        ));
+        assert_eq!(parse_key_secret(&secret, None).unwrap().created, made);
+
+        let mut opaque = secret.clone();
+        opaque.type_ = Some("Opaque".into());
+        assert!(parse_key_secret(&opaque, None).is_none());
+
+        let mut unsealed = secret.clone();
+        unsealed.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: "kseal.dev/v1alpha1".into(),
+            kind: "SealedSecret".into(),
+            name: "k".into(),
+            uid: "u".into(),
+            ..Default::default()
+        }]);
+        assert!(parse_key_secret(&unsealed, None).is_none());
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod atrest;
 pub mod config;
+pub mod crypto;
 pub mod http;
 pub mod keys;
 pub mod metrics;
@@ -30,7 +31,7 @@ use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
 
 use crate::config::{AtRestPolicy, RunArgs};
-use crate::keys::{KEY_LABEL, KeyStore};
+use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, MANAGED_BY, error_policy, reconcile};
 
@@ -72,6 +73,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let cutoff = cutoff(&args)?;
     let keys = Arc::new(KeyStore::default());
     let metrics = Arc::new(Metrics::default());
+    let crypto = Arc::new(crypto::Crypto::default());
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")
             .map(|h| h.trim().to_owned())
@@ -96,49 +98,22 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             keys: keys.clone(),
             metrics: metrics.clone(),
             limiter: services::limiter(args.rate_limit, args.rate_limit_burst),
+            crypto: crypto.clone(),
+            services: args.http_services,
         },
         stop_rx.clone(),
     ));
 
-    // Keys: a watch on labelled Secrets in our namespace rebuilds the keyring on change.
+    // Keys: every replica (the standby too) watches the key Secrets and rebuilds its
+    // keyring whenever the watch's view changes, the initial list included.
     let (keys_changed_tx, keys_changed_rx) = watch::channel(0u64);
-    let key_api: Api<Secret> = Api::namespaced(client.clone(), &args.namespace);
-    let (reader, writer) = reflector::store::<Secret>();
-    let key_stream = reflector(
-        writer,
-        watcher(key_api, watcher::Config::default().labels(KEY_LABEL)),
-    )
-    .default_backoff()
-    .touched_objects();
-    {
-        let keys = keys.clone();
-        let metrics = metrics.clone();
-        let reader = reader.clone();
-        tokio::spawn(async move {
-            futures::pin_mut!(key_stream);
-            let mut generation = 0u64;
-            loop {
-                let changed = key_stream.next().await;
-                if changed.is_none() {
-                    return;
-                }
-                let secrets: Vec<Secret> = reader.state().iter().map(|s| (**s).clone()).collect();
-                let n = keys.replace(&secrets, cutoff);
-                metrics.keys.set(n as i64);
-                let now = OffsetDateTime::now_utc();
-                for k in keys.snapshot() {
-                    metrics
-                        .key_age_seconds
-                        .get_or_create(&metrics::KeyLabel {
-                            fingerprint: k.key.fingerprint().to_string(),
-                        })
-                        .set((now - k.created).whole_seconds());
-                }
-                generation += 1;
-                let _ = keys_changed_tx.send(generation);
-            }
-        });
-    }
+    tokio::spawn(keys::watch(
+        Api::namespaced(client.clone(), &args.namespace),
+        keys.clone(),
+        metrics.clone(),
+        cutoff,
+        keys_changed_tx,
+    ));
 
     // Leader election: only the leader creates keys, publishes recipients and reconciles.
     let lease =
@@ -153,6 +128,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             .context("setting up leader election")?;
     let (mut leader_rx, lease_task) = lease.watch().await;
     let mut stop = stop_rx.clone();
+    let mut keys_loaded = keys_changed_rx.clone();
     let mut controller_task: Option<tokio::task::JoinHandle<()>> = None;
     let mut maintenance = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -166,9 +142,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let leading = *leader_rx.borrow_and_update();
         metrics.leader.set(i64::from(leading));
         if leading {
-            // Decide about a new key only once the existing ones are known, or a restart
+            // Decide about a new key only once the existing ones are loaded, or a restart
             // could rotate early.
-            if reader.wait_until_ready().await.is_err() {
+            if keys_loaded
+                .wait_for(|generation| *generation > 0)
+                .await
+                .is_err()
+            {
                 break;
             }
             if let Err(e) =
@@ -183,10 +163,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     client.clone(),
                     kube_config.clone(),
                     args.clone(),
-                    keys.clone(),
-                    metrics.clone(),
+                    Replica {
+                        keys: keys.clone(),
+                        crypto: crypto.clone(),
+                        metrics: metrics.clone(),
+                        identity: identity.clone(),
+                    },
                     keys_changed_rx.clone(),
-                    identity.clone(),
                 )));
             }
         } else if let Some(task) = controller_task.take() {
@@ -203,17 +186,30 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The leader's work: publish recipients whenever keys change, and run one Controller per
-/// watched namespace (or one for all).
+/// What every replica holds, whether it leads or not.
+struct Replica {
+    keys: Arc<KeyStore>,
+    crypto: Arc<crypto::Crypto>,
+    metrics: Arc<Metrics>,
+    /// This replica's name, for leader election and Events.
+    identity: String,
+}
+
+/// The leader's work: publish recipients whenever keys change, answer requests, and run
+/// one Controller per watched namespace (or one for all).
 async fn controllers(
     client: Client,
     kube_config: kube::Config,
     args: RunArgs,
-    keys: Arc<KeyStore>,
-    metrics: Arc<Metrics>,
+    replica: Replica,
     keys_changed: watch::Receiver<u64>,
-    identity: String,
 ) {
+    let Replica {
+        keys,
+        crypto,
+        metrics,
+        identity,
+    } = replica;
     let publisher = {
         let client = client.clone();
         let keys = keys.clone();
@@ -259,8 +255,12 @@ async fn controllers(
         metrics,
         identity,
         failures: Mutex::new(Default::default()),
+        crypto: crypto.clone(),
         at_rest_policy: args.require_encryption_at_rest,
         at_rest: verdict_rx.clone(),
+        namespace: args.namespace.clone(),
+        deny_namespaces: args.deny_namespaces.clone(),
+        allow_template_metadata: args.allow_template_metadata.clone(),
     });
     let apis: Vec<(Api<SealedSecret>, Api<PartialObjectMeta<Secret>>)> =
         if args.watch_namespaces.is_empty() {
@@ -276,12 +276,22 @@ async fn controllers(
                 })
                 .collect()
         };
-    let answering = tokio::spawn(requests::run(
-        client.clone(),
-        ctx.keys.clone(),
-        args.rate_limit,
-        args.rate_limit_burst,
-    ));
+    // Requests are answered once a key is loaded (right after the very first start the
+    // key this leader just created may still be on its way through the key watch).
+    let answering = tokio::spawn({
+        let (client, keys, namespaces) = (
+            client.clone(),
+            ctx.keys.clone(),
+            args.watch_namespaces.clone(),
+        );
+        let mut changed = keys_changed.clone();
+        let (per_second, burst) = (args.rate_limit, args.rate_limit_burst);
+        async move {
+            if changed.wait_for(|_| keys.newest().is_some()).await.is_ok() {
+                requests::run(client, namespaces, keys, crypto, per_second, burst).await;
+            }
+        }
+    });
     let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     let runs = apis.into_iter().map(|(sealed, secrets)| {
         // Everything is reconciled again when the keys change or the at-rest verdict does.

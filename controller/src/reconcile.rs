@@ -12,6 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kseal_core::policy;
 use kseal_core::resource::{SealedSecret, SealedSecretStatus};
 use kseal_core::sealing::{ItemError, unseal};
 use kube::api::PostParams;
@@ -30,13 +31,14 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kseal");
 pub const MANAGED_ANNOTATION: &str = "kseal.dev/managed";
 /// On an existing Secret: merge items into it without taking it over.
 pub const PATCH_ANNOTATION: &str = "kseal.dev/patch";
-/// In the template: write the Secret without an owner reference.
-pub const SKIP_OWNER_ANNOTATION: &str = "kseal.dev/skip-owner-reference";
+pub use kseal_core::policy::SKIP_OWNER_ANNOTATION;
 
 pub struct Context {
     pub client: Client,
     pub keys: Arc<KeyStore>,
     pub metrics: Arc<Metrics>,
+    /// Where decryption runs.
+    pub crypto: Arc<crate::crypto::Crypto>,
     /// This replica's name, reported in Events.
     pub identity: String,
     /// Consecutive failures per object, for backoff.
@@ -45,6 +47,13 @@ pub struct Context {
     /// The latest encryption-at-rest verdict (`None` before the first check, or when
     /// checks are off).
     pub at_rest: tokio::sync::watch::Receiver<Option<kseal_core::atrest::evidence::Verdict>>,
+    /// The controller's own namespace (its keys): never unsealed into.
+    pub namespace: String,
+    /// Namespaces the operator denies (`--deny-namespaces`).
+    pub deny_namespaces: Vec<String>,
+    /// Label and annotation prefixes the operator allows in templates
+    /// (`--allow-template-metadata`).
+    pub allow_template_metadata: Vec<String>,
 }
 
 /// Why a reconcile failed. Permanent ones wait for a change (or a new key); transient
@@ -61,6 +70,8 @@ pub enum Error {
     SecretNotOwned(String),
     #[error("the SealedSecret has no namespace")]
     NoNamespace,
+    #[error(transparent)]
+    Policy(#[from] kseal_core::policy::PolicyError),
     #[error(
         "the cluster stores Secrets in plaintext (see kseal at-rest check); nothing is unsealed under --require-encryption-at-rest=enforce until encryption at rest is configured"
     )]
@@ -84,6 +95,7 @@ impl Error {
             Error::NoKeys => "NoMatchingKey",
             Error::SecretNotOwned(_) => "SecretNotOwned",
             Error::NoNamespace => "InvalidSealedSecret",
+            Error::Policy(e) => e.reason(),
             Error::EncryptionAtRestNotConfigured => "EncryptionAtRestNotConfigured",
             Error::Kube(_) => "ApiError",
         }
@@ -163,24 +175,33 @@ pub fn error_policy(ss: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> 
     Action::requeue(Duration::from_secs(delay))
 }
 
-async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<(), Error> {
+async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
     if crate::atrest::blocks(ctx.at_rest_policy, ctx.at_rest.borrow().as_ref()) {
         // Existing Secrets are left alone: only new plaintext is refused.
         return Err(Error::EncryptionAtRestNotConfigured);
     }
     let namespace = ss.namespace().ok_or(Error::NoNamespace)?;
+    policy::check_namespace(&namespace, &ctx.namespace, &ctx.deny_namespaces)?;
+    policy::check_template(ss.spec.template.as_ref(), &ctx.allow_template_metadata)?;
     let name = ss.name_any();
     let keyring = ctx.keys.keyring();
     if keyring.is_empty() {
         return Err(Error::NoKeys);
     }
-    let items = unseal(ss, &keyring).map_err(Error::Unseal)?;
+    let sealed = ss.clone();
+    let items = ctx
+        .crypto
+        .run(move || unseal(&sealed, &keyring))
+        .await
+        .map_err(Error::Unseal)?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
 
     // Every write is a server-side apply by one manager, so items removed from the
     // SealedSecret leave the Secret. (Creating with POST first would record a separate
     // Update owner that keeps removed items alive.)
-    let existing = secrets.get_opt(&name).await?;
+    // Metadata only: ownership is decided from it, and the Secret's values never need to
+    // be read.
+    let existing = secrets.get_metadata_opt(&name).await?;
     let uid = ss.uid().unwrap_or_default();
     let mut patch_mode = false;
     if let Some(existing) = &existing {
@@ -198,8 +219,9 @@ async fn apply(ss: &SealedSecret, ctx: &Context) -> Result<(), Error> {
         patch_mode = patch_mode && !owned && !managed;
     }
     let mut secret = desired_secret(ss, &items, patch_mode);
+    // The answer is asked for as metadata only, so the written values do not come back.
     let result = secrets
-        .patch(
+        .patch_metadata(
             &name,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&secret),

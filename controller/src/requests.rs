@@ -1,9 +1,17 @@
 //! `SealedSecretRequest`: verify and reseal through the Kubernetes API. The leader watches
-//! requests in every namespace, answers each once in its status (the same answers as
-//! `/v1/verify` and `/v1/reseal`: never plaintext), and deletes answered requests an hour
-//! later. Requests are rate limited per namespace, like the HTTP services per client.
-//! This path needs no port-forward and no service proxy to the pod, so it works on
-//! private clusters whose API server cannot reach pods.
+//! requests (every namespace, or `--watch-namespaces`), answers each once in its status
+//! (the same answers as `/v1/verify` and `/v1/reseal`: never plaintext), and deletes
+//! requests an hour old (the CLI deletes its own at once). This path needs no
+//! port-forward and no service proxy to the pod, so it works on private clusters whose API
+//! server cannot reach pods.
+//!
+//! Bounded on every side, since anyone with the `kseal-requester` role (every namespace
+//! editor) can create requests:
+//! - requests are watched metadata-only, and each is read whole only while it is answered,
+//!   four at a time: memory does not grow with the requests left in the cluster;
+//! - each namespace is rate limited, and a request over the limit is answered at once
+//!   (`RateLimited`) instead of waiting, so one namespace's flood never delays another's;
+//! - the decryption itself runs in the bounded [`Crypto`] pool.
 
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -12,92 +20,181 @@ use std::time::Duration;
 use futures::StreamExt;
 use governor::{DefaultKeyedRateLimiter, Quota};
 use kseal_core::resource::{SealedSecretRequest, SealedSecretRequestStatus};
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
+use crate::crypto::Crypto;
 use crate::keys::KeyStore;
 use crate::services::{Answer, answer};
 
-/// Answered requests are deleted after this long (the CLI deletes its own at once).
-const KEEP_ANSWERED: Duration = Duration::from_secs(3600);
+/// Requests are deleted after this long, answered or not (the CLI gives up after a
+/// minute, and deletes its own requests as soon as it has the answer).
+const KEEP: Duration = Duration::from_secs(3600);
 
-/// Answers requests until the task is aborted.
-pub async fn run(client: Client, keys: Arc<KeyStore>, per_second: u32, burst: u32) {
+/// How often requests older than [`KEEP`] are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(300);
+
+type Limiter = DefaultKeyedRateLimiter<String>;
+
+/// Answers requests in `namespaces` (all when empty) until the task is aborted.
+pub async fn run(
+    client: Client,
+    namespaces: Vec<String>,
+    keys: Arc<KeyStore>,
+    crypto: Arc<Crypto>,
+    per_second: u32,
+    burst: u32,
+) {
     let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN))
         .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN));
-    let limiter: Arc<DefaultKeyedRateLimiter<String>> =
-        Arc::new(DefaultKeyedRateLimiter::keyed(quota));
-    let api: Api<SealedSecretRequest> = Api::all(client.clone());
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .for_each_concurrent(4, |request| {
-            let (client, keys, limiter) = (client.clone(), keys.clone(), limiter.clone());
-            async move {
-                match request {
-                    Ok(r) => handle(&client, &keys, &limiter, r).await,
-                    Err(e) => tracing::debug!(error = %e, "request watch"),
-                }
+    let limiter = Arc::new(Limiter::keyed(quota));
+    let apis: Vec<Api<SealedSecretRequest>> = if namespaces.is_empty() {
+        vec![Api::all(client.clone())]
+    } else {
+        namespaces
+            .iter()
+            .map(|ns| Api::namespaced(client.clone(), ns))
+            .collect()
+    };
+    let sweeps = apis.clone().into_iter().map(|api| {
+        let limiter = limiter.clone();
+        async move {
+            let mut every = tokio::time::interval(SWEEP_EVERY);
+            loop {
+                every.tick().await;
+                sweep(&api).await;
+                limiter.retain_recent();
             }
-        })
-        .await;
+        }
+    });
+    let answering = apis.into_iter().map(|api| {
+        let (client, keys, crypto, limiter) = (
+            client.clone(),
+            keys.clone(),
+            crypto.clone(),
+            limiter.clone(),
+        );
+        // An `Api` of `PartialObjectMeta` lists and watches metadata only.
+        let meta: Api<PartialObjectMeta<SealedSecretRequest>> = match api.namespace() {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        };
+        watcher(meta, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .for_each_concurrent(4, move |request| {
+                let (client, keys, crypto, limiter) = (
+                    client.clone(),
+                    keys.clone(),
+                    crypto.clone(),
+                    limiter.clone(),
+                );
+                async move {
+                    match request {
+                        Ok(r) => handle(&client, &keys, &crypto, &limiter, r).await,
+                        Err(e) => tracing::debug!(error = %e, "request watch"),
+                    }
+                }
+            })
+    });
+    futures::future::join(
+        futures::future::join_all(sweeps),
+        futures::future::join_all(answering),
+    )
+    .await;
+}
+
+fn age(created: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Duration {
+    created
+        .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0))
+        .and_then(|d| Duration::try_from(d).ok())
+        .unwrap_or_default()
+}
+
+/// Deletes requests older than [`KEEP`], reading metadata only, a page at a time.
+async fn sweep(api: &Api<SealedSecretRequest>) {
+    let mut params = ListParams::default().limit(500);
+    loop {
+        let page = match api.list_metadata(&params).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::debug!(error = %e, "listing requests to sweep");
+                return;
+            }
+        };
+        for old in page
+            .items
+            .iter()
+            .filter(|r| age(r.creation_timestamp()) > KEEP)
+        {
+            let ns_api: Api<SealedSecretRequest> = Api::namespaced(
+                api.clone().into_client(),
+                &old.namespace().unwrap_or_default(),
+            );
+            let _ = ns_api
+                .delete(&old.name_any(), &DeleteParams::default())
+                .await;
+        }
+        match page.metadata.continue_ {
+            Some(token) if !token.is_empty() => params = params.continue_token(&token),
+            _ => return,
+        }
+    }
 }
 
 async fn handle(
     client: &Client,
-    keys: &KeyStore,
-    limiter: &DefaultKeyedRateLimiter<String>,
-    request: SealedSecretRequest,
+    keys: &Arc<KeyStore>,
+    crypto: &Crypto,
+    limiter: &Limiter,
+    meta: PartialObjectMeta<SealedSecretRequest>,
 ) {
-    let namespace = request.namespace().unwrap_or_default();
-    let name = request.name_any();
+    let namespace = meta.namespace().unwrap_or_default();
+    let name = meta.name_any();
     let api: Api<SealedSecretRequest> = Api::namespaced(client.clone(), &namespace);
-    if request.status.as_ref().is_some_and(|s| s.phase.is_some()) {
-        let age = request
-            .creation_timestamp()
-            .map(|t| k8s_openapi::jiff::Timestamp::now().duration_since(t.0))
-            .and_then(|d| Duration::try_from(d).ok())
-            .unwrap_or_default();
-        if age > KEEP_ANSWERED {
-            let _ = api.delete(&name, &DeleteParams::default()).await;
-        }
+    if age(meta.creation_timestamp()) > KEEP {
+        let _ = api.delete(&name, &DeleteParams::default()).await;
         return;
     }
-    limiter.until_key_ready(&namespace).await;
-    let sealed = request.sealed_secret();
-    // Right after the first start no key may be loaded yet: wait a little for one.
-    let mut result = answer(keys, request.spec.operation, &sealed);
-    for _ in 0..30 {
-        if !matches!(result, Answer::Unavailable(_)) {
-            break;
+    let request = match api.get_opt(&name).await {
+        Ok(Some(r)) => r,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::debug!(request = %format!("{namespace}/{name}"), error = %e, "reading a request");
+            return;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        result = answer(keys, request.spec.operation, &sealed);
+    };
+    if request.status.as_ref().is_some_and(|s| s.phase.is_some()) {
+        return;
     }
-    let status = match result {
-        Answer::Verified(items) => SealedSecretRequestStatus {
-            phase: Some("Succeeded".into()),
-            items: Some(u32::try_from(items).unwrap_or(u32::MAX)),
-            ..Default::default()
-        },
-        Answer::Resealed(out) => SealedSecretRequestStatus {
-            phase: Some("Succeeded".into()),
-            resealed: Some(out.spec),
-            ..Default::default()
-        },
-        Answer::Refused { reason, message } => SealedSecretRequestStatus {
-            phase: Some("Failed".into()),
-            reason: Some(reason.into()),
-            message: Some(message),
-            ..Default::default()
-        },
-        Answer::Unavailable(why) => SealedSecretRequestStatus {
-            phase: Some("Failed".into()),
-            reason: Some("NoMatchingKey".into()),
-            message: Some(why),
-            ..Default::default()
-        },
+    let status = if limiter.check_key(&namespace).is_err() {
+        failed(
+            "RateLimited",
+            format!("too many requests in namespace {namespace:?}; retry in a few seconds"),
+        )
+    } else {
+        let (keys, operation, sealed) = (
+            keys.clone(),
+            request.spec.operation,
+            request.sealed_secret(),
+        );
+        drop(request);
+        match crypto.run(move || answer(&keys, operation, &sealed)).await {
+            Answer::Verified(items) => SealedSecretRequestStatus {
+                phase: Some("Succeeded".into()),
+                items: Some(u32::try_from(items).unwrap_or(u32::MAX)),
+                ..Default::default()
+            },
+            Answer::Resealed(out) => SealedSecretRequestStatus {
+                phase: Some("Succeeded".into()),
+                resealed: Some(out.spec),
+                ..Default::default()
+            },
+            Answer::Refused { reason, message } => failed(reason, message),
+            Answer::Unavailable(why) => failed("NoMatchingKey", why),
+        }
     };
     let patch = serde_json::json!({"status": status});
     if let Err(e) = api
@@ -105,5 +202,14 @@ async fn handle(
         .await
     {
         tracing::warn!(request = %format!("{namespace}/{name}"), error = %e, "could not answer a request");
+    }
+}
+
+fn failed(reason: &str, message: String) -> SealedSecretRequestStatus {
+    SealedSecretRequestStatus {
+        phase: Some("Failed".into()),
+        reason: Some(reason.into()),
+        message: Some(message),
+        ..Default::default()
     }
 }

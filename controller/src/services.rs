@@ -2,12 +2,15 @@
 //! return plaintext:
 //! - verify: can this cluster unseal it where it claims to be? Decrypt-only: every item is
 //!   opened and its binding checked; nothing is rendered or written.
-//! - reseal: re-encrypt every item to the newest key, each keeping the binding of its own
+//! - reseal: move every item to the newest key, each keeping the binding of its own
 //!   authenticated envelope (never the template or annotations, so a reseal cannot widen
-//!   a scope).
+//!   a scope) and every recipient the cluster does not hold (escrow, other clusters).
 //!
-//! Both are rate limited per client address, since each request costs decryptions. The
-//! same answers are given to `SealedSecretRequest` objects ([`crate::requests`]).
+//! Both are rate limited per client address, since each request costs decryptions, and
+//! the decryptions run in the bounded [`Crypto`] pool: when it is full the answer is 503
+//! at once, never a queue. Bodies are JSON or YAML without anchors or aliases, so what is
+//! parsed is never larger than the body (2 MiB at most). The same answers are given to
+//! `SealedSecretRequest` objects ([`crate::requests`]).
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
@@ -17,12 +20,12 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota};
-use kseal_core::manifest::{parse_documents, sealed_from_value};
-use kseal_core::recipients::RecipientSet;
+use kseal_core::manifest::{Aliases, parse_documents_with, sealed_from_value};
 use kseal_core::resource::{RequestOperation, SealedSecret};
 use kseal_core::sealing::{reseal, unseal};
 use serde_json::json;
 
+use crate::crypto::Crypto;
 use crate::keys::KeyStore;
 
 pub type Limiter = DefaultKeyedRateLimiter<IpAddr>;
@@ -40,6 +43,7 @@ pub fn limiter(per_second: u32, burst: u32) -> Arc<Limiter> {
 pub struct ServiceState {
     pub keys: Arc<KeyStore>,
     pub limiter: Arc<Limiter>,
+    pub crypto: Arc<Crypto>,
 }
 
 fn reply(code: StatusCode, body: serde_json::Value) -> Response {
@@ -66,7 +70,7 @@ fn read(
         return Err(Box::new(r));
     }
     let bad = |m: String| Box::new(reply(StatusCode::BAD_REQUEST, json!({"error": m})));
-    let (_, docs) = parse_documents(body).map_err(|e| bad(e.to_string()))?;
+    let (_, docs) = parse_documents_with(body, Aliases::Refuse).map_err(|e| bad(e.to_string()))?;
     if docs.len() != 1 {
         return Err(bad(format!(
             "expected one SealedSecret, got {} documents",
@@ -106,12 +110,9 @@ pub fn answer(keys: &KeyStore, operation: RequestOperation, sealed: &SealedSecre
             let Some(newest) = keys.newest() else {
                 return Answer::Unavailable("no sealing keys loaded yet".into());
             };
-            match RecipientSet::new([newest.key.recipient().clone()]) {
-                Err(e) => Answer::Unavailable(e.to_string()),
-                Ok(recipients) => match reseal(sealed, &keys.keyring(), &recipients) {
-                    Ok((out, _)) => Answer::Resealed(Box::new(out)),
-                    Err(e) => refused(e),
-                },
+            match reseal(sealed, &keys.keyring(), &newest.key) {
+                Ok((out, _)) => Answer::Resealed(Box::new(out)),
+                Err(e) => refused(e),
             }
         }
     }
@@ -132,13 +133,38 @@ fn respond(answer: Answer) -> Response {
     }
 }
 
+/// Answers on a blocking thread if a decryption slot is free, else 503 at once.
+async fn answer_now(
+    state: ServiceState,
+    operation: RequestOperation,
+    sealed: SealedSecret,
+) -> Response {
+    let keys = state.keys.clone();
+    match state
+        .crypto
+        .try_run(move || answer(&keys, operation, &sealed))
+        .await
+    {
+        Ok(a) => respond(a),
+        Err(busy) => {
+            let mut r = reply(
+                StatusCode::SERVICE_UNAVAILABLE,
+                json!({"error": busy.to_string()}),
+            );
+            r.headers_mut()
+                .insert("retry-after", axum::http::HeaderValue::from_static("1"));
+            r
+        }
+    }
+}
+
 pub async fn verify(
     State(state): State<ServiceState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: axum::body::Bytes,
 ) -> Response {
     match read(&state, peer, &body) {
-        Ok(sealed) => respond(answer(&state.keys, RequestOperation::Verify, &sealed)),
+        Ok(sealed) => answer_now(state, RequestOperation::Verify, sealed).await,
         Err(r) => *r,
     }
 }
@@ -149,7 +175,7 @@ pub async fn reseal_handler(
     body: axum::body::Bytes,
 ) -> Response {
     match read(&state, peer, &body) {
-        Ok(sealed) => respond(answer(&state.keys, RequestOperation::Reseal, &sealed)),
+        Ok(sealed) => answer_now(state, RequestOperation::Reseal, sealed).await,
         Err(r) => *r,
     }
 }

@@ -10,14 +10,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use kseal_core::recipients::RecipientsDocument;
 use kube::api::{Api, ListParams};
 
 async fn document(cluster: &Cluster) -> RecipientsDocument {
-    let api: Api<ConfigMap> = Api::namespaced(cluster.admin.clone(), "kseal-system");
-    let cm = api.get("kseal-recipients").await.unwrap();
-    serde_json::from_str(&cm.data.unwrap()["recipients.json"]).unwrap()
+    cluster.document().await
 }
 
 /// `kseal-controller rotate-key` as the controller's ServiceAccount, as a CronJob runs it.
@@ -112,8 +110,10 @@ async fn replicas_racing_at_first_start_leave_one_key() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn killing_the_leader_hands_over_within_the_lease() {
     let mut cluster = Cluster::new().await;
-    cluster.start_controller("replica-a");
-    cluster.start_controller("replica-b");
+    let ports = [
+        ("replica-a", cluster.start_controller("replica-a")),
+        ("replica-b", cluster.start_controller("replica-b")),
+    ];
     let cert = cluster.recipients().await;
     let leases: Api<Lease> = Api::namespaced(cluster.admin.clone(), "kseal-system");
     let holder = |l: Lease| {
@@ -166,6 +166,8 @@ async fn killing_the_leader_hands_over_within_the_lease() {
     .await;
     let handover = killed.elapsed();
     assert_eq!(new_leader, other);
+    let port = ports.iter().find(|(id, _)| *id == other).unwrap().1;
+    wait_for_status(port, "/readyz", 200).await;
     // Lease 3 s: the other replica must take over within about one lease duration;
     // the bound leaves room for a loaded CI machine.
     assert!(
@@ -189,7 +191,7 @@ async fn killing_the_leader_hands_over_within_the_lease() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_and_reseal_through_the_controller() {
     let mut cluster = Cluster::new().await;
-    let port = cluster.start_controller("replica-a");
+    let port = cluster.start_controller_with("replica-a", &["--http-services"]);
     let url = format!("http://127.0.0.1:{port}");
     let cert = cluster.recipients().await;
     let input = secret_yaml(
@@ -317,7 +319,7 @@ async fn verify_and_reseal_through_the_api() {
 }
 
 /// A restarted controller finds the keys it has before deciding about rotation: no new key
-/// appears when the newest one is still fresh.
+/// appears when the newest one is still fresh, and both keys are loaded and used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restart_does_not_rotate() {
     let mut cluster = Cluster::new().await;
@@ -330,7 +332,7 @@ async fn a_restart_does_not_rotate() {
     .await;
     cluster.stop_controller("replica-a");
     let leases: Api<Lease> = Api::namespaced(cluster.admin.clone(), "kseal-system");
-    cluster.start_controller("replica-b");
+    let port = cluster.start_controller("replica-b");
     wait_for("the restarted controller to lead", || async {
         let lease = leases
             .get_opt("kseal-controller-leader")
@@ -340,8 +342,66 @@ async fn a_restart_does_not_rotate() {
         (lease.spec?.holder_identity.as_deref() == Some("replica-b")).then_some(())
     })
     .await;
+    wait_for_status(port, "/readyz", 200).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(key_secrets(&cluster).await, 2);
+    assert_eq!(cluster.metric("replica-b", "kseal_keys"), Some(2.0));
+}
+
+/// The outage: a controller restarted with existing keys (a rollout, a node drain, an OOM
+/// kill) must be ready and unsealing within seconds, with the keys it had: an object
+/// sealed before the restart is re-reconciled and one sealed after it unseals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_unseals_with_the_keys_it_had() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    let cert = cluster.recipients().await;
+    cluster
+        .seal_and_apply(&cert, "shop", "before", &[("password", "v1")])
+        .await;
+    assert_eq!(cluster.ready("shop", "before").await.0, "True");
+    let published = document(&cluster).await;
+
+    cluster.stop_controller("replica-a");
+    let restarted = Instant::now();
+    let port = cluster.start_controller("replica-a");
+    wait_for_status(port, "/readyz", 200).await;
+    assert_eq!(cluster.metric("replica-a", "kseal_keys"), Some(1.0));
+    cluster
+        .seal_and_apply(&cert, "shop", "after", &[("password", "v2")])
+        .await;
+    assert_eq!(
+        cluster.ready("shop", "after").await,
+        ("True".into(), "Unsealed".into())
+    );
+    let secret = cluster.secrets("shop").get("after").await.unwrap();
+    assert_eq!(secret.data.unwrap()["password"].0, b"v2");
+    assert!(
+        restarted.elapsed() < Duration::from_secs(20),
+        "unsealing came back {:?} after the restart",
+        restarted.elapsed()
+    );
+    assert_eq!(cluster.ready("shop", "before").await.0, "True");
+    assert_eq!(key_secrets(&cluster).await, 1, "a restart makes no key");
+    assert_eq!(document(&cluster).await, published);
+}
+
+/// A standby replica loads the keys too (it serves `/readyz`, verify and the recipients
+/// while another replica leads), so a failover starts with them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_replica_loads_the_keys() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    cluster.recipients().await;
+    let published = document(&cluster).await;
+    let standby = cluster.start_controller("replica-b");
+    wait_for_status(standby, "/readyz", 200).await;
+    assert_eq!(cluster.metric("replica-b", "kseal_leader"), Some(0.0));
+    assert_eq!(cluster.metric("replica-b", "kseal_keys"), Some(1.0));
+    let (code, body) = http_get(standby, "/v1/recipients").unwrap();
+    assert_eq!(code, 200);
+    let served: RecipientsDocument = serde_json::from_str(&body).unwrap();
+    assert_eq!(served, published);
 }
 
 /// Keys relabelled, relabelled back and removed are picked up without a restart: the

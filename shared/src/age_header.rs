@@ -9,6 +9,8 @@ use crate::item::AGE_MAGIC;
 pub struct Stanza {
     pub kind: String,
     pub args: usize,
+    /// Where the stanza (its `->` line and body) stands in the file.
+    pub span: std::ops::Range<usize>,
 }
 
 /// The parts of an age file that can be read without a key.
@@ -17,6 +19,8 @@ pub struct AgeHeader {
     pub stanzas: Vec<Stanza>,
     /// Bytes of the header including the MAC line.
     pub header_len: usize,
+    /// Where the MAC line (`--- …`) starts.
+    pub mac_at: usize,
     /// Bytes after the header (nonce and encrypted chunks).
     pub payload_len: usize,
 }
@@ -28,9 +32,22 @@ impl AgeHeader {
     }
 }
 
+/// The most recipient stanzas a sealed value may have (the cluster, other clusters, an
+/// escrow key, and age's grease stanza fit many times over). Every stanza is tried with
+/// every key, so the count bounds the work an untrusted value can ask for.
+pub const MAX_STANZAS: usize = 16;
+
+/// The largest header a sealed value may have: 16 post-quantum stanzas of about 1.5 KiB
+/// fit, with room to spare.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
 /// Why the header could not be read.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum HeaderError {
+    #[error("the age header has more than {MAX_STANZAS} recipient stanzas")]
+    TooManyStanzas,
+    #[error("the age header is larger than {MAX_HEADER_BYTES} bytes")]
+    TooLarge,
     #[error("not an age file")]
     NotAgeFile,
     #[error("the age header ends early")]
@@ -42,7 +59,9 @@ pub enum HeaderError {
 /// The smallest payload a valid age file has: a 16-byte nonce and one 16-byte tag.
 const MIN_PAYLOAD: usize = 32;
 
-/// Parses the header of a binary age file.
+/// Parses the header of a binary age file, in one pass and within [`MAX_HEADER_BYTES`]
+/// and [`MAX_STANZAS`], whatever the input: the check to run before handing untrusted
+/// bytes to age.
 pub fn parse(bytes: &[u8]) -> Result<AgeHeader, HeaderError> {
     if !bytes.starts_with(AGE_MAGIC) {
         return Err(if AGE_MAGIC.starts_with(bytes) {
@@ -52,15 +71,20 @@ pub fn parse(bytes: &[u8]) -> Result<AgeHeader, HeaderError> {
         });
     }
     let mut pos = AGE_MAGIC.len();
-    let mut stanzas = Vec::new();
+    let mut stanzas: Vec<Stanza> = Vec::new();
     let mut in_body = false;
-    loop {
-        let rest = &bytes[pos..];
-        let end = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .ok_or(HeaderError::Truncated)?;
+    let window = &bytes[..bytes.len().min(MAX_HEADER_BYTES)];
+    let mac_at = loop {
+        let rest = &window[pos..];
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            return Err(if window.len() < bytes.len() {
+                HeaderError::TooLarge
+            } else {
+                HeaderError::Truncated
+            });
+        };
         let line = &rest[..end];
+        let line_at = pos;
         pos += end + 1;
         if let Some(mac) = line.strip_prefix(b"--- ") {
             if in_body {
@@ -69,7 +93,7 @@ pub fn parse(bytes: &[u8]) -> Result<AgeHeader, HeaderError> {
             if mac.len() != 43 {
                 return Err(HeaderError::Malformed("bad MAC line"));
             }
-            break;
+            break line_at;
         } else if let Some(stanza) = line.strip_prefix(b"-> ") {
             if in_body {
                 return Err(HeaderError::Malformed("stanza body not terminated"));
@@ -81,9 +105,13 @@ pub fn parse(bytes: &[u8]) -> Result<AgeHeader, HeaderError> {
             if kind.is_empty() {
                 return Err(HeaderError::Malformed("empty stanza type"));
             }
+            if stanzas.len() == MAX_STANZAS {
+                return Err(HeaderError::TooManyStanzas);
+            }
             stanzas.push(Stanza {
                 kind,
                 args: parts.count(),
+                span: line_at..pos,
             });
             in_body = true;
         } else if in_body {
@@ -92,10 +120,13 @@ pub fn parse(bytes: &[u8]) -> Result<AgeHeader, HeaderError> {
                 return Err(HeaderError::Malformed("stanza body line too long"));
             }
             in_body = line.len() == 64;
+            if let Some(last) = stanzas.last_mut() {
+                last.span.end = pos;
+            }
         } else {
             return Err(HeaderError::Malformed("unexpected line"));
         }
-    }
+    };
     if stanzas.is_empty() {
         return Err(HeaderError::Malformed("no recipient stanzas"));
     }
@@ -106,6 +137,7 @@ pub fn parse(bytes: &[u8]) -> Result<AgeHeader, HeaderError> {
     Ok(AgeHeader {
         stanzas,
         header_len: pos,
+        mac_at,
         payload_len,
     })
 }
@@ -133,5 +165,26 @@ mod tests {
         assert!(header.stanzas.len() >= 3);
         assert!(parse(&bytes[..header.header_len - 10]).is_err());
         assert_eq!(parse(b"hello"), Err(HeaderError::NotAgeFile));
+    }
+
+    /// The hostile headers of the security review: hundreds of stanzas, and one stanza
+    /// with a huge argument. Both are refused at the bound, not parsed to the end.
+    #[test]
+    fn hostile_headers_are_refused_at_the_bound() {
+        let mut many = AGE_MAGIC.to_vec();
+        for _ in 0..800 {
+            many.extend_from_slice(b"-> X25519 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+            many.extend_from_slice(b"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+        }
+        many.extend_from_slice(b"--- AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+        many.extend_from_slice(&[0u8; 64]);
+        assert_eq!(parse(&many), Err(HeaderError::TooManyStanzas));
+
+        let mut wide = AGE_MAGIC.to_vec();
+        wide.extend_from_slice(b"-> grease ");
+        wide.extend(std::iter::repeat_n(b'a', 200_000));
+        wide.extend_from_slice(b"\n\n--- AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n");
+        wide.extend_from_slice(&[0u8; 64]);
+        assert_eq!(parse(&wide), Err(HeaderError::TooLarge));
     }
 }

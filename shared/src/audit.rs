@@ -74,6 +74,16 @@ pub fn problems(sealed: &SealedSecret, expected: Option<&[Fingerprint]>) -> Vec<
     if spec.encrypted_data.is_empty() {
         out.push("no items in spec.encryptedData".into());
     }
+    if let Some(ns) = sealed.metadata.namespace.as_deref()
+        && ns == crate::policy::DEFAULT_CONTROLLER_NAMESPACE
+    {
+        out.push(format!(
+            "namespace {ns:?} is kseal-controller's own (its keys live there): it never unseals into it"
+        ));
+    }
+    if let Err(e) = crate::policy::check_template(spec.template.as_ref(), &[]) {
+        out.push(format!("{e} (the controller refuses it: {})", e.reason()));
+    }
     if spec.recipients.is_empty() {
         out.push("spec.recipients is empty: no record of which keys sealed it".into());
     }

@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use zeroize::Zeroizing;
 
+use crate::age_header::{AgeHeader, HeaderError};
 use crate::envelope::{self, EnvelopeError};
 use crate::keys::Keyring;
 use crate::recipients::{Fingerprint, RecipientSet};
@@ -18,6 +19,12 @@ use crate::scope::Binding;
 
 /// The first line of every age file.
 pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
+
+/// The largest sealed value (the age file, before base64) opened: the largest Secret
+/// the API server stores, plus the largest header and room for the envelope and age's
+/// per-chunk tags. Anything larger is refused before it is decoded.
+pub const MAX_SEALED_BYTES: usize =
+    crate::MAX_SECRET_BYTES + crate::age_header::MAX_HEADER_BYTES + 4096;
 
 /// Sealing failed. Only happens if the age library refuses the recipients.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +42,10 @@ pub enum OpenError {
     Truncated,
     #[error("malformed age header")]
     MalformedHeader,
+    #[error("refused before decryption: {0}")]
+    Refused(#[from] crate::age_header::HeaderError),
+    #[error("refused before decryption: larger than {MAX_SEALED_BYTES} bytes")]
+    TooLarge,
     #[error("no key matches: the value was sealed to other recipients")]
     NoMatchingKey,
     #[error("decryption failed: the value was modified or damaged")]
@@ -56,6 +67,9 @@ impl OpenError {
             OpenError::BadEncoding | OpenError::NotAgeFile | OpenError::MalformedHeader => {
                 "MalformedSealedValue"
             }
+            OpenError::Refused(HeaderError::TooManyStanzas | HeaderError::TooLarge)
+            | OpenError::TooLarge => "SealedValueTooLarge",
+            OpenError::Refused(_) => "MalformedSealedValue",
             OpenError::Truncated | OpenError::DecryptionFailed => "DecryptionFailed",
             OpenError::NoMatchingKey => "NoMatchingKey",
             OpenError::Envelope(EnvelopeError::UnsupportedVersion(_)) => "UnsupportedFormat",
@@ -105,17 +119,10 @@ pub fn open_with_binding(
     hint: &[Fingerprint],
     sealed: &str,
 ) -> Result<(Binding, Zeroizing<Vec<u8>>), OpenError> {
-    let bytes = STANDARD
-        .decode(sealed.trim_end())
-        .map_err(|_| OpenError::BadEncoding)?;
-    if !bytes.starts_with(AGE_MAGIC) {
-        return Err(if AGE_MAGIC.starts_with(&bytes) {
-            OpenError::Truncated
-        } else {
-            OpenError::NotAgeFile
-        });
-    }
-    let decryptor = age::Decryptor::new(&bytes[..]).map_err(map_decrypt_error)?;
+    let (bytes, _) = decode_bounded(sealed)?;
+    // Only then age, reading from a buffered slice (its unbuffered path re-parses the
+    // header once per byte it is short of: quadratic in the header's size).
+    let decryptor = age::Decryptor::new_buffered(&bytes[..]).map_err(map_decrypt_error)?;
     let mut reader = decryptor
         .decrypt(keyring.ordered_for(hint).map(|k| k.as_age()))
         .map_err(map_decrypt_error)?;
@@ -128,6 +135,25 @@ pub fn open_with_binding(
         })?;
     let (binding, value) = envelope::decode(&payload)?;
     Ok((binding, Zeroizing::new(value.to_vec())))
+}
+
+/// Decodes a sealed item and reads its header with kseal's own parser, in one linear
+/// pass bounded in size and stanzas: the checks every untrusted value passes before any
+/// key or age sees it.
+pub(crate) fn decode_bounded(sealed: &str) -> Result<(Vec<u8>, AgeHeader), OpenError> {
+    let sealed = sealed.trim_end();
+    if sealed.len() > MAX_SEALED_BYTES.div_ceil(3) * 4 {
+        return Err(OpenError::TooLarge);
+    }
+    let bytes = STANDARD
+        .decode(sealed)
+        .map_err(|_| OpenError::BadEncoding)?;
+    match crate::age_header::parse(&bytes) {
+        Ok(header) => Ok((bytes, header)),
+        Err(HeaderError::NotAgeFile) => Err(OpenError::NotAgeFile),
+        Err(HeaderError::Truncated) => Err(OpenError::Truncated),
+        Err(e) => Err(OpenError::Refused(e)),
+    }
 }
 
 fn map_decrypt_error(e: age::DecryptError) -> OpenError {
@@ -233,6 +259,26 @@ mod tests {
             let there = Binding::new(Scope::Strict, Some("ns"), Some(&format!("{name}x")), &item).unwrap();
             proptest::prop_assert_eq!(open(&ring, &[], &there, &sealed).unwrap_err().reason(), "ScopeMismatch");
         }
+    }
+
+    /// The security review's item 3: a value with hundreds of stanzas took age seconds
+    /// to minutes to parse. It is refused by the bounded parse, before age sees it.
+    #[test]
+    fn a_value_with_too_many_stanzas_is_refused_before_age() {
+        let (ring, _, b) = setup();
+        let many: Vec<Key> = (0..=crate::age_header::MAX_STANZAS)
+            .map(|_| Key::generate())
+            .collect();
+        let set = RecipientSet::new(many.iter().map(|k| k.recipient().clone())).unwrap();
+        let sealed = seal(&set, &b, b"v").unwrap();
+        let err = open(&ring, &[], &b, &sealed).unwrap_err();
+        assert_eq!(err, OpenError::Refused(HeaderError::TooManyStanzas));
+        assert_eq!(err.reason(), "SealedValueTooLarge");
+        let huge = "A".repeat(MAX_SEALED_BYTES / 3 * 4 + 8);
+        assert_eq!(
+            open(&ring, &[], &b, &huge).unwrap_err(),
+            OpenError::TooLarge
+        );
     }
 
     #[test]

@@ -106,10 +106,16 @@ impl Keyring {
         ring
     }
 
-    /// Adds keys, skipping any already present.
+    /// Adds keys, skipping any already present (compared by the whole public key, never
+    /// by the 64-bit fingerprint alone, so a colliding key cannot hide another).
     pub fn extend(&mut self, keys: impl IntoIterator<Item = Key>) {
         for key in keys {
-            if self.get(&key.fingerprint).is_none() {
+            let recipient = key.recipient.to_string();
+            if !self
+                .keys
+                .iter()
+                .any(|k| k.recipient.to_string() == recipient)
+            {
                 self.keys.push(key);
             }
         }
@@ -117,6 +123,10 @@ impl Keyring {
 
     pub fn get(&self, fingerprint: &Fingerprint) -> Option<&Key> {
         self.keys.iter().find(|k| &k.fingerprint == fingerprint)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Key> {
+        self.keys.iter()
     }
 
     pub fn fingerprints(&self) -> impl Iterator<Item = &Fingerprint> {

@@ -9,12 +9,14 @@
 //!   scope and the item key.
 //! - [`recipients`] and [`keys`]: public recipients with their fingerprints, and private
 //!   identities.
-//! - [`item`]: seal and open one value.
+//! - [`item`]: seal and open one value; [`rewrap`]: move one to a new cluster key,
+//!   keeping every recipient the cluster does not own.
 //! - [`age_header`] and [`audit`]: what can be read and checked without a key (for
 //!   `inspect` and `validate`).
 //! - [`resource`]: the `SealedSecret` custom resource.
 //! - [`manifest`]: read Secret and SealedSecret documents from YAML or JSON.
 //! - [`sealing`]: whole objects: Secret → SealedSecret and back.
+//! - [`policy`]: where a SealedSecret may be unsealed and what its template may set.
 
 pub mod age_header;
 pub mod atrest;
@@ -23,8 +25,10 @@ pub mod envelope;
 pub mod item;
 pub mod keys;
 pub mod manifest;
+pub mod policy;
 pub mod recipients;
 pub mod resource;
+pub mod rewrap;
 pub mod scope;
 pub mod sealing;
 

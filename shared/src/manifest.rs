@@ -37,10 +37,35 @@ pub enum ManifestError {
     Yaml { line: u64, column: u64 },
     #[error("document {0}: not a mapping/object")]
     NotAnObject(usize),
+    #[error("YAML at line {line}, column {column}: {limit}")]
+    YamlLimit {
+        line: u64,
+        column: u64,
+        limit: &'static str,
+    },
+}
+
+/// How much a YAML document may expand while it is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Aliases {
+    /// Files a user reads on their own machine: anchors and aliases as YAML allows,
+    /// within the parser's default budget.
+    Allow,
+    /// Bodies from the network: no anchors or aliases at all, so what is parsed is never
+    /// larger than what was sent.
+    Refuse,
 }
 
 /// Splits `bytes` into documents. `List` objects are expanded into their items.
 pub fn parse_documents(bytes: &[u8]) -> Result<(Format, Vec<Value>), ManifestError> {
+    parse_documents_with(bytes, Aliases::Allow)
+}
+
+/// [`parse_documents`], with YAML anchors and aliases allowed or not.
+pub fn parse_documents_with(
+    bytes: &[u8],
+    aliases: Aliases,
+) -> Result<(Format, Vec<Value>), ManifestError> {
     let text = std::str::from_utf8(bytes).map_err(|_| ManifestError::NotUtf8)?;
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let trimmed = text.trim_start();
@@ -62,13 +87,30 @@ pub fn parse_documents(bytes: &[u8]) -> Result<(Format, Vec<Value>), ManifestErr
     } else {
         // Error messages of the YAML parser can quote the input, so only the position
         // is kept.
-        let docs = serde_saphyr::from_multiple::<Value>(text).map_err(|e| {
-            let loc = e.location();
-            ManifestError::Yaml {
-                line: loc.map(|l| l.line()).unwrap_or(0),
-                column: loc.map(|l| l.column()).unwrap_or(0),
-            }
-        })?;
+        let mut options = serde_saphyr::Options::default();
+        if aliases == Aliases::Refuse {
+            let mut budget = serde_saphyr::Budget::default();
+            budget.max_aliases = 0;
+            budget.max_anchors = 0;
+            budget.max_total_scalar_bytes = text.len();
+            options.budget = Some(budget);
+        }
+        let docs =
+            serde_saphyr::from_multiple_with_options::<Value>(text, options).map_err(|e| {
+                let loc = e.location();
+                let (line, column) = (
+                    loc.map(|l| l.line()).unwrap_or(0),
+                    loc.map(|l| l.column()).unwrap_or(0),
+                );
+                match e.without_snippet() {
+                    serde_saphyr::Error::Budget { breach, .. } => ManifestError::YamlLimit {
+                        line,
+                        column,
+                        limit: budget_limit(breach),
+                    },
+                    _ => ManifestError::Yaml { line, column },
+                }
+            })?;
         (Format::Yaml, docs)
     };
     let mut out = Vec::new();
@@ -92,6 +134,18 @@ pub fn parse_documents(bytes: &[u8]) -> Result<(Format, Vec<Value>), ManifestErr
         return Err(ManifestError::NotAnObject(i + 1));
     }
     Ok((format, out))
+}
+
+/// What a YAML budget breach means, in words that name no input.
+fn budget_limit(breach: &serde_saphyr::budget::BudgetBreach) -> &'static str {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Aliases { .. } | B::Anchors { .. } => {
+            "anchors and aliases are not accepted here, or too many of them"
+        }
+        B::ScalarBytes { .. } => "too large once its aliases are expanded",
+        _ => "too large or too deeply nested",
+    }
 }
 
 fn is_list(map: &Map<String, Value>) -> bool {
@@ -318,6 +372,20 @@ mod tests {
         let bad_yaml = "apiVersion: v1\nkind: Secret\nstringData:\n  pw: [hunter2\n";
         let err = parse_documents(bad_yaml.as_bytes()).unwrap_err();
         assert!(!err.to_string().contains("hunter2"), "{err}");
+    }
+
+    /// Bodies from the network take no anchors or aliases at all (the review's item 4:
+    /// a 1 MB body aliased 62 times became 64 MB); files on disk may still use them.
+    #[test]
+    fn network_bodies_take_no_aliases() {
+        let text = b"kind: Secret\nmetadata: {name: &n db}\ndata:\n  a: *n\n";
+        let err = parse_documents_with(text, Aliases::Refuse).unwrap_err();
+        assert!(matches!(err, ManifestError::YamlLimit { .. }), "{err:?}");
+        assert!(
+            err.to_string().contains("aliases are not accepted"),
+            "{err}"
+        );
+        assert!(parse_documents_with(text, Aliases::Allow).is_ok());
     }
 
     #[test]

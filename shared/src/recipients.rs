@@ -70,13 +70,20 @@ impl fmt::Debug for Recipient {
     }
 }
 
-/// Why a recipient string was refused. The string itself is public and is named.
+/// Why a recipient string was refused. The string itself is never repeated: what was
+/// passed where a recipient belongs may be a private key (an identity file given to `-R`
+/// by mistake), and errors end up in terminals and CI logs. Only the recipient type,
+/// which is public, is named.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RecipientError {
-    #[error("{0:?} is not supported yet: only X25519 recipients (age1…) are")]
+    #[error("{0} recipients are not supported yet: only X25519 recipients (age1…) are")]
     Unsupported(String),
-    #[error("{0:?} is not a valid age recipient")]
-    Invalid(String),
+    #[error("not a valid age recipient (age1…)")]
+    Invalid,
+    #[error(
+        "this is a private key (AGE-SECRET-KEY-1…), not a recipient: pass its public key (age-keygen -y prints it), and keep the private key out of logs"
+    )]
+    PrivateKey,
     #[error("line {line}")]
     Line {
         line: usize,
@@ -96,17 +103,34 @@ impl FromStr for Recipient {
         if let Ok(r) = s.parse::<age::x25519::Recipient>() {
             return Ok(Recipient::X25519(r));
         }
-        let shown = s.chars().take(80).collect::<String>();
-        // `age1pq1…`, `age1tag1…` and plugin recipients (`age1<name>1…`) carry a second
-        // separator; SSH keys start with their key type.
-        if s.starts_with("ssh-")
-            || s.strip_prefix("age1")
-                .is_some_and(|rest| rest.contains('1'))
+        if s.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-")
+            || s.starts_with("AGE-PLUGIN-")
+            || s.starts_with("-----BEGIN")
         {
-            return Err(RecipientError::Unsupported(shown));
+            return Err(RecipientError::PrivateKey);
         }
-        Err(RecipientError::Invalid(shown))
+        // `age1pq1…`, `age1tag1…` and plugin recipients (`age1<name>1…`) carry a second
+        // separator; SSH keys start with their key type. Only that type is named.
+        if let Some(kind) = s.split(' ').next().filter(|k| k.starts_with("ssh-")) {
+            return Err(RecipientError::Unsupported(public_label(kind)));
+        }
+        if let Some(rest) = s.strip_prefix("age1")
+            && let Some((kind, _)) = rest.split_once('1')
+        {
+            return Err(RecipientError::Unsupported(public_label(&format!(
+                "age1{kind}1…"
+            ))));
+        }
+        Err(RecipientError::Invalid)
     }
+}
+
+/// A recipient type as shown in an error: printable ASCII only, at most 24 characters.
+fn public_label(kind: &str) -> String {
+    kind.chars()
+        .filter(|c| c.is_ascii_graphic() || *c == '…')
+        .take(24)
+        .collect()
 }
 
 /// Parses age's recipients-file format: one recipient per line, `#` comments and blank
@@ -158,8 +182,7 @@ impl RecipientsDocument {
     pub fn sealing_recipient(&self) -> Result<Recipient, RecipientError> {
         if self.format != RECIPIENTS_DOCUMENT_FORMAT {
             return Err(RecipientError::BadDocument(format!(
-                "format is {:?}, expected {RECIPIENTS_DOCUMENT_FORMAT:?}",
-                self.format
+                "format is not {RECIPIENTS_DOCUMENT_FORMAT:?}"
             )));
         }
         let newest = self.recipients.first().ok_or(RecipientError::Empty)?;
@@ -179,7 +202,14 @@ impl RecipientsDocument {
 pub fn parse_cert(text: &str) -> Result<Vec<Recipient>, RecipientError> {
     if text.trim_start().starts_with('{') {
         let doc: RecipientsDocument =
-            serde_json::from_str(text).map_err(|e| RecipientError::BadDocument(e.to_string()))?;
+            // serde_json's messages can quote the input: only the position is kept.
+            serde_json::from_str(text).map_err(|e| {
+                RecipientError::BadDocument(format!(
+                    "not the expected JSON at line {}, column {}",
+                    e.line(),
+                    e.column()
+                ))
+            })?;
         return Ok(vec![doc.sealing_recipient()?]);
     }
     parse_recipients_file(text)
@@ -190,11 +220,12 @@ pub fn parse_cert(text: &str) -> Result<Vec<Recipient>, RecipientError> {
 pub struct RecipientSet(Vec<Recipient>);
 
 impl RecipientSet {
-    /// Deduplicates by fingerprint, keeping the first occurrence.
+    /// Deduplicates by the whole recipient (not its 64-bit fingerprint, which two keys
+    /// made to collide could share), keeping the first occurrence.
     pub fn new(recipients: impl IntoIterator<Item = Recipient>) -> Result<Self, RecipientError> {
         let mut out: Vec<Recipient> = Vec::new();
         for r in recipients {
-            if !out.iter().any(|o| o.fingerprint() == r.fingerprint()) {
+            if !out.iter().any(|o| o.to_string() == r.to_string()) {
                 out.push(r);
             }
         }
@@ -246,7 +277,7 @@ mod tests {
         let err = parse_recipients_file(&format!("{R1}\nage1nope\n")).unwrap_err();
         assert_eq!(err.to_string(), "line 2");
         let source = std::error::Error::source(&err).unwrap().to_string();
-        assert_eq!(source, "\"age1nope\" is not a valid age recipient");
+        assert_eq!(source, "not a valid age recipient (age1…)");
         assert_eq!(
             parse_recipients_file("# nothing\n").unwrap_err(),
             RecipientError::Empty
@@ -255,10 +286,44 @@ mod tests {
 
     #[test]
     fn unsupported_kinds_are_named() {
-        assert!(matches!(
-            "ssh-ed25519 AAAA".parse::<Recipient>(),
-            Err(RecipientError::Unsupported(_))
-        ));
+        assert_eq!(
+            "ssh-ed25519 AAAA".parse::<Recipient>().unwrap_err(),
+            RecipientError::Unsupported("ssh-ed25519".into())
+        );
+        assert_eq!(
+            "age1pq1qqqq".parse::<Recipient>().unwrap_err().to_string(),
+            "age1pq1… recipients are not supported yet: only X25519 recipients (age1…) are"
+        );
+    }
+
+    /// The security review's item 8: an identity file passed as recipients printed the
+    /// whole private key. No error repeats what it was given.
+    #[test]
+    fn a_private_key_given_as_a_recipient_is_never_repeated() {
+        let key = crate::keys::Key::generate();
+        let file = key.to_identity_file("2026-12-01T00:00:00Z");
+        let secret = file
+            .lines()
+            .find(|l| l.starts_with("AGE-SECRET-KEY-"))
+            .unwrap();
+        let err = parse_recipients_file(&file).unwrap_err();
+        let mut chain = err.to_string();
+        let mut source = std::error::Error::source(&err);
+        while let Some(s) = source {
+            chain.push_str(&s.to_string());
+            source = s.source();
+        }
+        assert!(chain.contains("private key"), "{chain}");
+        assert!(!chain.contains(&secret[15..25]), "{chain}");
+        assert!(!format!("{err:?}").contains(&secret[15..25]));
+        let lowercase = secret.to_ascii_lowercase();
+        assert_eq!(
+            lowercase.parse::<Recipient>().unwrap_err(),
+            RecipientError::PrivateKey
+        );
+        let json = format!("{{\"format\": \"{secret}\"}}");
+        let doc_err = parse_cert(&json).unwrap_err().to_string();
+        assert!(!doc_err.contains(&secret[15..25]), "{doc_err}");
     }
 
     #[test]

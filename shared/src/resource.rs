@@ -193,6 +193,40 @@ impl SealedSecretRequest {
     }
 }
 
+/// `s` safe to print on a terminal: control characters (escape sequences, carriage
+/// returns) and the bidirectional-override characters are shown as `\u{…}` escapes, so a
+/// file under review cannot erase, fake or reorder the lines a reviewer reads.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    if !s.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    std::borrow::Cow::Owned(
+        s.chars()
+            .map(|c| {
+                if unsafe_char(c) {
+                    format!("\\u{{{:x}}}", c as u32)
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect(),
+    )
+}
+
+impl SealedSecret {
+    /// `namespace/name` (or the name, or `(no name)`), safe to print ([`printable`]).
+    pub fn location(&self) -> String {
+        let location = match (&self.metadata.namespace, &self.metadata.name) {
+            (Some(ns), Some(n)) => format!("{ns}/{n}"),
+            (None, Some(n)) => n.clone(),
+            _ => "(no name)".into(),
+        };
+        printable(&location).into_owned()
+    }
+}
+
 /// The CRDs as YAML, exactly as committed in `manifests/crd.yaml`.
 pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
     Ok(format!(

@@ -8,7 +8,7 @@ use kube::core::ObjectMeta;
 use zeroize::Zeroizing;
 
 use crate::item::{self, OpenError, SealError};
-use crate::keys::Keyring;
+use crate::keys::{Key, Keyring};
 use crate::manifest::SecretInput;
 use crate::recipients::RecipientSet;
 use crate::resource::{
@@ -152,27 +152,30 @@ pub fn unseal(
     Ok(out)
 }
 
-/// Re-encrypts every item to `recipients` without revealing it. Each item keeps the
-/// binding of its own authenticated envelope; template and annotations are never
-/// consulted, so a reseal cannot widen a scope. Items must agree on one scope, which
-/// becomes `spec.scope`. Items already sealed to exactly these recipients keep their
-/// bytes. Returns the new object and how many items were re-encrypted.
+/// Moves every item to the cluster's `newest` key without revealing it, keeping every
+/// recipient the cluster does not hold (escrow keys, other clusters): see [`rewrap`].
+/// Each item is opened first, and must carry its own item key in its authenticated
+/// envelope; items must agree on one scope, which becomes `spec.scope` (template and
+/// annotations are never consulted, so a reseal cannot widen a scope). Items the newest
+/// key alone already holds keep their bytes. Returns the new object and how many items
+/// changed.
+///
+/// [`rewrap`]: crate::rewrap
 pub fn reseal(
     sealed: &SealedSecret,
     keyring: &Keyring,
-    recipients: &RecipientSet,
+    newest: &Key,
 ) -> Result<(SealedSecret, usize), ItemError> {
     let mut out = sealed.clone();
-    let target = recipients.fingerprints();
-    let up_to_date = sealed.spec.recipients == target;
     let mut scope = None;
     let mut changed = 0;
+    let mut kept = 0;
     for (key, ciphertext) in &sealed.spec.encrypted_data {
         let fail = |source| ItemError {
             item: key.clone(),
             source,
         };
-        let (binding, value) =
+        let (binding, _) =
             item::open_with_binding(keyring, &sealed.spec.recipients, ciphertext).map_err(fail)?;
         if binding.item != *key {
             return Err(fail(OpenError::ScopeMismatch {
@@ -192,18 +195,18 @@ pub fn reseal(
             }
             Some(_) => {}
         }
-        if up_to_date {
-            continue;
+        let moved = crate::rewrap::rewrap(keyring, newest, ciphertext).map_err(fail)?;
+        kept = kept.max(moved.kept);
+        if moved.changed {
+            out.spec.encrypted_data.insert(key.clone(), moved.sealed);
+            changed += 1;
         }
-        let resealed = item::seal(recipients, &binding, &value)
-            .map_err(|_| fail(OpenError::DecryptionFailed))?;
-        out.spec.encrypted_data.insert(key.clone(), resealed);
-        changed += 1;
     }
     if let Some(scope) = scope {
         out.spec.scope = scope;
     }
-    out.spec.recipients = target;
+    out.spec.recipients =
+        crate::rewrap::rewrapped_hint(&sealed.spec.recipients, keyring, newest, kept);
     out.status = None;
     Ok((out, changed))
 }
@@ -264,8 +267,7 @@ mod tests {
         // An unauthenticated field claiming a wider scope changes nothing.
         sealed.spec.scope = Scope::ClusterWide;
         let ring = Keyring::new([old.clone(), new.clone()]);
-        let new_set = RecipientSet::new([new.recipient().clone()]).unwrap();
-        let (resealed, changed) = reseal(&sealed, &ring, &new_set).unwrap();
+        let (resealed, changed) = reseal(&sealed, &ring, &new).unwrap();
         assert_eq!(changed, 2);
         assert_eq!(
             resealed.spec.scope,
@@ -273,9 +275,9 @@ mod tests {
             "scope from the envelope"
         );
         assert_eq!(resealed.spec.recipients, vec![new.fingerprint().clone()]);
-        let items = unseal(&resealed, &Keyring::new([new])).unwrap();
+        let items = unseal(&resealed, &Keyring::new([new.clone()])).unwrap();
         assert_eq!(&items["password"][..], b"hunter2");
-        let (again, changed) = reseal(&resealed, &ring, &new_set).unwrap();
+        let (again, changed) = reseal(&resealed, &ring, &new).unwrap();
         assert_eq!(
             (changed, &again.spec.encrypted_data),
             (0, &resealed.spec.encrypted_data)

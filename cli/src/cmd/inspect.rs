@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use anyhow::{Context, Result};
 use kseal_core::audit::{ItemSummary, summarize_item};
 use kseal_core::manifest::{parse_documents, sealed_from_value};
-use kseal_core::resource::SealedSecret;
+use kseal_core::resource::{SealedSecret, printable};
 use serde::Serialize;
 
 use super::{doc_label, plural};
@@ -83,12 +83,14 @@ pub fn run(args: &InspectArgs) -> Result<()> {
 
 fn render_text(r: &Report) -> String {
     let mut out = String::new();
+    // Every string below comes from the file under inspection: printed with control and
+    // bidi characters escaped, so the file cannot rewrite what the reviewer sees.
     let location = match (&r.namespace, &r.name) {
         (Some(ns), Some(n)) => format!("{ns}/{n}"),
         (None, Some(n)) => n.clone(),
         _ => "(no name)".into(),
     };
-    let _ = writeln!(out, "SealedSecret {location}");
+    let _ = writeln!(out, "SealedSecret {}", printable(&location));
     let _ = writeln!(
         out,
         "  format:      {}, envelope v{}",
@@ -99,30 +101,41 @@ fn render_text(r: &Report) -> String {
         out,
         "  recipients:  {} [{}]",
         r.recipients.len(),
-        r.recipients.join(", ")
+        printable(&r.recipients.join(", "))
     );
-    let mut template = vec![format!("type {}", r.type_.as_deref().unwrap_or("Opaque"))];
+    let mut template = vec![format!(
+        "type {}",
+        printable(r.type_.as_deref().unwrap_or("Opaque"))
+    )];
     template.push(plural(r.labels, "label"));
     template.push(plural(r.annotations, "annotation"));
     if r.immutable {
         template.push("immutable".into());
     }
     if !r.plain_items.is_empty() {
-        template.push(format!("plain items: {}", r.plain_items.join(", ")));
+        template.push(format!(
+            "plain items: {}",
+            printable(&r.plain_items.join(", "))
+        ));
     }
     let _ = writeln!(out, "  template:    {}", template.join(", "));
     let _ = writeln!(out, "  items:       {}", r.items.len());
-    let width = r.items.iter().map(|i| i.key.len()).max().unwrap_or(0);
-    for item in &r.items {
+    let keys: Vec<String> = r
+        .items
+        .iter()
+        .map(|i| printable(&i.key).into_owned())
+        .collect();
+    let width = keys.iter().map(String::len).max().unwrap_or(0);
+    for (item, key) in r.items.iter().zip(&keys) {
         let detail = match &item.problem {
-            Some(p) => format!("INVALID: {p}"),
+            Some(p) => format!("INVALID: {}", printable(p)),
             None => format!(
                 "age, {}, {} bytes",
                 plural(item.x25519_stanzas, "X25519 recipient"),
                 item.age_bytes
             ),
         };
-        let _ = writeln!(out, "    {:width$}  {detail}", item.key);
+        let _ = writeln!(out, "    {key:width$}  {detail}");
     }
     out
 }

@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use anyhow::{Context, Result, anyhow, bail};
 use kseal_core::item;
 use kseal_core::manifest::{SecretInput, parse_documents, scrub, secret_from_value};
+use kseal_core::policy;
 use kseal_core::recipients::RecipientSet;
 use kseal_core::resource::SCOPE_ANNOTATION;
 use kseal_core::scope::{Binding, Scope};
@@ -55,7 +56,16 @@ fn seal_one(
     if secret.data.is_empty() && !args.allow_empty_data {
         bail!("no data or stringData to seal (pass --allow-empty-data to seal an empty Secret)");
     }
-    Ok(seal_secret(&secret, scope, recipients)?)
+    if secret.namespace.as_deref() == Some(policy::DEFAULT_CONTROLLER_NAMESPACE) {
+        bail!(
+            "namespace {:?} is kseal-controller's own: it never unseals into it",
+            policy::DEFAULT_CONTROLLER_NAMESPACE
+        );
+    }
+    let sealed = seal_secret(&secret, scope, recipients)?;
+    policy::check_template(sealed.spec.template.as_ref(), &[])
+        .map_err(|e| anyhow!("{e}: the controller would refuse it"))?;
+    Ok(sealed)
 }
 
 /// `--scope`, else the Secret's `kseal.dev/scope` annotation, else strict.

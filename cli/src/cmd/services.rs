@@ -134,11 +134,7 @@ impl Controller {
 }
 
 fn who(ss: &SealedSecret) -> String {
-    match (&ss.metadata.namespace, &ss.metadata.name) {
-        (Some(ns), Some(n)) => format!("{ns}/{n}"),
-        (None, Some(n)) => n.clone(),
-        _ => "(no name)".into(),
-    }
+    ss.location()
 }
 
 fn service_error(code: u16, body: &serde_json::Value) -> String {

@@ -17,6 +17,10 @@ use crate::cli::UnsealArgs;
 use crate::io::{read_file, read_input, render, write_output};
 
 pub fn run(args: &UnsealArgs) -> Result<()> {
+    // Private keys and plaintext are about to be in memory: a crash must not write them to
+    // a core file. The hard limit too, so nothing later in the process can raise it.
+    rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)
+        .context("disabling core dumps before reading keys")?;
     let mut keyring = Keyring::default();
     for path in &args.identities {
         let file = read_file(path).context("--identity")?;

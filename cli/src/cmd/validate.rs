@@ -4,6 +4,7 @@
 use anyhow::{Result, bail};
 use kseal_core::audit::problems;
 use kseal_core::manifest::{parse_documents, sealed_from_value};
+use kseal_core::resource::printable;
 
 use super::{doc_label, plural};
 use crate::cli::ValidateArgs;
@@ -46,11 +47,7 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                     continue;
                 }
             };
-            let who = match (&sealed.metadata.namespace, &sealed.metadata.name) {
-                (Some(ns), Some(n)) => format!("{ns}/{n}"),
-                (None, Some(n)) => n.clone(),
-                _ => "(no name)".into(),
-            };
+            let who = sealed.location();
             let found = problems(&sealed, expected.as_deref());
             if found.is_empty() {
                 println!(
@@ -62,7 +59,7 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
             } else {
                 failed += 1;
                 for p in found {
-                    eprintln!("{label}: {who}: {p}");
+                    eprintln!("{label}: {who}: {}", printable(&p));
                 }
             }
         }

@@ -198,6 +198,44 @@ impl Cluster {
         None
     }
 
+    /// The published recipients document, parsed.
+    pub async fn document(&self) -> kseal_core::recipients::RecipientsDocument {
+        let api: Api<ConfigMap> = Api::namespaced(self.admin.clone(), "kseal-system");
+        let cm = api.get("kseal-recipients").await.unwrap();
+        serde_json::from_str(&cm.data.unwrap()["recipients.json"]).unwrap()
+    }
+
+    /// kubectl as someone else (a token of the test server), without checking the result.
+    pub async fn kubectl_as(&self, token: &str, args: &[&str]) -> Output {
+        let kubeconfig = self.path(&format!("as-{}", &token[..8]));
+        self.server
+            .write_kubeconfig(&kubeconfig, token, "default")
+            .unwrap();
+        let mut c = Command::new("kubectl");
+        c.args(args)
+            .env("KUBECONFIG", kubeconfig)
+            .env("KUBECACHEDIR", self.path("cache"));
+        tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// The highest resident memory one replica has had (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self, identity: &str) -> u64 {
+        let (_, child, _) = self
+            .controllers
+            .iter()
+            .find(|(id, _, _)| id == identity)
+            .unwrap();
+        std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// Seals `ns/name` with `items` to the recipients document `cert` with the CLI, into
     /// `<name>.yaml`, and applies it with kubectl.
     pub async fn seal_and_apply(&self, cert: &Path, ns: &str, name: &str, items: &[(&str, &str)]) {
@@ -273,18 +311,55 @@ impl Cluster {
 impl Cluster {
     /// One replica's `/metrics` text.
     pub fn metrics(&self, identity: &str) -> String {
-        use std::io::{Read, Write};
         let Some((_, _, port)) = self.controllers.iter().find(|(id, _, _)| id == identity) else {
             return String::new();
         };
-        let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", *port)) else {
-            return String::new();
-        };
-        let _ = stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
-        let mut body = String::new();
-        let _ = stream.read_to_string(&mut body);
-        body
+        http_get(*port, "/metrics")
+            .map(|(_, body)| body)
+            .unwrap_or_default()
     }
+
+    /// A gauge or counter from one replica's `/metrics`, if it is there.
+    pub fn metric(&self, identity: &str, name: &str) -> Option<f64> {
+        self.metrics(identity).lines().find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            (n == name).then(|| v.trim().parse().ok())?
+        })
+    }
+}
+
+/// `GET path` on a local port: the status code and the body.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((code, body))
+}
+
+/// Waits until `GET path` on `port` answers `code`.
+pub async fn wait_for_status(port: u16, path: &str, code: u16) {
+    wait_for(&format!("{path} on :{port} to answer {code}"), || async {
+        let got = tokio::task::spawn_blocking({
+            let path = path.to_owned();
+            move || http_get(port, &path)
+        })
+        .await
+        .ok()
+        .flatten()?;
+        (got.0 == code).then_some(())
+    })
+    .await;
 }
 
 impl Drop for Cluster {
