@@ -120,11 +120,20 @@ def main():
     if not deployment["spec"]["template"]["spec"]["containers"][0]["image"].endswith("@sha256:" + "0" * 64):
         failures.append("values: image.digest not applied")
     helm_cron = next(o for o in everything if o["kind"] == "CronJob")
-    kustomize_cron = rotation[0]
+    kustomize_cron = next(o for o in rotation if o["kind"] == "CronJob")
     helm_cron_spec = yaml.safe_load(yaml.safe_dump(helm_cron["spec"]))
     helm_cron_spec["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"] = kustomize_cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["image"]
     if helm_cron_spec != kustomize_cron["spec"]:
         failures.append("the chart's CronJob differs from components/key-rotation")
+    # The rotation job's own ServiceAccount, Role and RoleBinding: the same in both.
+    for kind in ["ServiceAccount", "Role", "RoleBinding"]:
+        pick = lambda objs: [
+            {k: v for k, v in o.items() if k in ("rules", "roleRef", "subjects")} | {"name": o["metadata"]["name"]}
+            for o in objs
+            if o["kind"] == kind and o["metadata"]["name"] == "kseal-rotate-key"
+        ]
+        if not pick(rotation) or pick(everything) != pick(rotation):
+            failures.append(f"the chart's rotate-key {kind} differs from components/key-rotation")
 
     dump(out / "kustomize-base.yaml", base)
     dump(out / "kustomize-key-rotation.yaml", rotation)

@@ -185,9 +185,14 @@ async fn a_squatted_key_name_does_not_stop_the_first_key() {
         .create(&PostParams::default(), &squat)
         .await
         .unwrap();
-    cluster.start_controller("replica-a");
+    let port = cluster.start_controller("replica-a");
     let cert = cluster.recipients().await;
     assert_eq!(cluster.document().await.recipients.len(), 1);
+    // Without --http-services, port 8080 serves no decryption to whoever reaches it.
+    let (code, _) = tokio::task::spawn_blocking(move || post(port, "/v1/verify", b"{}"))
+        .await
+        .unwrap();
+    assert_eq!(code, 404);
     cluster
         .seal_and_apply(&cert, "shop", "db", &[("password", "v1")])
         .await;
@@ -267,64 +272,6 @@ async fn templates_cannot_mint_tokens_or_replicate_values() {
         "true"
     );
     assert_eq!(cluster.ready("shop", "token").await.1, "ForbiddenTemplate");
-}
-
-/// An age file with `stanzas` random X25519 stanzas: the review's item-3 value.
-fn many_stanzas(stanzas: usize) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
-    // Arbitrary bytes (an X25519 share is any 32 bytes): a fixed xorshift stream will do.
-    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
-    let mut random = |n: usize| {
-        (0..n)
-            .map(|_| {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                state as u8
-            })
-            .collect::<Vec<u8>>()
-    };
-    let mut file = b"age-encryption.org/v1\n".to_vec();
-    for _ in 0..stanzas {
-        file.extend_from_slice(
-            format!(
-                "-> X25519 {}\n{}\n",
-                b64.encode(random(32)),
-                b64.encode(random(32))
-            )
-            .as_bytes(),
-        );
-    }
-    file.extend_from_slice(format!("--- {}\n", b64.encode(random(32))).as_bytes());
-    file.extend_from_slice(&random(64));
-    base64::engine::general_purpose::STANDARD.encode(file)
-}
-
-fn post(port: u16, path: &str, body: &[u8]) -> (u16, String) {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .unwrap();
-    let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).unwrap();
-    stream.write_all(body).unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    let code = response
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (code, body)
 }
 
 /// Items 3 and 4: a sealed value with 800 stanzas cost age seconds to minutes of CPU on

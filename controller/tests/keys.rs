@@ -404,6 +404,64 @@ async fn a_standby_replica_loads_the_keys() {
     assert_eq!(served, published);
 }
 
+/// The rotation CronJob runs as its own ServiceAccount (`components/key-rotation`), not
+/// the controller's: it makes a key the controller then publishes and uses, and it can
+/// neither list nor read the keys that exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rotation_job_makes_keys_and_reads_none() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    let first = cluster.recipients().await;
+    let rbac = repo().join("manifests/components/key-rotation/rbac.yaml");
+    cluster
+        .kubectl(&["apply", "-f", rbac.to_str().unwrap()])
+        .await;
+    let token = cluster
+        .server
+        .service_account_token("kseal-system", "kseal-rotate-key");
+    let kubeconfig = cluster.path("rotate-key");
+    cluster
+        .server
+        .write_kubeconfig(&kubeconfig, &token, "kseal-system")
+        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
+        .args(["rotate-key", "--kubeconfig", kubeconfig.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the new key published", || async {
+        (document(&cluster).await.recipients.len() == 2).then_some(())
+    })
+    .await;
+    let first_key = document(&cluster).await.recipients[1].fingerprint.clone();
+    let old: RecipientsDocument =
+        serde_json::from_str(&std::fs::read_to_string(first).unwrap()).unwrap();
+    assert_eq!(old.recipients[0].fingerprint, first_key);
+    let key_name = {
+        let api: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
+        api.list(&ListParams::default().labels("kseal.dev/key"))
+            .await
+            .unwrap()
+            .items[0]
+            .metadata
+            .name
+            .clone()
+            .unwrap()
+    };
+    for args in [
+        vec!["get", "secrets", "-n", "kseal-system"],
+        vec!["get", "secret", "-n", "kseal-system", &key_name],
+    ] {
+        let out = cluster.kubectl_as(&token, &args).await;
+        assert!(!out.status.success(), "the job may not {args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("forbidden"));
+    }
+}
+
 /// Keys relabelled, relabelled back and removed are picked up without a restart: the
 /// published recipients follow, and a SealedSecret sealed to that key stops and starts
 /// unsealing (its Secret left alone while it cannot).

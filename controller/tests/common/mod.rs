@@ -347,6 +347,64 @@ pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     Some((code, body))
 }
 
+/// `POST path` on a local port with a JSON body: the status code and the body.
+pub fn post(port: u16, path: &str, body: &[u8]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).unwrap();
+    stream.write_all(body).unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let code = response
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (code, body)
+}
+
+/// A sealed value (base64 of an age file) with `stanzas` X25519 stanzas of arbitrary
+/// bytes: the security review's item-3 value (800 stanzas cost age 10 s to parse).
+pub fn many_stanzas(stanzas: usize) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD_NO_PAD;
+    // An X25519 share is any 32 bytes: a fixed xorshift stream will do.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut random = |n: usize| {
+        (0..n)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state as u8
+            })
+            .collect::<Vec<u8>>()
+    };
+    let mut file = b"age-encryption.org/v1\n".to_vec();
+    for _ in 0..stanzas {
+        let stanza = format!(
+            "-> X25519 {}\n{}\n",
+            b64.encode(random(32)),
+            b64.encode(random(32))
+        );
+        file.extend_from_slice(stanza.as_bytes());
+    }
+    file.extend_from_slice(format!("--- {}\n", b64.encode(random(32))).as_bytes());
+    file.extend_from_slice(&random(64));
+    base64::engine::general_purpose::STANDARD.encode(file)
+}
+
 /// Waits until `GET path` on `port` answers `code`.
 pub async fn wait_for_status(port: u16, path: &str, code: u16) {
     wait_for(&format!("{path} on :{port} to answer {code}"), || async {
