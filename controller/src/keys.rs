@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kseal_core::keys::{Key, Keyring, parse_identity_file};
 use kseal_core::recipients::{PublishedRecipient, RECIPIENTS_DOCUMENT_FORMAT, RecipientsDocument};
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -101,16 +101,8 @@ pub fn parse_key_secret(secret: &Secret, cutoff: Option<OffsetDateTime>) -> Opti
 }
 
 impl KeyStore {
-    /// Replaces the keys with those found in `secrets`, newest first.
-    pub fn replace<'a>(
-        &self,
-        secrets: impl IntoIterator<Item = &'a Secret>,
-        cutoff: Option<OffsetDateTime>,
-    ) -> usize {
-        let mut keys: Vec<LoadedKey> = secrets
-            .into_iter()
-            .filter_map(|s| parse_key_secret(s, cutoff))
-            .collect();
+    /// Replaces the keys, keeping them newest first. Returns how many there are.
+    pub fn set(&self, mut keys: Vec<LoadedKey>) -> usize {
         keys.sort_by(|a, b| {
             b.created
                 .cmp(&a.created)
@@ -150,14 +142,16 @@ impl KeyStore {
     }
 }
 
-/// Watches the key Secrets of the controller namespace and rebuilds `keys` from the
-/// watch's store every time it changes, until the stream ends. `loaded` counts the
-/// rebuilds: 0 means the existing keys are not known yet.
+/// Watches the key Secrets of the controller namespace and rebuilds `keys` every time the
+/// watch's view of them changes, until the stream ends. `loaded` counts the rebuilds: 0
+/// means the existing keys are not known yet.
 ///
-/// The store is read only after the reflector has applied an event. During the initial
-/// list (`Init`, `InitApply`) its new contents sit in a buffer that is swapped in at
-/// `InitDone`, so reading it earlier would see nothing (or a stale view); every other
-/// event leaves the store complete.
+/// Each Secret is parsed into a [`LoadedKey`] (whose identity zeroizes on drop) as it
+/// arrives and its data is wiped: no copy of the key material stays in a cache of Secrets.
+/// The initial list (`Init`, `InitApply`…) is gathered apart and takes effect at
+/// `InitDone`, as a reflector does; rebuilding on `InitDone` is what a restarted or
+/// standby replica needs (reading a reflector's store before it, as this once did, sees
+/// no keys at all).
 pub async fn watch(
     api: Api<Secret>,
     keys: Arc<KeyStore>,
@@ -165,25 +159,45 @@ pub async fn watch(
     cutoff: Option<OffsetDateTime>,
     loaded: tokio::sync::watch::Sender<u64>,
 ) {
-    let (reader, writer) = reflector::store::<Secret>();
-    let events = reflector(
-        writer,
-        watcher(api, watcher::Config::default().labels(KEY_LABEL)),
-    )
-    .default_backoff();
+    let events = watcher(api, watcher::Config::default().labels(KEY_LABEL)).default_backoff();
     futures::pin_mut!(events);
+    // Secret name → its key, or None for a labelled Secret that is not a usable key.
+    let mut current: BTreeMap<String, Option<LoadedKey>> = BTreeMap::new();
+    let mut listing: Option<BTreeMap<String, Option<LoadedKey>>> = None;
     let mut generation = 0u64;
     while let Some(event) = events.next().await {
         match event {
-            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
-            Ok(_) => {}
+            Ok(watcher::Event::Init) => {
+                listing = Some(BTreeMap::new());
+                continue;
+            }
+            Ok(watcher::Event::InitApply(mut secret)) => {
+                let parsed = parse_key_secret(&secret, cutoff);
+                listing
+                    .get_or_insert_with(BTreeMap::new)
+                    .insert(secret.name_any(), parsed);
+                wipe_data(&mut secret);
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                if let Some(listed) = listing.take() {
+                    current = listed;
+                }
+            }
+            Ok(watcher::Event::Apply(mut secret)) => {
+                current.insert(secret.name_any(), parse_key_secret(&secret, cutoff));
+                wipe_data(&mut secret);
+            }
+            Ok(watcher::Event::Delete(mut secret)) => {
+                current.remove(&secret.name_any());
+                wipe_data(&mut secret);
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "key watch");
                 continue;
             }
         }
-        let secrets: Vec<Arc<Secret>> = reader.state();
-        let n = keys.replace(secrets.iter().map(|s| &**s), cutoff);
+        let n = keys.set(current.values().flatten().cloned().collect());
         metrics.keys.set(n as i64);
         let now = OffsetDateTime::now_utc();
         metrics.key_age_seconds.clear();
@@ -197,6 +211,16 @@ pub async fn watch(
         }
         generation += 1;
         let _ = loaded.send(generation);
+    }
+}
+
+/// Wipes a Secret's values in place (request bodies, answers, watch events that held
+/// plaintext or key material).
+pub(crate) fn wipe_data(secret: &mut Secret) {
+    if let Some(data) = secret.data.as_mut() {
+        for v in data.values_mut() {
+            zeroize::Zeroize::zeroize(&mut v.0);
+        }
     }
 }
 
@@ -263,8 +287,9 @@ pub async fn create_key(
         ..Default::default()
     };
     let mut secret = key_secret(&key, name, namespace, now);
-    match api.create(&params, &secret).await {
-        Ok(_) => {}
+    let created = create_wiped(&api, &params, &mut secret, name).await;
+    match created {
+        Ok(()) => {}
         Err(kube::Error::Api(e)) if e.code == 409 => {
             let existing = api.get_opt(name).await?;
             if existing.is_some_and(|s| parse_key_secret(&s, None).is_some()) {
@@ -274,14 +299,36 @@ pub async fn create_key(
                 secret = name,
                 "a Secret that is not a kseal key holds the key's name; creating the key under a generated name"
             );
+            let mut secret = key_secret(&key, name, namespace, now);
             secret.metadata.name = None;
             secret.metadata.generate_name = Some(format!("{name}-"));
-            api.create(&params, &secret).await?;
+            create_wiped(&api, &params, &mut secret, name).await?;
         }
         Err(e) => return Err(e),
     }
     tracing::info!(secret = name, fingerprint = %key.fingerprint(), "created a new sealing key");
     Ok(true)
+}
+
+/// Creates `secret` and wipes the key material of both the request and the answer.
+async fn create_wiped(
+    api: &Api<Secret>,
+    params: &PostParams,
+    secret: &mut Secret,
+    name: &str,
+) -> Result<(), kube::Error> {
+    let result = api.create(params, secret).await;
+    wipe_data(secret);
+    match result {
+        Ok(mut answer) => {
+            wipe_data(&mut answer);
+            Ok(())
+        }
+        Err(e) => {
+            tracing::debug!(secret = name, "key Secret not created");
+            Err(e)
+        }
+    }
 }
 
 /// Ensures a usable key no older than `period` exists. Returns whether one was created.

@@ -227,7 +227,8 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
             &Patch::Apply(&secret),
         )
         .await;
-    wipe(&mut secret);
+    // Request bodies hold plaintext: wiped as soon as they are sent.
+    crate::keys::wipe_data(&mut secret);
     result?;
     Ok(())
 }
@@ -276,15 +277,6 @@ fn desired_secret(
         secret.metadata.owner_references = ss.controller_owner_ref(&()).map(|o| vec![o]);
     }
     secret
-}
-
-/// Request bodies hold plaintext: wiped as soon as they are sent.
-fn wipe(secret: &mut Secret) {
-    if let Some(data) = secret.data.as_mut() {
-        for v in data.values_mut() {
-            zeroize::Zeroize::zeroize(&mut v.0);
-        }
-    }
 }
 
 /// Writes the Ready condition and observedGeneration when they change. Returns whether
