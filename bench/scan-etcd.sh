@@ -28,7 +28,8 @@ etcd --name bench --data-dir "$dir/data" \
   --initial-cluster "bench=http://127.0.0.1:$((port + 1))" \
   --quota-backend-bytes 8589934592 --log-level error >"$dir/etcd.log" 2>&1 &
 etcd_pid=$!
-trap 'kill $etcd_pid 2>/dev/null; wait $etcd_pid 2>/dev/null; rm -rf "$dir"' EXIT
+# Keep the script's own exit status: etcd's (killed: 143) is not the benchmark's.
+trap 'status=$?; kill $etcd_pid 2>/dev/null; wait $etcd_pid 2>/dev/null; rm -rf "$dir"; exit $status' EXIT
 echo "endpoint $endpoint"
 for _ in $(seq 100); do
   ETCDCTL_API=3 etcdctl --endpoints "$endpoint" endpoint health >/dev/null 2>&1 && break
