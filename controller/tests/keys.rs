@@ -18,14 +18,15 @@ async fn document(cluster: &Cluster) -> RecipientsDocument {
     cluster.document().await
 }
 
-/// `kseal-controller rotate-key` as the controller's ServiceAccount, as a CronJob runs it.
+/// `kseal-controller rotate-key` as the controller's ServiceAccount.
 fn rotate_key(cluster: &Cluster) -> std::process::Output {
+    rotate_key_as(&cluster.controller_kubeconfig())
+}
+
+/// `kseal-controller rotate-key` with a kubeconfig, as a CronJob runs it.
+fn rotate_key_as(kubeconfig: &std::path::Path) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
-        .args([
-            "rotate-key",
-            "--kubeconfig",
-            cluster.controller_kubeconfig().to_str().unwrap(),
-        ])
+        .args(["rotate-key", "--kubeconfig", kubeconfig.to_str().unwrap()])
         .output()
         .unwrap()
 }
@@ -424,10 +425,7 @@ async fn the_rotation_job_makes_keys_and_reads_none() {
         .server
         .write_kubeconfig(&kubeconfig, &token, "kseal-system")
         .unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
-        .args(["rotate-key", "--kubeconfig", kubeconfig.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = rotate_key_as(&kubeconfig);
     assert!(
         out.status.success(),
         "{}",
