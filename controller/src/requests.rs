@@ -13,12 +13,11 @@
 //!   (`RateLimited`) instead of waiting, so one namespace's flood never delays another's;
 //! - the decryption itself runs in the bounded [`Crypto`] pool.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::DefaultKeyedRateLimiter;
 use kseal_core::resource::{SealedSecretRequest, SealedSecretRequestStatus};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -47,40 +46,47 @@ pub async fn run(
     per_second: u32,
     burst: u32,
 ) {
-    let quota = Quota::per_second(NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN))
-        .allow_burst(NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN));
-    let limiter = Arc::new(Limiter::keyed(quota));
-    let apis: Vec<Api<SealedSecretRequest>> = if namespaces.is_empty() {
-        vec![Api::all(client.clone())]
+    let limiter: Arc<Limiter> = crate::services::limiter(per_second, burst);
+    // Full objects for the sweep's metadata-only listing and for answering; an `Api` of
+    // `PartialObjectMeta` for the watch, which then lists and watches metadata only.
+    let apis: Vec<(
+        Api<SealedSecretRequest>,
+        Api<PartialObjectMeta<SealedSecretRequest>>,
+    )> = if namespaces.is_empty() {
+        vec![(Api::all(client.clone()), Api::all(client.clone()))]
     } else {
         namespaces
             .iter()
-            .map(|ns| Api::namespaced(client.clone(), ns))
+            .map(|ns| {
+                (
+                    Api::namespaced(client.clone(), ns),
+                    Api::namespaced(client.clone(), ns),
+                )
+            })
             .collect()
     };
-    let sweeps = apis.clone().into_iter().map(|api| {
-        let limiter = limiter.clone();
-        async move {
-            let mut every = tokio::time::interval(SWEEP_EVERY);
-            loop {
-                every.tick().await;
-                sweep(&api).await;
-                limiter.retain_recent();
+    let sweeps: Vec<_> = apis
+        .iter()
+        .map(|(api, _)| {
+            let api = api.clone();
+            let limiter = limiter.clone();
+            async move {
+                let mut every = tokio::time::interval(SWEEP_EVERY);
+                loop {
+                    every.tick().await;
+                    sweep(&api).await;
+                    limiter.retain_recent();
+                }
             }
-        }
-    });
-    let answering = apis.into_iter().map(|api| {
+        })
+        .collect();
+    let answering = apis.into_iter().map(|(_, meta)| {
         let (client, keys, crypto, limiter) = (
             client.clone(),
             keys.clone(),
             crypto.clone(),
             limiter.clone(),
         );
-        // An `Api` of `PartialObjectMeta` lists and watches metadata only.
-        let meta: Api<PartialObjectMeta<SealedSecretRequest>> = match api.namespace() {
-            Some(ns) => Api::namespaced(client.clone(), ns),
-            None => Api::all(client.clone()),
-        };
         watcher(meta, watcher::Config::default())
             .default_backoff()
             .applied_objects()

@@ -31,10 +31,14 @@ use crate::keys::KeyStore;
 pub type Limiter = DefaultKeyedRateLimiter<IpAddr>;
 
 /// A limiter allowing `per_second` requests per client, bursting to `burst`.
-pub fn limiter(per_second: u32, burst: u32) -> Arc<Limiter> {
+/// Keyed by anything: a client address here, a namespace for `SealedSecretRequest`s.
+pub fn limiter<K: Clone + Eq + std::hash::Hash>(
+    per_second: u32,
+    burst: u32,
+) -> Arc<DefaultKeyedRateLimiter<K>> {
     let per_second = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
     let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
-    Arc::new(Limiter::keyed(
+    Arc::new(DefaultKeyedRateLimiter::keyed(
         Quota::per_second(per_second).allow_burst(burst),
     ))
 }

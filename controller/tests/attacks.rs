@@ -448,14 +448,7 @@ async fn reseal_keeps_the_escrow_recipient() {
         ],
         input.as_bytes(),
     );
-    let rotated = std::process::Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
-        .args([
-            "rotate-key",
-            "--kubeconfig",
-            cluster.controller_kubeconfig().to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
+    let rotated = cluster.rotate_key(None);
     assert!(rotated.status.success());
     wait_for("two keys", || async {
         (cluster.document().await.recipients.len() == 2).then_some(())

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -18,17 +17,8 @@ async fn document(cluster: &Cluster) -> RecipientsDocument {
     cluster.document().await
 }
 
-/// `kseal-controller rotate-key` as the controller's ServiceAccount.
 fn rotate_key(cluster: &Cluster) -> std::process::Output {
-    rotate_key_as(&cluster.controller_kubeconfig())
-}
-
-/// `kseal-controller rotate-key` with a kubeconfig, as a CronJob runs it.
-fn rotate_key_as(kubeconfig: &std::path::Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
-        .args(["rotate-key", "--kubeconfig", kubeconfig.to_str().unwrap()])
-        .output()
-        .unwrap()
+    cluster.rotate_key(None)
 }
 
 async fn key_secrets(cluster: &Cluster) -> usize {
@@ -425,7 +415,7 @@ async fn the_rotation_job_makes_keys_and_reads_none() {
         .server
         .write_kubeconfig(&kubeconfig, &token, "kseal-system")
         .unwrap();
-    let out = rotate_key_as(&kubeconfig);
+    let out = cluster.rotate_key(Some(&kubeconfig));
     assert!(
         out.status.success(),
         "{}",

@@ -17,7 +17,6 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use ring::{hkdf, hmac};
 
-use crate::age_header::AgeHeader;
 use crate::item::{AGE_MAGIC, OpenError, decode_bounded};
 use crate::keys::{Key, Keyring};
 use crate::recipients::Fingerprint;
@@ -85,7 +84,7 @@ pub fn rewrap(keyring: &Keyring, newest: &Key, sealed: &str) -> Result<Rewrapped
     out.push(b' ');
     out.extend_from_slice(STANDARD_NO_PAD.encode(mac).as_bytes());
     out.push(b'\n');
-    out.extend_from_slice(payload(&bytes, &header));
+    out.extend_from_slice(&bytes[header.header_len..]);
     Ok(Rewrapped {
         sealed: STANDARD.encode(out),
         changed: true,
@@ -113,10 +112,6 @@ pub fn rewrapped_hint(
     out.sort();
     out.dedup();
     out
-}
-
-fn payload<'a>(bytes: &'a [u8], header: &AgeHeader) -> &'a [u8] {
-    &bytes[header.header_len..]
 }
 
 /// One stanza as age's own type, from its bytes in the file.

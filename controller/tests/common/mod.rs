@@ -220,6 +220,16 @@ impl Cluster {
             .unwrap()
     }
 
+    /// `kseal-controller rotate-key` with a kubeconfig (the controller's by default), as a
+    /// CronJob runs it.
+    pub fn rotate_key(&self, kubeconfig: Option<&Path>) -> Output {
+        let kubeconfig = kubeconfig.map_or_else(|| self.controller_kubeconfig(), Path::to_path_buf);
+        Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
+            .args(["rotate-key", "--kubeconfig", kubeconfig.to_str().unwrap()])
+            .output()
+            .unwrap()
+    }
+
     /// The highest resident memory one replica has had (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self, identity: &str) -> u64 {
         let (_, child, _) = self
