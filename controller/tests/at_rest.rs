@@ -1,6 +1,6 @@
 //! The controller's encryption-at-rest policy, end to end: the real binary with the RBAC
-//! from `manifests/`, against the test server whose modelled storage transformers decide
-//! what the canary write reports. Under `enforce` with a plaintext verdict nothing is
+//! from `manifests/`, against a real kube-apiserver whose `EncryptionConfiguration`
+//! (none, KMS v2 through a plugin, identity first) decides what the canary write reports. Under `enforce` with a plaintext verdict nothing is
 //! unsealed and the reason is shown; once the verdict is encrypted everything unseals;
 //! an existing Secret is left alone when the verdict turns plaintext again.
 #![allow(clippy::unwrap_used)]
@@ -8,14 +8,11 @@
 mod common;
 
 use common::*;
-use kseal_tests::apiserver::SecretStorage;
+/// Secrets through a KMS v2 plugin named `vault`.
+const KMS_V2: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - kms:\n          apiVersion: v2\n          name: vault\n          endpoint: unix://KMS_SOCKET\n      - identity: {}\n";
 
-fn kms_v2() -> SecretStorage {
-    SecretStorage::Encrypted {
-        prefix: "k8s:enc:kms:v2:vault:".into(),
-        key: None,
-    }
-}
+/// An aescbc key configured, but identity first: new writes are plaintext.
+const IDENTITY_FIRST: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - identity: {}\n      - aescbc:\n          keys:\n            - name: key1\n              secret: AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n";
 
 fn kseal_status(cluster: &Cluster) -> String {
     let admin = cluster.path("admin");
@@ -47,9 +44,6 @@ async fn seal_and_apply(cluster: &Cluster, cert: &str, name: &str, value: &str) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
     let mut cluster = Cluster::new().await;
-    cluster
-        .server
-        .set_secret_storage(SecretStorage::NotConfigured);
     cluster.start_controller_with(
         "replica-a",
         &[
@@ -105,7 +99,11 @@ async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
     assert!(events.contains("EncryptionAtRestNotConfigured"), "{events}");
 
     // The apiserver now encrypts Secrets: at the next check everything unseals.
-    cluster.server.set_secret_storage(kms_v2());
+    cluster
+        .plane
+        .set_encryption_config(Some(KMS_V2))
+        .await
+        .unwrap();
     for name in ["db", "api"] {
         wait_for("the Secret", || async {
             cluster.secrets("shop").get_opt(name).await.ok().flatten()
@@ -122,8 +120,10 @@ async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
 
     // Plaintext again: an update is refused and the existing Secret stays as it was.
     cluster
-        .server
-        .set_secret_storage(SecretStorage::IdentityFirst);
+        .plane
+        .set_encryption_config(Some(IDENTITY_FIRST))
+        .await
+        .unwrap();
     verdict_metric(&cluster, "plaintext").await;
     seal_and_apply(&cluster, cert, "db", "pw-at-rest-2").await;
     let (status, reason) = cluster.ready("shop", "db").await;
@@ -145,10 +145,11 @@ async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn warn_reports_plaintext_and_unseals_anyway() {
-    let mut cluster = Cluster::new().await;
-    cluster
-        .server
-        .set_secret_storage(SecretStorage::IdentityFirst);
+    let mut cluster = Cluster::with_options(Options {
+        encryption_config: Some(IDENTITY_FIRST.into()),
+        ..Options::default()
+    })
+    .await;
     cluster.start_controller_with("replica-a", &["--at-rest-interval", "1s"]);
     let recipients = cluster.recipients().await;
     seal_and_apply(&cluster, recipients.to_str().unwrap(), "db", "pw-warn").await;

@@ -55,7 +55,7 @@ fn seal_and_edit(
 
 /// A ServiceAccount `default/limited` that may only create and read SealedSecrets in
 /// `namespace`: the review's attacker.
-async fn limited_user(cluster: &Cluster, namespace: &str) -> String {
+async fn limited_user(cluster: &Cluster, namespace: &str) -> Credential {
     let rbac = cluster.path(&format!("limited-{namespace}.yaml"));
     std::fs::write(
         &rbac,
@@ -67,7 +67,11 @@ async fn limited_user(cluster: &Cluster, namespace: &str) -> String {
     cluster
         .kubectl(&["apply", "-f", rbac.to_str().unwrap()])
         .await;
-    cluster.server.service_account_token("default", "limited")
+    cluster
+        .plane
+        .service_account("default", "limited")
+        .await
+        .unwrap()
 }
 
 fn key_template() -> Value {

@@ -16,7 +16,6 @@ use std::process::Command;
 
 use common::*;
 use k8s_openapi::api::core::v1::Secret;
-use kseal_tests::apiserver::SecretStorage;
 use kube::api::{Api, ListParams};
 
 /// (file, start of the line, expected exit code, why it is not 0).
@@ -171,11 +170,11 @@ fn fixtures(env: &Env, dir: &Path, with_cluster_files: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_line_in_the_docs_runs() {
-    let mut cluster = Cluster::new().await;
-    cluster.server.set_secret_storage(SecretStorage::Encrypted {
-        prefix: "k8s:enc:secretbox:v1:".into(),
-        key: Some("key1".into()),
-    });
+    let mut cluster = Cluster::with_options(Options {
+        encryption_config: Some(ENC_YAML.into()),
+        ..Options::default()
+    })
+    .await;
     cluster.start_controller("replica-a");
     let recipients_doc = cluster.recipients().await;
     let keys: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");

@@ -312,10 +312,10 @@ async fn seal_from_the_cluster_and_status() {
     let mut cluster = Cluster::new().await;
     cluster.start_controller("replica-a");
     cluster.recipients().await;
-    let token = cluster.server.user_token("dev", &[]);
+    let token = cluster.plane.user("dev", &[]).unwrap();
     let dev = cluster.path("dev-kubeconfig");
     cluster
-        .server
+        .plane
         .write_kubeconfig(&dev, &token, "shop")
         .unwrap();
     let no_namespace = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: from-cluster\nstringData:\n  password: p\n";

@@ -408,11 +408,13 @@ async fn the_rotation_job_makes_keys_and_reads_none() {
         .kubectl(&["apply", "-f", rbac.to_str().unwrap()])
         .await;
     let token = cluster
-        .server
-        .service_account_token("kseal-system", "kseal-rotate-key");
+        .plane
+        .service_account("kseal-system", "kseal-rotate-key")
+        .await
+        .unwrap();
     let kubeconfig = cluster.path("rotate-key");
     cluster
-        .server
+        .plane
         .write_kubeconfig(&kubeconfig, &token, "kseal-system")
         .unwrap();
     let out = cluster.rotate_key(Some(&kubeconfig));

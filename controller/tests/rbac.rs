@@ -355,10 +355,10 @@ async fn without_secret_delete_the_canary_stays() {
 async fn without_recipients_reader_users_cannot_seal() {
     let (cluster, _dir) = without(9).await;
     cluster.recipients().await;
-    let token = cluster.server.user_token("dev", &[]);
+    let token = cluster.plane.user("dev", &[]).unwrap();
     let kubeconfig = cluster.path("dev-kubeconfig");
     cluster
-        .server
+        .plane
         .write_kubeconfig(&kubeconfig, &token, "shop")
         .unwrap();
     let input = secret_yaml("shop", "db", &[("password", "pw-rbac-2")]);
@@ -397,11 +397,11 @@ async fn without_endpointslices_no_per_apiserver_checks() {
 }
 
 /// `kseal verify` through the API, as `user` (admin when `None`), with a short timeout.
-fn verify_via_api(cluster: &Cluster, token: Option<&str>, file: &str) -> std::process::Output {
+fn verify_via_api(cluster: &Cluster, who: Option<&Credential>, file: &str) -> std::process::Output {
     let kubeconfig = cluster.path("verify-kubeconfig");
-    let server = &cluster.server;
-    server
-        .write_kubeconfig(&kubeconfig, token.unwrap_or(&server.admin_token), "shop")
+    let plane = &cluster.plane;
+    plane
+        .write_kubeconfig(&kubeconfig, who.unwrap_or(&plane.admin), "shop")
         .unwrap();
     cluster.kseal_unchecked(
         &[
@@ -452,7 +452,7 @@ async fn without_requester_role_editors_cannot_ask() {
     cluster
         .kubectl(&["apply", "-f", binding.to_str().unwrap()])
         .await;
-    let token = cluster.server.user_token("dev", &[]);
+    let token = cluster.plane.user("dev", &[]).unwrap();
     let out = verify_via_api(
         &cluster,
         Some(&token),

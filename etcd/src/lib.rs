@@ -15,7 +15,7 @@ use std::time::Duration;
 use http::uri::PathAndQuery;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
-pub use proto::{KeyValue, RangeResponse};
+pub use proto::{Event, KeyValue, RangeResponse};
 
 /// The largest answer accepted: one page of Secrets can be hundreds of MiB.
 const MAX_MESSAGE: usize = 512 * 1024 * 1024;
@@ -199,6 +199,84 @@ impl Client {
             .unary("/etcdserverpb.KV/Txn", proto::TxnRequest { success })
             .await?;
         Ok(response.header.map(|h| h.revision).unwrap_or_default())
+    }
+}
+
+
+impl Client {
+    /// `KV.Compact` at `revision`: older revisions are gone, and a watch that asks for
+    /// them is refused (as the apiserver's are, with `410 Gone`).
+    pub async fn compact(&mut self, revision: i64) -> Result<(), Error> {
+        let _: proto::CompactionResponse = self
+            .unary(
+                "/etcdserverpb.KV/Compact",
+                proto::CompactionRequest {
+                    revision,
+                    physical: true,
+                },
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// `Watch.Watch` on the keys under `prefix` from `start_revision` (0: from now on).
+    pub async fn watch_prefix(
+        &mut self,
+        prefix: &[u8],
+        start_revision: i64,
+    ) -> Result<Watch, Error> {
+        self.grpc
+            .ready()
+            .await
+            .map_err(|e| Error::Status(format!("not ready: {e}")))?;
+        let create = proto::WatchRequest {
+            create_request: Some(proto::WatchCreateRequest {
+                key: prefix.to_vec(),
+                range_end: prefix_end(prefix),
+                start_revision,
+            }),
+        };
+        // The request side stays open: etcd ends a watch whose client has hung up.
+        let requests = tokio_stream::StreamExt::chain(
+            tokio_stream::once(create),
+            tokio_stream::pending(),
+        );
+        let codec = tonic_prost::ProstCodec::<proto::WatchRequest, proto::WatchResponse>::default();
+        let stream = self
+            .grpc
+            .streaming(
+                tonic::Request::new(requests),
+                PathAndQuery::from_static("/etcdserverpb.Watch/Watch"),
+                codec,
+            )
+            .await?
+            .into_inner();
+        Ok(Watch { stream })
+    }
+}
+
+/// An open etcd watch.
+pub struct Watch {
+    stream: tonic::Streaming<proto::WatchResponse>,
+}
+
+impl Watch {
+    /// The next batch of events; `None` when the watch has ended.
+    pub async fn next(&mut self) -> Result<Option<Vec<Event>>, Error> {
+        loop {
+            let Some(response) = self.stream.message().await? else {
+                return Ok(None);
+            };
+            if response.canceled {
+                return Err(Error::Status(format!(
+                    "watch canceled (compacted at {}): {}",
+                    response.compact_revision, response.cancel_reason
+                )));
+            }
+            if !response.events.is_empty() {
+                return Ok(Some(response.events));
+            }
+        }
     }
 }
 

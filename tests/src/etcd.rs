@@ -1,6 +1,6 @@
-//! A real etcd (Debian's `etcd-server`) for the at-rest scan tests and benchmark: started
-//! on free loopback ports in a temporary data directory, stopped when dropped.
-
+//! A real etcd (the control plane's, built from `tests/cluster/go.mod`) for the at-rest
+//! scan tests and benchmark: started on free loopback ports in a temporary data
+//! directory, stopped when dropped.
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -66,16 +66,20 @@ fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// The etcd binary: `$KSEAL_ETCD`, else `etcd` on the PATH.
-fn binary() -> PathBuf {
-    std::env::var_os("KSEAL_ETCD")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("etcd"))
+/// etcd: `$KSEAL_ETCD`, else the etcd of the real control plane's build (`kseal-cluster
+/// etcd`, from `tests/cluster/go.mod`).
+fn command() -> Result<Command> {
+    if let Some(etcd) = std::env::var_os("KSEAL_ETCD") {
+        return Ok(Command::new(PathBuf::from(etcd)));
+    }
+    let bin = crate::cluster::binary().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut command = Command::new(bin);
+    command.arg("etcd");
+    Ok(command)
 }
 
 impl Etcd {
-    /// Starts etcd and waits until it answers. Fails (never skips) when etcd is missing:
-    /// `.ci/run` installs it (`apt-get install etcd-server`).
+    /// Starts etcd and waits until it answers. Fails (never skips) when etcd is missing.
     pub fn start() -> Result<Etcd> {
         Self::start_with(false)
     }
@@ -106,7 +110,7 @@ impl Etcd {
         };
         let peer_url = format!("http://127.0.0.1:{peer}");
         let log = std::fs::File::create(dir.path().join("etcd.log"))?;
-        let child = Command::new(binary())
+        let child = command()?
             .arg("--name=kseal-test")
             .arg(format!("--data-dir={}", dir.path().join("data").display()))
             .arg(format!("--listen-client-urls={endpoint}"))
@@ -120,12 +124,7 @@ impl Etcd {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .with_context(|| {
-                format!(
-                    "cannot run {} (install Debian's etcd-server, or set KSEAL_ETCD)",
-                    binary().display()
-                )
-            })?;
+            .context("cannot run etcd")?;
         let mut etcd = Etcd {
             child,
             endpoint,

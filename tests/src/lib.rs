@@ -1,9 +1,11 @@
 //! Cross-crate test support for kseal: the frozen decrypt-side test vectors of the
 //! sealing format (`tests/vectors/`), their schema, and the generator that wrote them.
-//! and the Kubernetes API test server ([`apiserver`]).
+//! and the real control plane tests run against ([`cluster`]).
 
 pub mod apiserver;
+pub mod cluster;
 pub mod etcd;
+pub mod faults;
 pub mod stored_values;
 
 use serde::{Deserialize, Serialize};

@@ -168,3 +168,41 @@ pub fn kms_v2(name: &str, key_id: &str, plaintext: &[u8], etcd_key: &str) -> Vec
     out.extend(object);
     out
 }
+
+/// `runtime.Unknown` as kube-apiserver stores it: only `raw` (2) is read.
+#[derive(Clone, PartialEq, prost::Message)]
+struct Unknown {
+    #[prost(bytes = "vec", tag = "2")]
+    raw: Vec<u8>,
+}
+
+/// `k8s.io/api/core/v1.Secret`: only `data` (2) is read.
+#[derive(Clone, PartialEq, prost::Message)]
+struct SecretData {
+    #[prost(btree_map = "string, bytes", tag = "2")]
+    data: std::collections::BTreeMap<String, Vec<u8>>,
+}
+
+/// The item names of a Secret as kube-apiserver stored it unencrypted (`k8s\x00` +
+/// protobuf), or `None` when the value is not that.
+pub fn stored_secret_items(stored: &[u8]) -> Option<Vec<String>> {
+    use prost::Message;
+    let body = stored.strip_prefix(b"k8s\x00")?;
+    let unknown = Unknown::decode(body).ok()?;
+    let secret = SecretData::decode(unknown.raw.as_slice()).ok()?;
+    Some(secret.data.into_keys().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_items_read_back_what_was_written() {
+        let stored = secret_protobuf("ns", "db", &[("b", b"2"), ("a", b"1")]);
+        assert_eq!(stored_secret_items(&stored).unwrap(), ["a", "b"]);
+        let empty = secret_protobuf("ns", "db", &[]);
+        assert!(stored_secret_items(&empty).unwrap().is_empty());
+        assert_eq!(stored_secret_items(b"k8s:enc:aescbc:v1:key1:..."), None);
+    }
+}

@@ -1,5 +1,7 @@
-//! The fault controls themselves: a per-verb error rate hits only that verb, latency is
-//! added, and the HTTP control API (for the binary) is for the admin identity only.
+//! The fault-injecting proxy itself, in front of a real kube-apiserver: a per-verb error
+//! rate hits only that verb, throttling answers 429 with Retry-After, latency is added,
+//! cut watches end, and authorization stays the apiserver's (the caller's token is
+//! forwarded, never replaced).
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -7,9 +9,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use k8s_openapi::api::core::v1::ConfigMap;
-use kseal_tests::apiserver::Faults;
-use kube::api::{Api, ListParams, PostParams};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kseal_tests::faults::{FaultProxy, Faults};
+use kube::api::{Api, ListParams, PostParams, WatchParams};
 
 fn cm(name: &str) -> ConfigMap {
     let mut cm = ConfigMap::default();
@@ -19,9 +22,11 @@ fn cm(name: &str) -> ConfigMap {
 
 #[tokio::test]
 async fn error_rate_applies_to_its_verb_only() {
-    let server = server().await;
-    let api: Api<ConfigMap> = Api::namespaced(admin(&server).await, "default");
-    server.set_faults(Faults {
+    let plane = plane().await;
+    let proxy = FaultProxy::start(&plane).await.unwrap();
+    let token = plane.admin_token().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(through(&proxy, &plane, &token).await, "default");
+    proxy.set_faults(Faults {
         error_rate: [("create".to_string(), 1.0)].into(),
         ..Faults::default()
     });
@@ -37,16 +42,41 @@ async fn error_rate_applies_to_its_verb_only() {
         other => panic!("{other}"),
     }
     api.list(&ListParams::default()).await.unwrap();
-    assert_eq!(server.faults_injected().0, 1);
-    server.set_faults(Faults::default());
+    api.get_opt("a").await.unwrap();
+    assert_eq!(proxy.injected().errors, 1);
+    proxy.set_faults(Faults::default());
     api.create(&PostParams::default(), &cm("a")).await.unwrap();
 }
 
 #[tokio::test]
+async fn throttling_answers_429_with_retry_after() {
+    let plane = plane().await;
+    let proxy = FaultProxy::start(&plane).await.unwrap();
+    let token = plane.admin_token().await.unwrap();
+    let client = through(&proxy, &plane, &token).await;
+    proxy.set_faults(Faults {
+        throttle_rate: 1.0,
+        ..Faults::default()
+    });
+    let req = http::Request::get("/api/v1/namespaces/default/configmaps")
+        .body(Vec::new())
+        .unwrap();
+    let resp = client
+        .send(req.map(kube::client::Body::from))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 429);
+    assert_eq!(resp.headers()["retry-after"], "1");
+    assert_eq!(proxy.injected().throttled, 1);
+}
+
+#[tokio::test]
 async fn latency_is_added_to_every_request() {
-    let server = server().await;
-    let api: Api<ConfigMap> = Api::namespaced(admin(&server).await, "default");
-    server.set_faults(Faults {
+    let plane = plane().await;
+    let proxy = FaultProxy::start(&plane).await.unwrap();
+    let token = plane.admin_token().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(through(&proxy, &plane, &token).await, "default");
+    proxy.set_faults(Faults {
         latency: Duration::from_millis(300),
         ..Faults::default()
     });
@@ -59,67 +89,40 @@ async fn latency_is_added_to_every_request() {
 }
 
 #[tokio::test]
-async fn http_control_api_is_admin_only() {
-    let server = server().await;
-    let admin_client = admin(&server).await;
-    let user = client_with(&server, &server.user_token("dev", &[])).await;
-    let body = r#"{"errorRate": {"list": 1.0}}"#;
-    assert_eq!(
-        raw(
-            &user,
-            "POST",
-            "/_kseal-test/faults",
-            "application/json",
-            body
-        )
+async fn a_cut_watch_ends() {
+    let plane = plane().await;
+    let proxy = FaultProxy::start(&plane).await.unwrap();
+    let token = plane.admin_token().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(through(&proxy, &plane, &token).await, "default");
+    let list = api.list(&ListParams::default()).await.unwrap();
+    let rv = list.metadata.resource_version.unwrap();
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(290), &rv)
         .await
-        .0,
-        403
-    );
-    assert_eq!(
-        raw(
-            &admin_client,
-            "POST",
-            "/_kseal-test/faults",
-            "application/json",
-            body
-        )
-        .await
-        .0,
-        200
-    );
-    let (code, _) = raw(
-        &admin_client,
-        "GET",
-        "/api/v1/namespaces/default/configmaps",
-        "application/json",
-        "",
-    )
+        .unwrap()
+        .boxed();
+    api.create(&PostParams::default(), &cm("seen")).await.unwrap();
+    assert!(stream.try_next().await.unwrap().is_some(), "the watch works");
+    proxy.drop_watches();
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(Ok(_)) = stream.next().await {}
+    })
     .await;
-    assert_eq!(code, 500, "the fault set over HTTP is in force");
-    let (code, body) = raw(
-        &admin_client,
-        "POST",
-        "/_kseal-test/tokens",
-        "application/json",
-        r#"{"serviceAccount": {"namespace": "ns", "name": "sa"}}"#,
-    )
-    .await;
-    assert_eq!(code, 200);
-    let sa = client_with(&server, body["token"].as_str().unwrap()).await;
-    let (code, status) = raw(
-        &sa,
-        "GET",
-        "/api/v1/namespaces/ns/secrets/x",
-        "application/json",
-        "",
-    )
-    .await;
-    assert_eq!(code, 403);
-    assert!(
-        status["message"]
-            .as_str()
-            .unwrap()
-            .contains("system:serviceaccount:ns:sa")
-    );
+    assert!(ended.is_ok(), "the cut watch ended");
+    assert_eq!(proxy.injected().cut_watches, 1);
+}
+
+#[tokio::test]
+async fn the_callers_identity_passes_through() {
+    let plane = plane().await;
+    let proxy = FaultProxy::start(&plane).await.unwrap();
+    let sa = plane.service_account("default", "nobody").await.unwrap();
+    let api: Api<Secret> = Api::namespaced(through(&proxy, &plane, &sa).await, "default");
+    match api.get_opt("x").await.unwrap_err() {
+        kube::Error::Api(s) => {
+            assert_eq!(s.code, 403);
+            assert!(s.message.contains("system:serviceaccount:default:nobody"), "{}", s.message);
+        }
+        other => panic!("{other}"),
+    }
 }

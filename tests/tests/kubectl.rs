@@ -1,6 +1,7 @@
-//! `kubectl` 1.32 (installed on these machines) against the test server through a
-//! kubeconfig: apply the CRD, then create, get, list, watch, patch and delete a
-//! SealedSecret and a Secret, with kubectl's default (strict) validation.
+//! `kubectl` (installed on these machines) against a real kube-apiserver through a
+//! kubeconfig: apply kseal's CRD, then create, get (by its short name), list, watch,
+//! patch and delete a SealedSecret and a Secret, with kubectl's default (strict)
+//! validation against the CRD's schema.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -74,13 +75,14 @@ stringData:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_round_trip() {
-    let server = server().await;
+    let plane = plane().await;
     let k = Kubectl {
         dir: tempfile::tempdir().unwrap(),
     };
-    server
-        .write_kubeconfig(&k.config(), &server.admin_token, "shop")
+    plane
+        .write_kubeconfig(&k.config(), &plane.admin, "shop")
         .unwrap();
+    k.ok(&["create", "namespace", "shop"]).await;
     let crd = concat!(env!("CARGO_MANIFEST_DIR"), "/../manifests/crd.yaml");
 
     assert_eq!(
@@ -91,6 +93,13 @@ async fn kubectl_round_trip() {
         k.ok(&["apply", "-f", crd]).await.trim(),
         "customresourcedefinition.apiextensions.k8s.io/sealedsecrets.kseal.dev unchanged\ncustomresourcedefinition.apiextensions.k8s.io/sealedsecretrequests.kseal.dev unchanged"
     );
+    k.ok(&[
+        "wait",
+        "--for=condition=established",
+        "crd/sealedsecrets.kseal.dev",
+        "crd/sealedsecretrequests.kseal.dev",
+    ])
+    .await;
     assert!(k.ok(&["get", "sealedsecrets"]).await.is_empty());
     let empty = k.run(&["get", "sealedsecrets"]).await;
     assert_eq!(
@@ -214,5 +223,9 @@ async fn kubectl_round_trip() {
         k.ok(&["delete", "secret", "plain"]).await.trim(),
         "secret \"plain\" deleted"
     );
-    assert_eq!(server.count("secrets"), 0);
+    let left = k.run(&["get", "secrets"]).await;
+    assert_eq!(
+        String::from_utf8_lossy(&left.stderr).trim(),
+        "No resources found in shop namespace."
+    );
 }

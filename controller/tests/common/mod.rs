@@ -1,6 +1,8 @@
-//! An e2e "cluster": the test API server with the manifests applied by kubectl, the real
-//! `kseal-controller` binary running as its ServiceAccount (so only the RBAC in
-//! `manifests/` applies), the real `kseal` CLI, and helpers to wait for outcomes.
+//! An e2e "cluster": a real control plane (etcd, kube-apiserver, kube-controller-manager;
+//! `kseal_tests::cluster`) with the manifests applied by kubectl, the real
+//! `kseal-controller` binary running as its ServiceAccount with a token from the
+//! TokenRequest API (so only the RBAC in `manifests/` applies), the real `kseal` CLI, and
+//! helpers to wait for outcomes.
 #![allow(dead_code, clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
@@ -9,13 +11,18 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kseal_core::resource::SealedSecret;
-use kseal_tests::apiserver::{Config, TestServer};
+pub use kseal_tests::cluster::{ControlPlane, Credential, Options};
+use kseal_tests::faults::FaultProxy;
 use kube::Client;
 use kube::api::{Api, ListParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// Namespaces the tests put their objects in, created with the cluster.
+const NAMESPACES: [&str; 5] = ["shop", "web", "load", "prod", "staging"];
 
 pub struct Cluster {
-    pub server: TestServer,
+    pub plane: ControlPlane,
+    /// Between the controller and the apiserver, when the test asked for faults.
+    pub proxy: Option<FaultProxy>,
     pub dir: tempfile::TempDir,
     pub admin: Client,
     pub controllers: Vec<(String, Child, u16)>,
@@ -51,21 +58,36 @@ impl Cluster {
 
     /// A cluster with the kustomization at `manifests` applied instead of the repository's.
     pub async fn with_manifests(manifests: &Path) -> Cluster {
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let server = TestServer::start(Config::default()).await.unwrap();
+        Self::build(manifests, Options::default(), false).await
+    }
+
+    /// A cluster on a control plane started with `options`.
+    pub async fn with_options(options: Options) -> Cluster {
+        Self::build(&repo().join("manifests"), options, false).await
+    }
+
+    /// A cluster whose controllers reach the apiserver through a [`FaultProxy`].
+    pub async fn with_fault_proxy(options: Options) -> Cluster {
+        Self::build(&repo().join("manifests"), options, true).await
+    }
+
+    async fn build(manifests: &Path, mut options: Options, proxied: bool) -> Cluster {
+        // kube-controller-manager starts once the CRDs exist, so that its garbage
+        // collector watches SealedSecrets from the start.
+        let controller_manager = std::mem::replace(&mut options.controller_manager, false);
+        let plane = ControlPlane::start(options).await.unwrap();
         let dir = tempfile::tempdir().unwrap();
-        server
-            .write_kubeconfig(&dir.path().join("admin"), &server.admin_token, "default")
+        plane
+            .write_kubeconfig(&dir.path().join("admin"), &plane.admin, "default")
             .unwrap();
-        let kubeconfig =
-            Kubeconfig::from_yaml(&server.kubeconfig(&server.admin_token, "default")).unwrap();
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await
-                .unwrap();
-        let admin = Client::try_from(config).unwrap();
+        let admin = plane.client(&plane.admin).await.unwrap();
+        let proxy = match proxied {
+            true => Some(FaultProxy::start(&plane).await.unwrap()),
+            false => None,
+        };
         let cluster = Cluster {
-            server,
+            plane,
+            proxy,
             dir,
             admin,
             controllers: Vec::new(),
@@ -73,6 +95,32 @@ impl Cluster {
         cluster
             .kubectl(&["apply", "-k", manifests.to_str().unwrap()])
             .await;
+        for ns in NAMESPACES {
+            cluster.kubectl(&["create", "namespace", ns]).await;
+        }
+        cluster
+            .kubectl(&[
+                "wait",
+                "--for=condition=established",
+                "crd/sealedsecrets.kseal.dev",
+                "crd/sealedsecretrequests.kseal.dev",
+            ])
+            .await;
+        if controller_manager {
+            cluster.plane.start_controller_manager().unwrap();
+        }
+        // The controller's identity: a real ServiceAccount token, through the proxy when
+        // there is one.
+        let token = cluster
+            .plane
+            .service_account("kseal-system", "kseal-controller")
+            .await
+            .unwrap();
+        let kubeconfig = match &cluster.proxy {
+            Some(proxy) => proxy.kubeconfig(&cluster.plane, &token, "kseal-system"),
+            None => cluster.plane.kubeconfig(&token, "kseal-system"),
+        };
+        std::fs::write(cluster.path("controller"), kubeconfig).unwrap();
         cluster
     }
 
@@ -98,16 +146,7 @@ impl Cluster {
 
     /// A kubeconfig for the controller's ServiceAccount.
     pub fn controller_kubeconfig(&self) -> PathBuf {
-        let path = self.path("controller");
-        if !path.exists() {
-            let token = self
-                .server
-                .service_account_token("kseal-system", "kseal-controller");
-            self.server
-                .write_kubeconfig(&path, &token, "kseal-system")
-                .unwrap();
-        }
-        path
+        self.path("controller")
     }
 
     pub fn start_controller(&mut self, identity: &str) -> u16 {
@@ -205,11 +244,13 @@ impl Cluster {
         serde_json::from_str(&cm.data.unwrap()["recipients.json"]).unwrap()
     }
 
-    /// kubectl as someone else (a token of the test server), without checking the result.
-    pub async fn kubectl_as(&self, token: &str, args: &[&str]) -> Output {
-        let kubeconfig = self.path(&format!("as-{}", &token[..8]));
-        self.server
-            .write_kubeconfig(&kubeconfig, token, "default")
+    /// kubectl as someone else, without checking the result.
+    pub async fn kubectl_as(&self, who: &Credential, args: &[&str]) -> Output {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let kubeconfig = self.path(&format!("as-{n}"));
+        self.plane
+            .write_kubeconfig(&kubeconfig, who, "default")
             .unwrap();
         let mut c = Command::new("kubectl");
         c.args(args)

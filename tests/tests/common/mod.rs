@@ -1,30 +1,34 @@
-//! Starting a test server and connecting an unmodified kube-rs client to it through a
-//! kubeconfig, as a controller would.
+//! Starting a real control plane and connecting an unmodified kube-rs client to it
+//! through a kubeconfig, as a controller would.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use kseal_tests::apiserver::{Config, TestServer};
+use std::time::Duration;
+
+use kseal_tests::cluster::{ControlPlane, Credential, Options};
+use kseal_tests::faults::FaultProxy;
 use kube::Client;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
-pub async fn server() -> TestServer {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    TestServer::start(Config::default()).await.unwrap()
+pub async fn plane() -> ControlPlane {
+    ControlPlane::start(Options::default()).await.unwrap()
 }
 
-pub async fn client_with(server: &TestServer, token: &str) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(&server.kubeconfig(token, "default")).unwrap();
+pub async fn admin(plane: &ControlPlane) -> Client {
+    plane.client(&plane.admin).await.unwrap()
+}
+
+/// A client whose requests go through `proxy`, as `who` (a token: a client certificate
+/// does not pass a proxy that ends TLS).
+pub async fn through(proxy: &FaultProxy, plane: &ControlPlane, who: &Credential) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(&proxy.kubeconfig(plane, who, "default")).unwrap();
     let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
         .unwrap();
     Client::try_from(config).unwrap()
 }
 
-pub async fn admin(server: &TestServer) -> Client {
-    client_with(server, &server.admin_token).await
-}
-
 /// Applies manifests/crd.yaml (the real SealedSecret and SealedSecretRequest CRDs)
-/// through the API.
+/// through the API and waits until both are established.
 pub async fn install_crd(client: &Client) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     let text = std::fs::read_to_string(concat!(
@@ -33,8 +37,20 @@ pub async fn install_crd(client: &Client) {
     ))
     .unwrap();
     let api: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
-    for crd in serde_saphyr::from_multiple::<CustomResourceDefinition>(&text).unwrap() {
-        api.create(&Default::default(), &crd).await.unwrap();
+    let crds = serde_saphyr::from_multiple::<CustomResourceDefinition>(&text).unwrap();
+    for crd in &crds {
+        api.create(&Default::default(), crd).await.unwrap();
+    }
+    for crd in &crds {
+        let name = crd.metadata.name.clone().unwrap();
+        let cond = kube::runtime::conditions::is_crd_established();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            kube::runtime::wait::await_condition(api.clone(), &name, cond),
+        )
+        .await
+        .unwrap()
+        .unwrap();
     }
 }
 

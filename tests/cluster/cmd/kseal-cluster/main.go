@@ -1,0 +1,65 @@
+// Command kseal-cluster is the real Kubernetes control plane kseal's tests run against,
+// in one binary the way k3s and microshift embed it: etcd, kube-apiserver and
+// kube-controller-manager from their pinned upstream modules, plus the kstatus verdict
+// Flux and Argo CD compute and a KMS v2 plugin for encryption at rest. The first argument picks the component; the rest are that
+// component's own flags, unchanged.
+package main
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	etcdmain "go.etcd.io/etcd/server/v3/etcdmain"
+	"k8s.io/component-base/cli"
+	_ "k8s.io/component-base/logs/json/register"
+	_ "k8s.io/component-base/metrics/prometheus/clientgo"
+	_ "k8s.io/component-base/metrics/prometheus/version"
+	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
+	kcm "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+)
+
+const usage = "usage: kseal-cluster etcd|kube-apiserver|kube-controller-manager|kstatus|kms-plugin [flags]"
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	exitWithParent()
+	component, args := os.Args[1], os.Args[2:]
+	os.Args = append([]string{component}, args...)
+	switch component {
+	case "etcd":
+		etcdmain.Main(os.Args)
+	case "kube-apiserver":
+		os.Exit(cli.Run(apiserver.NewAPIServerCommand()))
+	case "kube-controller-manager":
+		os.Exit(cli.Run(kcm.NewControllerManagerCommand()))
+	case "kstatus":
+		os.Exit(kstatus(os.Stdin, os.Stdout, os.Stderr))
+	case "kms-plugin":
+		os.Exit(kms(args, os.Stderr))
+	default:
+		fmt.Fprintf(os.Stderr, "kseal-cluster: unknown component %q\n%s\n", component, usage)
+		os.Exit(2)
+	}
+}
+
+// exitWithParent ends the process when the process named by KSEAL_CLUSTER_PARENT is no
+// longer its parent: a test that dies, however it dies, leaves no control plane behind.
+func exitWithParent() {
+	parent, err := strconv.Atoi(os.Getenv("KSEAL_CLUSTER_PARENT"))
+	if err != nil {
+		return
+	}
+	go func() {
+		for range time.Tick(200 * time.Millisecond) {
+			if os.Getppid() != parent {
+				fmt.Fprintln(os.Stderr, "kseal-cluster: parent process gone, exiting")
+				os.Exit(1)
+			}
+		}
+	}()
+}
