@@ -159,12 +159,12 @@ async fn event(client: &Client, namespace: &str, identity: &str, verdict: &Verdi
         reporting_instance: Some(identity.into()),
         ..Event::default()
     };
-    event.metadata.generate_name = Some(format!("{RECIPIENTS_CONFIGMAP}."));
+    event.metadata.name = Some(crate::reconcile::event_name(RECIPIENTS_CONFIGMAP));
     event.metadata.namespace = Some(namespace.into());
     if let Err(e) = Api::<Event>::namespaced(client.clone(), namespace)
         .create(&PostParams::default(), &event)
         .await
     {
-        tracing::debug!(error = %e, "could not publish an event");
+        tracing::warn!(error = %e, "could not publish an event");
     }
 }

@@ -68,6 +68,11 @@ pub enum Error {
         "Secret {0:?} exists and is not managed by this SealedSecret; annotate it with kseal.dev/managed: \"true\" to let kseal take it over"
     )]
     SecretNotOwned(String),
+    /// kube-apiserver refused the Secret as invalid (422), for example a template `type`
+    /// that differs from the existing Secret's, which is immutable. Its message names
+    /// fields, never values.
+    #[error("the API refused the Secret: {0}")]
+    SecretRejected(String),
     #[error("the SealedSecret has no namespace")]
     NoNamespace,
     #[error(transparent)]
@@ -94,6 +99,7 @@ impl Error {
             }
             Error::NoKeys => "NoMatchingKey",
             Error::SecretNotOwned(_) => "SecretNotOwned",
+            Error::SecretRejected(_) => "SecretRejected",
             Error::NoNamespace => "InvalidSealedSecret",
             Error::Policy(e) => e.reason(),
             Error::EncryptionAtRestNotConfigured => "EncryptionAtRestNotConfigured",
@@ -229,8 +235,12 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
         .await;
     // Request bodies hold plaintext: wiped as soon as they are sent.
     crate::keys::wipe_data(&mut secret);
-    result?;
-    Ok(())
+    match result {
+        Err(kube::Error::Api(status)) if status.code == 422 => {
+            Err(Error::SecretRejected(status.message))
+        }
+        other => other.map(|_| ()).map_err(Error::from),
+    }
 }
 
 /// The Secret a SealedSecret describes. In patch mode (an existing Secret annotated
@@ -351,12 +361,23 @@ async fn publish_event(
         reporting_instance: Some(ctx.identity.clone()),
         ..Event::default()
     };
-    event.metadata.generate_name = Some(format!("{}.", ss.name_any()));
+    event.metadata.name = Some(event_name(&ss.name_any()));
     event.metadata.namespace = Some(namespace.clone());
     let api: Api<Event> = Api::namespaced(ctx.client.clone(), &namespace);
     tokio::spawn(async move {
         if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::debug!(error = %e, "could not publish an event");
+            tracing::warn!(error = %e, "could not publish an event");
         }
     });
+}
+
+/// An Event's name as client-go makes it: the object's name and the time in hex
+/// nanoseconds. (`generateName: "<name>."` is invalid: a generated name must end with an
+/// alphanumeric character, and kube-apiserver refuses the prefix.)
+pub(crate) fn event_name(regarding: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("{regarding}.{nanos:x}")
 }

@@ -11,6 +11,10 @@ use common::*;
 /// Secrets through a KMS v2 plugin named `vault`.
 const KMS_V2: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - kms:\n          apiVersion: v2\n          name: vault\n          endpoint: unix://KMS_SOCKET\n      - identity: {}\n";
 
+/// Back to plaintext after KMS: identity first, the KMS provider kept so that what it
+/// encrypted can still be read (without it the apiserver cannot list Secrets at all).
+const KMS_THEN_IDENTITY_FIRST: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - identity: {}\n      - kms:\n          apiVersion: v2\n          name: vault\n          endpoint: unix://KMS_SOCKET\n";
+
 /// An aescbc key configured, but identity first: new writes are plaintext.
 const IDENTITY_FIRST: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - identity: {}\n      - aescbc:\n          keys:\n            - name: key1\n              secret: AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n";
 
@@ -121,7 +125,7 @@ async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
     // Plaintext again: an update is refused and the existing Secret stays as it was.
     cluster
         .plane
-        .set_encryption_config(Some(IDENTITY_FIRST))
+        .set_encryption_config(Some(KMS_THEN_IDENTITY_FIRST))
         .await
         .unwrap();
     verdict_metric(&cluster, "plaintext").await;

@@ -133,6 +133,25 @@ async fn sealed_secret_lifecycle() {
     })
     .await;
 
+    // A Secret's type cannot change: taking over one of another type is refused by the
+    // apiserver, and the reason says so.
+    let opaque = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: typed\n  namespace: shop\n  annotations:\n    kseal.dev/managed: \"true\"\ntype: Opaque\nstringData:\n  password: old\n";
+    std::fs::write(cluster.path("typed-secret.yaml"), opaque).unwrap();
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("typed-secret.yaml").to_str().unwrap()])
+        .await;
+    let input = secret_yaml("shop", "typed", &[("password", PLAINTEXT[3])]);
+    cluster.kseal(&["seal", "--cert", cert, "-w", "typed.yaml"], input.as_bytes());
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("typed.yaml").to_str().unwrap()])
+        .await;
+    assert_eq!(
+        cluster.ready("shop", "typed").await,
+        ("False".into(), "SecretRejected".into())
+    );
+    let kept = secrets.get("typed").await.unwrap();
+    assert_eq!(data_of(&kept, "password").as_deref(), Some("old"));
+
     assert_no_plaintext(&cluster).await;
 }
 
@@ -202,7 +221,7 @@ async fn refusals_leave_secrets_alone() {
     );
 
     // an existing Secret the controller does not own is refused, until annotated
-    let plain = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: legacy\n  namespace: shop\nstringData:\n  password: old\n";
+    let plain = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: legacy\n  namespace: shop\ntype: kubernetes.io/basic-auth\nstringData:\n  password: old\n";
     std::fs::write(cluster.path("legacy-secret.yaml"), plain).unwrap();
     cluster
         .kubectl(&[

@@ -17,7 +17,7 @@ use kube::Client;
 use kube::api::{Api, ListParams};
 
 /// Namespaces the tests put their objects in, created with the cluster.
-const NAMESPACES: [&str; 5] = ["shop", "web", "load", "prod", "staging"];
+const NAMESPACES: [&str; 6] = ["shop", "web", "load", "prod", "staging", "dev"];
 
 pub struct Cluster {
     pub plane: ControlPlane,
