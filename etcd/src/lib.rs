@@ -204,6 +204,18 @@ impl Client {
 
 
 impl Client {
+    /// The store's current revision (from the header of a one-key range).
+    pub async fn revision(&mut self) -> Result<i64, Error> {
+        let response = self
+            .range(Range {
+                key: b"/".to_vec(),
+                limit: 1,
+                ..Range::default()
+            })
+            .await?;
+        Ok(response.header.map(|h| h.revision).unwrap_or_default())
+    }
+
     /// `KV.Compact` at `revision`: older revisions are gone, and a watch that asks for
     /// them is refused (as the apiserver's are, with `410 Gone`).
     pub async fn compact(&mut self, revision: i64) -> Result<(), Error> {

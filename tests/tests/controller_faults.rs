@@ -144,11 +144,9 @@ async fn controller_converges_through_faults() {
         tokio::spawn(async move {
             for tick in 0u64.. {
                 tokio::time::sleep(Duration::from_millis(350)).await;
-                if tick % 2 == 1
-                    && let Ok(now) = etcd.range(Default::default()).await
-                    && let Some(header) = now.header
-                {
-                    let _ = etcd.compact(header.revision).await;
+                if tick % 2 == 1 {
+                    let now = etcd.revision().await.unwrap();
+                    etcd.compact(now).await.unwrap();
                 }
                 proxy.drop_watches();
             }

@@ -481,7 +481,16 @@ impl Drop for Cluster {
 }
 
 /// Polls `f` every 100 ms for up to 30 s.
-pub async fn wait_for<T, F, Fut>(what: &str, mut f: F) -> T
+pub async fn wait_for<T, F, Fut>(what: &str, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    wait_for_within(what, Duration::from_secs(30), f).await
+}
+
+/// Polls `f` every 100 ms for up to `limit`.
+pub async fn wait_for_within<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -491,10 +500,7 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
