@@ -79,7 +79,8 @@ async fn converges_through_faults_without_partial_secrets() {
                 if tick % 3 == 2 {
                     // Compact etcd to now, then cut: the watches resume from before it.
                     if let Ok(now) = etcd.revision().await {
-                        etcd.compact(now).await.unwrap();
+                        // Refused when nothing was written since the last one.
+                        let _ = etcd.compact(now).await;
                     }
                 }
                 proxy.drop_watches();

@@ -145,8 +145,9 @@ async fn controller_converges_through_faults() {
             for tick in 0u64.. {
                 tokio::time::sleep(Duration::from_millis(350)).await;
                 if tick % 2 == 1 {
+                    // Refused when nothing was written since the last one.
                     let now = etcd.revision().await.unwrap();
-                    etcd.compact(now).await.unwrap();
+                    let _ = etcd.compact(now).await;
                 }
                 proxy.drop_watches();
             }

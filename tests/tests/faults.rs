@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kseal_tests::cluster::ControlPlane;
 use kseal_tests::faults::{FaultProxy, Faults};
 use kube::api::{Api, ListParams, PostParams, WatchParams};
 
@@ -52,22 +53,57 @@ async fn error_rate_applies_to_its_verb_only() {
 async fn throttling_answers_429_with_retry_after() {
     let plane = plane().await;
     let proxy = FaultProxy::start(&plane).await.unwrap();
-    let token = plane.admin_token().await.unwrap();
-    let client = through(&proxy, &plane, &token).await;
     proxy.set_faults(Faults {
         throttle_rate: 1.0,
         ..Faults::default()
     });
-    let req = http::Request::get("/api/v1/namespaces/default/configmaps")
-        .body(Vec::new())
+    // A raw request: kube's client would retry the 429 itself.
+    let head = raw_get(&plane, &proxy, "/api/v1/namespaces/default/configmaps").await;
+    assert!(head.starts_with("HTTP/1.1 429"), "{head}");
+    assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+    assert_eq!(proxy.injected().throttled, 1);
+
+    // kube's client waits and retries: with half the requests throttled, a list gets
+    // through.
+    proxy.set_faults(Faults {
+        throttle_rate: 0.5,
+        ..Faults::default()
+    });
+    let token = plane.admin_token().await.unwrap();
+    let api: Api<ConfigMap> = Api::namespaced(through(&proxy, &plane, &token).await, "default");
+    for _ in 0..4 {
+        api.list(&ListParams::default()).await.unwrap();
+    }
+    assert!(proxy.injected().throttled > 1);
+}
+
+/// `GET path` through the proxy over a bare TLS connection; the response's head.
+async fn raw_get(plane: &ControlPlane, proxy: &FaultProxy, path: &str) -> String {
+    use rustls::pki_types::pem::PemObject;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from_pem_slice(plane.ca_pem.as_bytes()).unwrap())
         .unwrap();
-    let resp = client
-        .send(req.map(kube::client::Body::from))
+    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let port: u16 = proxy.url.rsplit(':').next().unwrap().parse().unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
         .await
         .unwrap();
-    assert_eq!(resp.status(), 429);
-    assert_eq!(resp.headers()["retry-after"], "1");
-    assert_eq!(proxy.injected().throttled, 1);
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    let _ = tls.read_to_string(&mut response).await;
+    response.split("\r\n\r\n").next().unwrap().to_owned()
 }
 
 #[tokio::test]
