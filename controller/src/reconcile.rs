@@ -60,7 +60,9 @@ pub struct Context {
 /// ones retry soon with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("cannot unseal: {0}")]
+    /// Names the item and why (`OpenError` messages carry no ciphertext or plaintext), so
+    /// the condition Flux and Argo CD show says what to fix.
+    #[error("cannot unseal: {0}: {why}", why = .0.source)]
     Unseal(#[source] ItemError),
     #[error("no sealing keys are loaded")]
     NoKeys,
@@ -289,8 +291,10 @@ fn desired_secret(
     secret
 }
 
-/// Writes the Ready condition and observedGeneration when they change. Returns whether
-/// anything changed (events are published only then).
+/// Writes the status when it changes: `Ready` with `status`, `reason` and `message`, and
+/// on a failure also `Stalled=True` with the same reason. kstatus (Flux, Argo CD) reads
+/// `Stalled=True` as `Failed`, a lagging `observedGeneration` as `InProgress`, and
+/// neither as `Current`. Returns whether it wrote.
 async fn set_status(
     ss: &SealedSecret,
     ctx: &Context,
@@ -299,34 +303,38 @@ async fn set_status(
     message: &str,
 ) -> Result<bool, Error> {
     let generation = ss.metadata.generation;
-    let current = ss
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-    let same = current.is_some_and(|c| {
-        c.status == status
-            && c.reason == reason
-            && c.message == message
-            && c.observed_generation == generation
-    }) && ss.status.as_ref().and_then(|s| s.observed_generation) == generation;
-    if same {
-        return Ok(false);
-    }
+    let existing = ss.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
-    let transition = match current {
-        Some(c) if c.status == status => c.last_transition_time.clone(),
-        _ => now,
-    };
-    let new = SealedSecretStatus {
-        observed_generation: generation,
-        conditions: vec![Condition {
-            type_: "Ready".into(),
+    let condition = |type_: &str, status: &str| {
+        let transition = match existing.iter().find(|c| c.type_ == type_) {
+            Some(c) if c.status == status => c.last_transition_time.clone(),
+            _ => now.clone(),
+        };
+        Condition {
+            type_: type_.into(),
             status: status.into(),
             reason: reason.into(),
             message: message.into(),
             observed_generation: generation,
             last_transition_time: transition,
-        }],
+        }
+    };
+    let mut conditions = vec![condition("Ready", status)];
+    if status == "False" {
+        conditions.push(condition("Stalled", "True"));
+    }
+    let same = ss.status.as_ref().and_then(|s| s.observed_generation) == generation
+        && existing.len() == conditions.len()
+        && existing.iter().zip(&conditions).all(|(a, b)| {
+            (&a.type_, &a.status, &a.reason, &a.message, a.observed_generation)
+                == (&b.type_, &b.status, &b.reason, &b.message, b.observed_generation)
+        });
+    if same {
+        return Ok(false);
+    }
+    let new = SealedSecretStatus {
+        observed_generation: generation,
+        conditions,
     };
     let api: Api<SealedSecret> =
         Api::namespaced(ctx.client.clone(), &ss.namespace().unwrap_or_default());

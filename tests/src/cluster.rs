@@ -646,3 +646,39 @@ fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
 }
+
+/// One object's health as kstatus computes it (`sigs.k8s.io/cli-utils`
+/// `status.Compute`, the library Flux and Argo CD use).
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct KstatusVerdict {
+    pub namespace: String,
+    pub name: String,
+    /// `InProgress`, `Failed`, `Current`, `Terminating`, `NotFound` or `Unknown`.
+    pub status: String,
+    pub message: String,
+}
+
+/// Runs the real kstatus library on `objects` (JSON: one object, or a List as
+/// `kubectl get -o json` prints it).
+pub fn kstatus(objects: &str) -> Result<Vec<KstatusVerdict>, Error> {
+    use std::io::Write;
+    let mut child = Command::new(binary()?)
+        .arg("kstatus")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or("no stdin")?
+        .write_all(objects.as_bytes())?;
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
+    }
+    String::from_utf8(out.stdout)?
+        .lines()
+        .map(|l| Ok(serde_json::from_str(l)?))
+        .collect()
+}
