@@ -451,3 +451,42 @@ async fn patch_mode_and_skip_owner_reference() {
         "outlives its SealedSecret"
     );
 }
+
+/// Garbage collection by the real kube-controller-manager: deleting a SealedSecret
+/// removes its Secret; `kubectl delete --cascade=orphan` keeps the Secret and the
+/// collector drops its owner reference.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_collection_follows_the_cascade() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    let cert = cluster.recipients().await;
+    for name in ["collected", "orphaned"] {
+        cluster
+            .seal_and_apply(&cert, "shop", name, &[("password", "pw-gc")])
+            .await;
+        assert_eq!(cluster.ready("shop", name).await.1, "Unsealed");
+    }
+    let secrets = cluster.secrets("shop");
+    cluster
+        .kubectl(&["delete", "sealedsecret", "collected", "-n", "shop"])
+        .await;
+    wait_for("the Secret to be collected", || async {
+        secrets.get_opt("collected").await.ok()?.is_none().then_some(())
+    })
+    .await;
+
+    // The controller would write an orphaned Secret back if it still saw the
+    // SealedSecret; stopped, the orphaning is the collector's alone.
+    cluster.stop_controller("replica-a");
+    cluster
+        .kubectl(&["delete", "sealedsecret", "orphaned", "-n", "shop", "--cascade=orphan"])
+        .await;
+    wait_for("the orphan's owner reference to go", || async {
+        let s = secrets.get_opt("orphaned").await.ok()??;
+        s.owner_references().is_empty().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let kept = secrets.get("orphaned").await.unwrap();
+    assert_eq!(data_of(&kept, "password").as_deref(), Some("pw-gc"));
+}

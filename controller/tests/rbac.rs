@@ -442,11 +442,12 @@ async fn without_requester_role_editors_cannot_ask() {
     let (cluster, _dir) = without(10).await;
     let cert = cluster.recipients().await;
     apply_sealed(&cluster, &cert).await;
-    // What aggregation into `edit` gives a namespace editor, bound directly.
+    // A namespace editor: the built-in `edit`, into which kube-controller-manager
+    // aggregates kseal-requester (here without its rule).
     let binding = cluster.path("binding.yaml");
     std::fs::write(
         &binding,
-        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: dev-requester\n  namespace: shop\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: kseal-requester\nsubjects:\n  - kind: User\n    name: dev\n    apiGroup: rbac.authorization.k8s.io\n",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata:\n  name: dev-editor\n  namespace: shop\nroleRef:\n  apiGroup: rbac.authorization.k8s.io\n  kind: ClusterRole\n  name: edit\nsubjects:\n  - kind: User\n    name: dev\n    apiGroup: rbac.authorization.k8s.io\n",
     )
     .unwrap();
     cluster
@@ -461,4 +462,74 @@ async fn without_requester_role_editors_cannot_ask() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("forbidden"), "{stderr}");
+}
+
+/// Under real authorization and real role aggregation: a user bound only to the
+/// built-in `edit` role in a namespace asks the controller to verify through the API
+/// (`kseal-requester` aggregates into `edit`), and neither that user nor one with no
+/// binding at all can list or read the cluster's key Secrets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_editor_asks_through_aggregation_and_nobody_reads_the_keys() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    let cert = cluster.recipients().await;
+    apply_sealed(&cluster, &cert).await;
+    cluster
+        .kubectl(&[
+            "create",
+            "rolebinding",
+            "editor",
+            "--clusterrole=edit",
+            "--user=editor",
+            "-n",
+            "shop",
+        ])
+        .await;
+    let editor = cluster.plane.user("editor", &[]).unwrap();
+    // kube-controller-manager aggregates kseal-requester into edit.
+    wait_for("kseal-requester aggregated into edit", || async {
+        let out = cluster
+            .kubectl_as(&editor, &["auth", "can-i", "create", "sealedsecretrequests.kseal.dev", "-n", "shop"])
+            .await;
+        out.status.success().then_some(())
+    })
+    .await;
+    let out = verify_via_api(
+        &cluster,
+        Some(&editor),
+        cluster.path("db.yaml").to_str().unwrap(),
+    );
+    assert!(
+        out.status.success(),
+        "the editor verifies: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let key = cluster
+        .kubectl(&[
+            "get",
+            "secrets",
+            "-n",
+            "kseal-system",
+            "-l",
+            "kseal.dev/key",
+            "-o",
+            "jsonpath={.items[0].metadata.name}",
+        ])
+        .await;
+    assert!(!key.is_empty());
+    let nobody = cluster.plane.user("nobody", &[]).unwrap();
+    for (who, name) in [(&editor, "editor"), (&nobody, "nobody")] {
+        for args in [
+            vec!["get", "secrets", "-n", "kseal-system"],
+            vec!["get", "secret", "-n", "kseal-system", key.as_str()],
+        ] {
+            let out = cluster.kubectl_as(who, &args).await;
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert!(
+                !out.status.success() && stderr.contains("forbidden"),
+                "{name} may not {args:?}: {stderr}"
+            );
+        }
+    }
 }

@@ -1,6 +1,6 @@
 //! A real Kubernetes control plane for tests, started the way envtest starts one: etcd,
-//! kube-apiserver and kube-controller-manager (garbage collection, namespaces and
-//! ServiceAccounts only) from `kseal-cluster`, the binary `tests/cluster/` builds from
+//! kube-apiserver and kube-controller-manager (garbage collection, namespaces,
+//! ServiceAccounts and ClusterRole aggregation only) from `kseal-cluster`, the binary `tests/cluster/` builds from
 //! pinned upstream Go modules. A throw-away CA signs the serving certificate and client
 //! certificates for named users and groups; ServiceAccounts get real tokens from the
 //! TokenRequest API; authorization is `Node,RBAC`. Every process runs in a private
@@ -233,8 +233,9 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    /// Starts kube-controller-manager with the garbage collector, the namespace controller
-    /// and the ServiceAccount controller. Its garbage collector learns of a new custom
+    /// Starts kube-controller-manager with the garbage collector, the namespace controller,
+    /// the ServiceAccount controller and ClusterRole aggregation (which fills `edit`,
+    /// `admin` and `view` from the roles labelled to join them). Its garbage collector learns of a new custom
     /// resource at its next discovery sync (every 30 s), so a test that installs CRDs and
     /// relies on garbage collection at once starts it after them.
     pub fn start_controller_manager(&self) -> Result<(), Error> {
@@ -242,7 +243,7 @@ impl ControlPlane {
         self.write_kubeconfig(&kubeconfig, &self.admin, "default")?;
         let kcm = vec![
             format!("--kubeconfig={}", kubeconfig.display()),
-            "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller".to_owned(),
+            "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,clusterrole-aggregation-controller".to_owned(),
             "--leader-elect=false".to_owned(),
             "--secure-port=0".to_owned(),
             "--v=1".to_owned(),
