@@ -1,129 +1,147 @@
-//! `kseal at-rest check` against the Kubernetes API test server, programmed the way real
-//! apiservers answer: static pods with their flags, `/readyz?verbose`, `/metrics` in
-//! kube-apiserver's format, and storage transformers whose counters move when the
-//! canary Secret is written. One test per situation the check must tell apart.
+//! `kseal at-rest check` against real kube-apiservers over one etcd, each with its own
+//! `EncryptionConfiguration` (KMS v2 through a plugin, aescbc, secretbox, identity
+//! first, none): the canary Secret write, `/readyz?verbose` and `/metrics` are the real
+//! ones. What a kubelet would add, the apiservers' mirror pods in `kube-system` with
+//! their flags and the `default/kubernetes` EndpointSlice addressing each apiserver, is
+//! written by the test (no kubelet runs, and the apiservers share one address). One test
+//! per situation the check must tell apart.
 
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kseal_tests::apiserver::{Config, Programmed, SecretStorage, TestServer};
-use kube::api::{Api, PostParams};
+use kseal_tests::cluster::{ControlPlane, Credential, Options};
+
+fn host_ip() -> std::net::IpAddr {
+    kseal_tests::cluster::host_ip().expect("a default route (kube-apiserver needs one too)")
+}
+use kube::api::{Api, ListParams, PostParams};
+
+const ENC_FLAG: &str = "--encryption-provider-config=/etc/kubernetes/enc/enc.yaml";
+
+fn config(providers: &str) -> String {
+    format!(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n{providers}"
+    )
+}
+
+const KMS_V2: &str = "      - kms:\n          apiVersion: v2\n          name: vault\n          endpoint: unix://KMS_SOCKET\n      - identity: {}\n";
+const AESCBC: &str = "      - aescbc:\n          keys:\n            - name: key1\n              secret: AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n      - identity: {}\n";
+const SECRETBOX: &str = "      - secretbox:\n          keys:\n            - name: key2\n              secret: AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=\n      - identity: {}\n";
+const IDENTITY_FIRST: &str = "      - identity: {}\n      - aescbc:\n          keys:\n            - name: key1\n              secret: AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n";
 
 struct Setup {
     runtime: tokio::runtime::Runtime,
-    servers: Vec<TestServer>,
+    plane: ControlPlane,
+    /// Each apiserver's `127.0.0.1:<port>`.
+    addresses: Vec<String>,
     dir: tempfile::TempDir,
 }
 
-const KMS_READYZ: &str = "[+]ping ok\n[+]etcd ok\n[+]kms-providers ok\n[+]poststarthook/start-apiextensions-controllers ok\nreadyz check passed\n";
-const PLAIN_READYZ: &str = "[+]ping ok\n[+]etcd ok\n[+]poststarthook/start-apiextensions-controllers ok\nreadyz check passed\n";
-
 impl Setup {
-    /// `count` apiservers over one store, each with `storage`; the EndpointSlice lists
-    /// them all, and each gets a static pod advertising its address, with `flags`.
-    fn new(storages: &[(SecretStorage, &[&str])]) -> Setup {
+    /// One apiserver per entry, over one etcd, each with its `EncryptionConfiguration`
+    /// providers (`None`: no `--encryption-provider-config`).
+    fn new(providers: &[Option<&str>]) -> Setup {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let mut servers = vec![
-            runtime
-                .block_on(TestServer::start(Config::default()))
-                .unwrap(),
-        ];
-        for _ in 1..storages.len() {
-            let peer = runtime.block_on(servers[0].start_peer()).unwrap();
-            servers.push(peer);
+        let plane = runtime
+            .block_on(ControlPlane::start(Options {
+                encryption_config: providers[0].map(config),
+                // The test writes the EndpointSlices (the apiservers share an address), and
+                // an EndpointSlice may not hold a loopback address: each apiserver listens
+                // on every address, reached at the host's.
+                apiserver_flags: vec![
+                    "--endpoint-reconciler-type=none".into(),
+                    "--bind-address=0.0.0.0".into(),
+                ],
+                controller_manager: false,
+            }))
+            .unwrap();
+        let mut urls = vec![plane.url.clone()];
+        for p in &providers[1..] {
+            let config = p.map(config);
+            let (_, url) = runtime
+                .block_on(plane.add_apiserver(config.as_deref()))
+                .unwrap();
+            urls.push(url);
         }
-        for (server, (storage, _)) in servers.iter().zip(storages) {
-            server.set_secret_storage(storage.clone());
-        }
+        let addresses: Vec<String> = urls
+            .iter()
+            .map(|u| {
+                let port = u.rsplit(':').next().unwrap();
+                format!("{}:{port}", host_ip())
+            })
+            .collect();
         let setup = Setup {
             runtime,
-            servers,
+            plane,
+            addresses,
             dir: tempfile::tempdir().unwrap(),
         };
-        let client = setup.admin();
-        let endpoints: Vec<serde_json::Value> = setup
-            .servers
-            .iter()
-            .map(|s| serde_json::json!({"addresses": [s.addr.ip().to_string()], "conditions": {"ready": true}}))
-            .collect();
-        // One slice per apiserver port, as each port differs here (a real cluster has one
-        // port and several addresses).
-        for (i, (server, (_, flags))) in setup.servers.iter().zip(storages).enumerate() {
-            let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": format!("kubernetes-{i}"), "namespace": "default",
-                             "labels": {"kubernetes.io/service-name": "kubernetes"}},
-                "addressType": "IPv4",
-                "endpoints": [endpoints[i].clone()],
-                "ports": [{"name": "https", "port": server.addr.port(), "protocol": "TCP"}]
-            }))
-            .unwrap();
-            let mut command = vec![
-                "kube-apiserver".to_owned(),
-                format!("--advertise-address={}", server.addr.ip()),
-                format!("--secure-port={}", server.addr.port()),
-                "--etcd-servers=https://127.0.0.1:2379".to_owned(),
-            ];
-            command.extend(flags.iter().map(|f| (*f).to_owned()));
-            let pod: Pod = serde_json::from_value(serde_json::json!({
-                "metadata": {"name": format!("kube-apiserver-cp{i}"), "namespace": "kube-system",
-                             "labels": {"component": "kube-apiserver", "tier": "control-plane"}},
-                "spec": {"nodeName": format!("cp{i}"), "containers": [{"name": "kube-apiserver", "image": "registry.k8s.io/kube-apiserver:v1.34.0", "command": command}]}
-            }))
-            .unwrap();
-            setup.runtime.block_on(async {
-                Api::<EndpointSlice>::namespaced(client.clone(), "default")
+        setup.runtime.block_on(async {
+            let admin = setup.plane.client(&setup.plane.admin).await.unwrap();
+            // The ServiceAccount admission plugin wants `default` for the mirror pods.
+            setup
+                .plane
+                .service_account("kube-system", "default")
+                .await
+                .unwrap();
+            for (i, (address, p)) in setup.addresses.iter().zip(providers).enumerate() {
+                let (ip, port) = address.rsplit_once(':').unwrap();
+                let slice: EndpointSlice = serde_json::from_value(serde_json::json!({
+                    "metadata": {"name": format!("kubernetes-{i}"), "namespace": "default",
+                                 "labels": {"kubernetes.io/service-name": "kubernetes"}},
+                    "addressType": "IPv4",
+                    "endpoints": [{"addresses": [ip], "conditions": {"ready": true}}],
+                    "ports": [{"name": "https", "port": port.parse::<u16>().unwrap(), "protocol": "TCP"}]
+                }))
+                .unwrap();
+                Api::<EndpointSlice>::namespaced(admin.clone(), "default")
                     .create(&PostParams::default(), &slice)
                     .await
                     .unwrap();
-                Api::<Pod>::namespaced(client.clone(), "kube-system")
-                    .create(&PostParams::default(), &pod)
-                    .await
-                    .unwrap();
-            });
-        }
+                setup.mirror_pod(i, p.is_some()).await;
+            }
+        });
         setup
     }
 
-    fn admin(&self) -> kube::Client {
-        let path = self.dir.path().join("admin-kubeconfig");
-        let server = &self.servers[0];
-        server
-            .write_kubeconfig(&path, &server.admin_token, "default")
-            .unwrap();
-        self.runtime.block_on(async {
-            let kubeconfig = kube::config::Kubeconfig::read_from(&path).unwrap();
-            let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                .await
-                .unwrap();
-            kube::Client::try_from(config).unwrap()
-        })
-    }
-
-    fn program(&self, server: usize, path: &str, body: &str) {
-        self.servers[server].program(
-            path,
-            Programmed {
-                status: 200,
-                body: if path == "/readyz" {
-                    "ok".into()
-                } else {
-                    body.into()
-                },
-                verbose_body: (path == "/readyz").then(|| body.to_owned()),
-                content_type: "text/plain; charset=utf-8".into(),
-            },
+    /// (Re)writes apiserver `i`'s mirror pod, as the kubelet does when its static pod
+    /// manifest changes, with `--encryption-provider-config` when `encrypted`.
+    async fn mirror_pod(&self, i: usize, encrypted: bool) {
+        let pods = Api::<Pod>::namespaced(
+            self.plane.client(&self.plane.admin).await.unwrap(),
+            "kube-system",
         );
+        let name = format!("kube-apiserver-cp{i}");
+        // Grace period 0: no kubelet runs to confirm a graceful deletion.
+        let now = kube::api::DeleteParams::default().grace_period(0);
+        let _ = pods.delete(&name, &now).await;
+        let (ip, port) = self.addresses[i].rsplit_once(':').unwrap();
+        let mut command = vec![
+            "kube-apiserver".to_owned(),
+            format!("--advertise-address={ip}"),
+            format!("--secure-port={port}"),
+        ];
+        if encrypted {
+            command.push(ENC_FLAG.to_owned());
+        }
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "namespace": "kube-system",
+                         "labels": {"component": "kube-apiserver", "tier": "control-plane"}},
+            "spec": {"nodeName": format!("cp{i}"), "containers": [{"name": "kube-apiserver", "image": "registry.k8s.io/kube-apiserver:v1.37.2", "command": command}]}
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
     }
 
-    /// Runs `kseal at-rest check --json` as `token` (admin when `None`).
-    fn check(&self, token: Option<&str>) -> (i32, serde_json::Value, String) {
-        let server = &self.servers[0];
+    /// Runs `kseal at-rest check --json` as `who` (admin when `None`), and again without
+    /// `--json`.
+    fn check(&self, who: Option<&Credential>) -> (i32, serde_json::Value, String) {
         let path = self.dir.path().join("kubeconfig");
-        server
-            .write_kubeconfig(&path, token.unwrap_or(&server.admin_token), "default")
+        self.plane
+            .write_kubeconfig(&path, who.unwrap_or(&self.plane.admin), "default")
             .unwrap();
         let run = |json: bool| {
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_kseal"));
@@ -139,6 +157,14 @@ impl Setup {
         let human = String::from_utf8(run(false).stdout).unwrap();
         (out.status.code().unwrap(), json, human)
     }
+
+    fn secrets(&self, namespace: &str) -> Api<Secret> {
+        let admin = self
+            .runtime
+            .block_on(self.plane.client(&self.plane.admin))
+            .unwrap();
+        Api::namespaced(admin, namespace)
+    }
 }
 
 fn evidence(json: &serde_json::Value, server: usize) -> String {
@@ -147,15 +173,7 @@ fn evidence(json: &serde_json::Value, server: usize) -> String {
 
 #[test]
 fn kms_v2() {
-    let setup = Setup::new(&[(
-        SecretStorage::Encrypted {
-            prefix: "k8s:enc:kms:v2:vault:".into(),
-            key: None,
-        },
-        &["--encryption-provider-config=/etc/kubernetes/enc/enc.yaml"],
-    )]);
-    setup.program(0, "/readyz", KMS_READYZ);
-    setup.program(0, "/metrics", "# TYPE apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds gauge\napiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds{apiserver_id_hash=\"sha256:14f9\",key_id_hash=\"sha256:a1b2\",provider_name=\"vault\"} 1.764e+09\napiserver_encryption_config_controller_last_config_info{apiserver_id_hash=\"sha256:14f9\",hash=\"sha256:6bc9\"} 1\n");
+    let setup = Setup::new(&[Some(KMS_V2)]);
     let (code, json, human) = setup.check(None);
     assert_eq!(code, 0, "{human}");
     assert_eq!(json["verdict"], "encrypted", "{human}");
@@ -165,47 +183,57 @@ fn kms_v2() {
         ev.contains("canary Secret write was encrypted by kms:v2:vault"),
         "{ev}"
     );
-    assert!(
-        ev.contains("KMS v2 plugin vault answers status polls"),
-        "{ev}"
-    );
     assert!(ev.contains("kms-providers check present"), "{ev}");
-    assert!(ev.contains("loaded encryption config sha256:6bc9"), "{ev}");
     assert!(
         human.contains("verdict: encrypted (kms:v2:vault)"),
         "{human}"
     );
     // The canary is cleaned up.
-    assert_eq!(setup.servers[0].count("secrets"), 0);
+    let left = setup
+        .runtime
+        .block_on(
+            setup
+                .secrets("kube-system")
+                .list(&ListParams::default().labels("kseal.dev/at-rest-canary")),
+        )
+        .unwrap();
+    assert!(left.items.is_empty());
 }
 
 #[test]
 fn aescbc_with_plaintext_left_in_etcd() {
-    let setup = Setup::new(&[(
-        SecretStorage::Encrypted {
-            prefix: "k8s:enc:aescbc:v1:".into(),
-            key: Some("key1".into()),
-        },
-        &["--encryption-provider-config=/etc/kubernetes/enc/enc.yaml"],
-    )]);
-    // At startup the watch cache read 7 plaintext Secrets: they were never rewritten.
-    setup.program(0, "/metrics", "apiserver_storage_transformation_operations_total{resource=\"secrets\",status=\"OK\",transformation_type=\"from_storage\",transformer_prefix=\"identity\"} 7\n");
+    let setup = Setup::new(&[None]);
+    // Secrets written before encryption was turned on stay plaintext in etcd until
+    // rewritten; the apiserver's watch cache reads them at its next start.
+    let secrets = setup.secrets("default");
+    setup.runtime.block_on(async {
+        for i in 0..7 {
+            let secret: Secret = serde_json::from_value(serde_json::json!({
+                "metadata": {"name": format!("old-{i}")}, "stringData": {"k": "v"}
+            }))
+            .unwrap();
+            secrets.create(&PostParams::default(), &secret).await.unwrap();
+        }
+        setup
+            .plane
+            .set_encryption_config(Some(&config(AESCBC)))
+            .await
+            .unwrap();
+        setup.mirror_pod(0, true).await;
+    });
     let (code, json, human) = setup.check(None);
     assert_eq!(code, 0, "{human}");
     assert_eq!(json["detail"], "aescbc:v1 key key1", "{human}");
     let warnings = json["apiservers"][0]["warnings"].to_string();
     assert!(
-        warnings.contains("7 Secret reads since start found plaintext data"),
+        warnings.contains("Secret reads since start found plaintext data"),
         "{warnings}"
     );
 }
 
 #[test]
 fn identity_first() {
-    let setup = Setup::new(&[(
-        SecretStorage::IdentityFirst,
-        &["--encryption-provider-config=/etc/kubernetes/enc/enc.yaml"],
-    )]);
+    let setup = Setup::new(&[Some(IDENTITY_FIRST)]);
     let (code, json, human) = setup.check(None);
     assert_eq!(code, 3, "{human}");
     assert_eq!(json["verdict"], "plaintext");
@@ -217,8 +245,7 @@ fn identity_first() {
 
 #[test]
 fn not_configured() {
-    let setup = Setup::new(&[(SecretStorage::NotConfigured, &[])]);
-    setup.program(0, "/readyz", PLAIN_READYZ);
+    let setup = Setup::new(&[None]);
     let (code, json, human) = setup.check(None);
     assert_eq!(code, 3, "{human}");
     assert_eq!(json["verdict"], "plaintext");
@@ -229,30 +256,14 @@ fn not_configured() {
 
 #[test]
 fn two_apiservers_disagree() {
-    let setup = Setup::new(&[
-        (
-            SecretStorage::Encrypted {
-                prefix: "k8s:enc:secretbox:v1:".into(),
-                key: Some("key2".into()),
-            },
-            &["--encryption-provider-config=/etc/kubernetes/enc/enc.yaml"],
-        ),
-        (SecretStorage::NotConfigured, &[]),
-    ]);
-    setup.program(0, "/metrics", "apiserver_encryption_config_controller_last_config_info{apiserver_id_hash=\"sha256:aaaa\",hash=\"sha256:1111\"} 1\n");
+    let setup = Setup::new(&[Some(SECRETBOX), None]);
     let (code, json, human) = setup.check(None);
     assert_eq!(code, 3, "{human}");
     assert_eq!(json["verdict"], "plaintext");
     let names: Vec<String> = (0..2)
         .map(|i| json["apiservers"][i]["name"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(
-        names,
-        vec![
-            setup.servers[0].addr.to_string(),
-            setup.servers[1].addr.to_string()
-        ]
-    );
+    assert_eq!(names, setup.addresses);
     assert_eq!(json["apiservers"][0]["verdict"], "encrypted", "{human}");
     assert_eq!(json["apiservers"][0]["detail"], "secretbox:v1 key key2");
     assert_eq!(json["apiservers"][1]["verdict"], "plaintext", "{human}");
@@ -277,15 +288,9 @@ fn two_apiservers_disagree() {
 
 #[test]
 fn missing_permission_is_inconclusive_and_says_why() {
-    let setup = Setup::new(&[(
-        SecretStorage::Encrypted {
-            prefix: "k8s:enc:kms:v2:vault:".into(),
-            key: None,
-        },
-        &["--encryption-provider-config=/etc/kubernetes/enc/enc.yaml"],
-    )]);
-    let token = setup.servers[0].user_token("jane", &[]);
-    let (code, json, human) = setup.check(Some(&token));
+    let setup = Setup::new(&[Some(KMS_V2)]);
+    let jane = setup.plane.user("jane", &[]).unwrap();
+    let (code, json, human) = setup.check(Some(&jane));
     assert_eq!(code, 4, "{human}");
     assert_eq!(json["verdict"], "unknown");
     let not_checked = json["apiservers"][0]["not_checked"].to_string();

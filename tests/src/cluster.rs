@@ -136,6 +136,17 @@ pub fn binary() -> Result<PathBuf, Error> {
     Ok(BIN.get_or_init(|| bin).clone())
 }
 
+/// The address this machine reaches others from (the default route's), which
+/// kube-apiserver also advertises: an EndpointSlice may not hold a loopback address.
+/// The serving certificate names it, for tests that bind an apiserver to it.
+pub fn host_ip() -> Option<std::net::IpAddr> {
+    // Connecting a UDP socket sends nothing; it only picks the route.
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("192.0.2.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
+}
+
 fn free_port() -> Result<u16, Error> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
@@ -157,7 +168,9 @@ impl ControlPlane {
         let ca = issuer("kseal test cluster CA")?;
         std::fs::write(file("ca.crt"), ca.pem())?;
 
-        let mut serving = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
+        let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
+        names.extend(host_ip().map(|ip| ip.to_string()));
+        let mut serving = CertificateParams::new(names)?;
         serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let serving_key = KeyPair::generate()?;
