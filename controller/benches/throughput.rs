@@ -1,7 +1,8 @@
-//! Controller throughput and memory, against the test API server in the same process:
+//! Controller throughput and memory, against a real kube-apiserver (and etcd) started by
+//! `kseal_tests::cluster`, a fresh one per round:
 //! - N SealedSecrets (1,000 and 10,000) created at once → time until every Secret exists,
-//!   beside the server's raw Secret-create rate from a plain client measured in the same
-//!   run (target: the controller at ≥ 0.5× that rate);
+//!   beside the apiserver's raw Secret-create rate from a plain kube-rs client measured
+//!   in the same run (target: the controller at ≥ 0.5× that rate);
 //! - controller RSS with 10,000 SealedSecrets, then with 50,000 unrelated Secrets added
 //!   (target: ≤ 64 MiB and no growth from the unrelated Secrets).
 //!
@@ -19,21 +20,12 @@ use kseal_core::recipients::{RecipientSet, parse_cert};
 use kseal_core::resource::SealedSecret;
 use kseal_core::scope::Scope;
 use kseal_core::sealing::seal_secret;
-use kseal_tests::apiserver::{Config, TestServer};
-use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
+use k8s_openapi::api::core::v1::Namespace;
+use kseal_tests::cluster::{ControlPlane, Options};
+use kube::api::{Api, ListParams, PostParams};
 use zeroize::Zeroizing;
 
 const CONCURRENCY: usize = 32;
-
-async fn client(server: &TestServer) -> kube::Client {
-    let kubeconfig =
-        Kubeconfig::from_yaml(&server.kubeconfig(&server.admin_token, "default")).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .unwrap();
-    kube::Client::try_from(config).unwrap()
-}
 
 async fn create_all<
     K: kube::Resource<DynamicType = ()>
@@ -81,34 +73,45 @@ fn rss_kib(child: &Child) -> u64 {
         .unwrap_or(0)
 }
 
-async fn wait_count(
-    server: &TestServer,
-    plural: &str,
-    ns: &str,
-    n: usize,
-    limit: Duration,
-) -> Duration {
+/// How many Secrets `api` holds: a one-item page and the apiserver's remaining count.
+async fn count(api: &Api<Secret>) -> usize {
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(page) => page.items.len() + page.metadata.remaining_item_count.unwrap_or(0) as usize,
+        Err(_) => 0,
+    }
+}
+
+async fn wait_count(api: &Api<Secret>, n: usize, limit: Duration) -> Duration {
     let started = Instant::now();
-    while server.count_in(plural, ns) < n {
+    loop {
+        let have = count(api).await;
+        if have >= n {
+            return started.elapsed();
+        }
         assert!(
             started.elapsed() < limit,
-            "only {} of {n} {plural} after {limit:?}",
-            server.count_in(plural, ns)
+            "only {have} of {n} Secrets after {limit:?}"
         );
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    started.elapsed()
 }
 
 async fn round(n: usize, noise: bool) {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let server = TestServer::start(Config {
-        history_limit: 1_000_000,
-        ..Config::default()
+    let plane = ControlPlane::start(Options {
+        controller_manager: false,
+        ..Options::default()
     })
     .await
     .unwrap();
-    let admin = client(&server).await;
+    let admin = plane.client(&plane.admin).await.unwrap();
+    for ns in ["raw", "bench", "noise", "kseal-system"] {
+        let mut namespace = Namespace::default();
+        namespace.metadata.name = Some(ns.into());
+        Api::<Namespace>::all(admin.clone())
+            .create(&PostParams::default(), &namespace)
+            .await
+            .unwrap();
+    }
     let crds: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(
         &std::fs::read_to_string(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -117,9 +120,14 @@ async fn round(n: usize, noise: bool) {
         .unwrap(),
     )
     .unwrap();
+    let crd_api = Api::<CustomResourceDefinition>::all(admin.clone());
     for crd in &crds {
-        Api::<CustomResourceDefinition>::all(admin.clone())
-            .create(&PostParams::default(), crd)
+        crd_api.create(&PostParams::default(), crd).await.unwrap();
+    }
+    for crd in &crds {
+        let name = crd.metadata.name.clone().unwrap();
+        let established = kube::runtime::conditions::is_crd_established();
+        kube::runtime::wait::await_condition(crd_api.clone(), &name, established)
             .await
             .unwrap();
     }
@@ -134,8 +142,8 @@ async fn round(n: usize, noise: bool) {
 
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    server
-        .write_kubeconfig(&kubeconfig, &server.admin_token, "kseal-system")
+    plane
+        .write_kubeconfig(&kubeconfig, &plane.admin, "kseal-system")
         .unwrap();
     let mut controller = Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
         .args([
@@ -191,14 +199,15 @@ async fn round(n: usize, noise: bool) {
     let api: Api<SealedSecret> = Api::namespaced(admin.clone(), "bench");
     let started = Instant::now();
     let creating = tokio::spawn(async move { create_all(&api, sealed).await });
-    wait_count(&server, "secrets", "bench", n, Duration::from_secs(600)).await;
+    let unsealed: Api<Secret> = Api::namespaced(admin.clone(), "bench");
+    wait_count(&unsealed, n, Duration::from_secs(1200)).await;
     let elapsed = started.elapsed();
     creating.await.unwrap();
     let rate = n as f64 / elapsed.as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
     let rss = rss_kib(&controller);
     println!(
-        "  {n:>6} SealedSecrets: every Secret after {:.2} s = {:.0}/s; server raw create rate {:.0}/s; ratio {:.2}x; controller RSS {:.1} MiB",
+        "  {n:>6} SealedSecrets: every Secret after {:.2} s = {:.0}/s; apiserver raw create rate {:.0}/s; ratio {:.2}x; controller RSS {:.1} MiB",
         elapsed.as_secs_f64(),
         rate,
         raw_rate,
@@ -228,7 +237,7 @@ async fn round(n: usize, noise: bool) {
 #[tokio::main]
 async fn main() {
     println!(
-        "kseal-controller throughput (release; test API server in-process; {CONCURRENCY} concurrent creates)"
+        "kseal-controller throughput (release; real kube-apiserver and etcd on this machine; {CONCURRENCY} concurrent creates)"
     );
     round(1_000, false).await;
     round(10_000, true).await;

@@ -2,7 +2,6 @@
 //! sealing format (`tests/vectors/`), their schema, and the generator that wrote them.
 //! and the real control plane tests run against ([`cluster`]).
 
-pub mod apiserver;
 pub mod cluster;
 pub mod etcd;
 pub mod faults;
