@@ -2,8 +2,9 @@
 """Render kseal's install manifests and check them, as CI does.
 
 1. `kubectl kustomize manifests/` (the base) and `manifests/components/key-rotation`.
-2. The Helm chart `manifests/helm/kseal`, rendered by Helm itself (the Helm v4 Go SDK
-   from the `helm-python-sdk` wheel), with default values and with every option on.
+2. The Helm chart `manifests/helm/kseal`, rendered by Helm itself (`helm template`, the
+   helm binary `tests/cluster/build.sh` builds from helm.sh/helm/v4, or $HELM), with
+   default values and with every option on.
 3. The chart's default render (templates + crds/) must equal the kustomize base, object
    by object; the all-options render must show each option.
 4. Writes every render to OUT_DIR for kubernetes-validate and checkov (see .ci/run).
@@ -15,8 +16,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import json
+import os
+import tempfile
+
 import yaml
-import helm_python
 
 ROOT = Path(__file__).resolve().parent.parent
 CHART = ROOT / "manifests" / "helm" / "kseal"
@@ -37,17 +41,25 @@ def kustomize(path):
     ).stdout
 
 
+def helm():
+    if os.environ.get("HELM"):
+        return os.environ["HELM"]
+    built = subprocess.run(
+        ["bash", str(ROOT / "tests" / "cluster" / "build.sh")],
+        check=True, capture_output=True, text=True,
+    ).stdout.strip()
+    return str(Path(built) / "helm")
+
+
 def helm_render(values):
-    chart = helm_python.Chart.load(str(CHART))
-    try:
-        rendered = chart.render(values, name="kseal", namespace="kseal-system", is_install=True)
-    finally:
-        chart.close()
-    out = []
-    for path in sorted(rendered):
-        if path.endswith("NOTES.txt"):
-            continue
-        out.extend(docs(rendered[path]))
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+        json.dump(values or {}, f)
+        f.flush()
+        rendered = subprocess.run(
+            [helm(), "template", "kseal", str(CHART), "--namespace", "kseal-system", "-f", f.name],
+            check=True, capture_output=True, text=True,
+        ).stdout
+    out = docs(rendered)
     for crd in sorted((CHART / "crds").glob("*.yaml")):
         out.extend(docs(crd.read_text()))
     return out
@@ -143,7 +155,8 @@ def main():
     dump(out / "helm-servicemonitor.yaml", [o for o in everything if o["kind"] == "ServiceMonitor"])
 
     print(f"kustomize base: {len(base)} objects; key-rotation component: {len(rotation)}")
-    print(f"helm {helm_python.helm_sdk_version()}: defaults {len(default)} objects, all options {len(everything)}")
+    version = subprocess.run([helm(), "version", "--short"], check=True, capture_output=True, text=True).stdout.strip()
+    print(f"helm {version}: defaults {len(default)} objects, all options {len(everything)}")
     if failures:
         for f in failures:
             print(f"FAIL {f}", file=sys.stderr)

@@ -115,25 +115,36 @@ pub struct ControlPlane {
 /// The `kseal-cluster` binary: `KSEAL_CLUSTER_BIN`, or built (once per go.sum) by
 /// `tests/cluster/build.sh`.
 pub fn binary() -> Result<PathBuf, Error> {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    if let Some(bin) = BIN.get() {
-        return Ok(bin.clone());
+    if let Some(bin) = std::env::var_os("KSEAL_CLUSTER_BIN") {
+        return Ok(PathBuf::from(bin));
     }
-    let bin = match std::env::var_os("KSEAL_CLUSTER_BIN") {
-        Some(bin) => PathBuf::from(bin),
-        None => {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/build.sh");
-            let out = Command::new("bash")
-                .arg(&script)
-                .stderr(Stdio::inherit())
-                .output()?;
-            if !out.status.success() {
-                return Err(format!("{} failed: {}", script.display(), out.status).into());
-            }
-            PathBuf::from(String::from_utf8(out.stdout)?.trim())
-        }
-    };
-    Ok(BIN.get_or_init(|| bin).clone())
+    Ok(built()?.join("kseal-cluster"))
+}
+
+/// Helm v4, built beside `kseal-cluster` from the same go.mod (`KSEAL_HELM` overrides).
+pub fn helm() -> Result<PathBuf, Error> {
+    if let Some(bin) = std::env::var_os("KSEAL_HELM") {
+        return Ok(PathBuf::from(bin));
+    }
+    Ok(built()?.join("helm"))
+}
+
+/// The directory `tests/cluster/build.sh` builds into (it builds when it must).
+fn built() -> Result<PathBuf, Error> {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir.clone());
+    }
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/build.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        return Err(format!("{} failed: {}", script.display(), out.status).into());
+    }
+    let dir = PathBuf::from(String::from_utf8(out.stdout)?.trim());
+    Ok(DIR.get_or_init(|| dir).clone())
 }
 
 /// The address this machine reaches others from (the default route's), which

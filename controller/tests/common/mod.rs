@@ -19,6 +19,14 @@ use kube::api::{Api, ListParams};
 /// Namespaces the tests put their objects in, created with the cluster.
 const NAMESPACES: [&str; 6] = ["shop", "web", "load", "prod", "staging", "dev"];
 
+/// How kseal is installed.
+enum Install<'a> {
+    /// `kubectl apply -k` of a kustomization.
+    Kustomize(&'a Path),
+    /// `helm install` of the chart, with `--set` values.
+    Helm(&'a [&'a str]),
+}
+
 pub struct Cluster {
     pub plane: ControlPlane,
     /// Between the controller and the apiserver, when the test asked for faults.
@@ -58,20 +66,26 @@ impl Cluster {
 
     /// A cluster with the kustomization at `manifests` applied instead of the repository's.
     pub async fn with_manifests(manifests: &Path) -> Cluster {
-        Self::build(manifests, Options::default(), false).await
+        Self::build(Install::Kustomize(manifests), Options::default(), false).await
+    }
+
+    /// A cluster installed with `helm install` of `manifests/helm/kseal` (real Helm v4),
+    /// with `--set` values.
+    pub async fn with_helm(set: &[&str]) -> Cluster {
+        Self::build(Install::Helm(set), Options::default(), false).await
     }
 
     /// A cluster on a control plane started with `options`.
     pub async fn with_options(options: Options) -> Cluster {
-        Self::build(&repo().join("manifests"), options, false).await
+        Self::build(Install::Kustomize(&repo().join("manifests")), options, false).await
     }
 
     /// A cluster whose controllers reach the apiserver through a [`FaultProxy`].
     pub async fn with_fault_proxy(options: Options) -> Cluster {
-        Self::build(&repo().join("manifests"), options, true).await
+        Self::build(Install::Kustomize(&repo().join("manifests")), options, true).await
     }
 
-    async fn build(manifests: &Path, mut options: Options, proxied: bool) -> Cluster {
+    async fn build(install: Install<'_>, mut options: Options, proxied: bool) -> Cluster {
         // kube-controller-manager starts once the CRDs exist, so that its garbage
         // collector watches SealedSecrets from the start.
         let controller_manager = std::mem::replace(&mut options.controller_manager, false);
@@ -92,9 +106,14 @@ impl Cluster {
             admin,
             controllers: Vec::new(),
         };
-        cluster
-            .kubectl(&["apply", "-k", manifests.to_str().unwrap()])
-            .await;
+        match install {
+            Install::Kustomize(manifests) => {
+                cluster
+                    .kubectl(&["apply", "-k", manifests.to_str().unwrap()])
+                    .await;
+            }
+            Install::Helm(set) => cluster.helm_install(set).await,
+        }
         for ns in NAMESPACES {
             cluster.kubectl(&["create", "namespace", ns]).await;
         }
@@ -122,6 +141,27 @@ impl Cluster {
         };
         std::fs::write(cluster.path("controller"), kubeconfig).unwrap();
         cluster
+    }
+
+    /// `helm install kseal manifests/helm/kseal`, as docs/operations.md has it (the chart
+    /// creates `kseal-system`; the release record lives in `default`), as the admin.
+    pub async fn helm_install(&self, set: &[&str]) {
+        let chart = repo().join("manifests/helm/kseal");
+        let mut c = Command::new(kseal_tests::cluster::helm().unwrap());
+        c.args(["install", "kseal", chart.to_str().unwrap()])
+            .args(set.iter().flat_map(|s| ["--set", s]))
+            .env("KUBECONFIG", self.path("admin"))
+            .env("HELM_CACHE_HOME", self.path("helm/cache"))
+            .env("HELM_CONFIG_HOME", self.path("helm/config"))
+            .env("HELM_DATA_HOME", self.path("helm/data"));
+        let out = tokio::task::spawn_blocking(move || c.output().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "helm install: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     pub fn path(&self, name: &str) -> PathBuf {
