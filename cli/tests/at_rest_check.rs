@@ -212,7 +212,10 @@ fn aescbc_with_plaintext_left_in_etcd() {
                 "metadata": {"name": format!("old-{i}")}, "stringData": {"k": "v"}
             }))
             .unwrap();
-            secrets.create(&PostParams::default(), &secret).await.unwrap();
+            secrets
+                .create(&PostParams::default(), &secret)
+                .await
+                .unwrap();
         }
         setup
             .plane

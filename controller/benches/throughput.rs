@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kseal_core::manifest::SecretInput;
@@ -20,7 +21,6 @@ use kseal_core::recipients::{RecipientSet, parse_cert};
 use kseal_core::resource::SealedSecret;
 use kseal_core::scope::Scope;
 use kseal_core::sealing::seal_secret;
-use k8s_openapi::api::core::v1::Namespace;
 use kseal_tests::cluster::{ControlPlane, Options};
 use kube::api::{Api, ListParams, PostParams};
 use zeroize::Zeroizing;

@@ -303,7 +303,11 @@ async fn set_status(
     message: &str,
 ) -> Result<bool, Error> {
     let generation = ss.metadata.generation;
-    let existing = ss.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    let existing = ss
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let condition = |type_: &str, status: &str| {
         let transition = match existing.iter().find(|c| c.type_ == type_) {
@@ -326,8 +330,19 @@ async fn set_status(
     let same = ss.status.as_ref().and_then(|s| s.observed_generation) == generation
         && existing.len() == conditions.len()
         && existing.iter().zip(&conditions).all(|(a, b)| {
-            (&a.type_, &a.status, &a.reason, &a.message, a.observed_generation)
-                == (&b.type_, &b.status, &b.reason, &b.message, b.observed_generation)
+            (
+                &a.type_,
+                &a.status,
+                &a.reason,
+                &a.message,
+                a.observed_generation,
+            ) == (
+                &b.type_,
+                &b.status,
+                &b.reason,
+                &b.message,
+                b.observed_generation,
+            )
         });
     if same {
         return Ok(false);

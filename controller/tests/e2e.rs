@@ -138,10 +138,17 @@ async fn sealed_secret_lifecycle() {
     let opaque = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: typed\n  namespace: shop\n  annotations:\n    kseal.dev/managed: \"true\"\ntype: Opaque\nstringData:\n  password: old\n";
     std::fs::write(cluster.path("typed-secret.yaml"), opaque).unwrap();
     cluster
-        .kubectl(&["apply", "-f", cluster.path("typed-secret.yaml").to_str().unwrap()])
+        .kubectl(&[
+            "apply",
+            "-f",
+            cluster.path("typed-secret.yaml").to_str().unwrap(),
+        ])
         .await;
     let input = secret_yaml("shop", "typed", &[("password", PLAINTEXT[3])]);
-    cluster.kseal(&["seal", "--cert", cert, "-w", "typed.yaml"], input.as_bytes());
+    cluster.kseal(
+        &["seal", "--cert", cert, "-w", "typed.yaml"],
+        input.as_bytes(),
+    );
     cluster
         .kubectl(&["apply", "-f", cluster.path("typed.yaml").to_str().unwrap()])
         .await;
@@ -471,7 +478,12 @@ async fn garbage_collection_follows_the_cascade() {
         .kubectl(&["delete", "sealedsecret", "collected", "-n", "shop"])
         .await;
     wait_for("the Secret to be collected", || async {
-        secrets.get_opt("collected").await.ok()?.is_none().then_some(())
+        secrets
+            .get_opt("collected")
+            .await
+            .ok()?
+            .is_none()
+            .then_some(())
     })
     .await;
 
@@ -479,7 +491,14 @@ async fn garbage_collection_follows_the_cascade() {
     // SealedSecret; stopped, the orphaning is the collector's alone.
     cluster.stop_controller("replica-a");
     cluster
-        .kubectl(&["delete", "sealedsecret", "orphaned", "-n", "shop", "--cascade=orphan"])
+        .kubectl(&[
+            "delete",
+            "sealedsecret",
+            "orphaned",
+            "-n",
+            "shop",
+            "--cascade=orphan",
+        ])
         .await;
     wait_for("the orphan's owner reference to go", || async {
         let s = secrets.get_opt("orphaned").await.ok()??;

@@ -40,7 +40,11 @@ async fn converges_through_faults_without_partial_secrets() {
         let stored = stored.clone();
         tokio::spawn(async move {
             while let Ok(Some(events)) = watch.next().await {
-                for kv in events.into_iter().filter(|e| e.kind == 0).filter_map(|e| e.kv) {
+                for kv in events
+                    .into_iter()
+                    .filter(|e| e.kind == 0)
+                    .filter_map(|e| e.kv)
+                {
                     stored.lock().unwrap().push(kv);
                 }
             }
@@ -103,15 +107,19 @@ async fn converges_through_faults_without_partial_secrets() {
     chaos.abort();
     let secrets = cluster.secrets("load");
     // kube's watcher backs off up to 30 s after the restart's refused connections.
-    wait_for_within("every Secret, complete", Duration::from_secs(120), || async {
-        let list = secrets.list(&ListParams::default()).await.ok()?;
-        let complete = list
-            .items
-            .iter()
-            .filter(|s| s.data.as_ref().is_some_and(|d| d.len() == ITEMS.len()))
-            .count();
-        (complete == OBJECTS).then_some(())
-    })
+    wait_for_within(
+        "every Secret, complete",
+        Duration::from_secs(120),
+        || async {
+            let list = secrets.list(&ListParams::default()).await.ok()?;
+            let complete = list
+                .items
+                .iter()
+                .filter(|s| s.data.as_ref().is_some_and(|d| d.len() == ITEMS.len()))
+                .count();
+            (complete == OBJECTS).then_some(())
+        },
+    )
     .await;
     proxy_of(&cluster).set_faults(Faults::default());
     for i in 0..OBJECTS {

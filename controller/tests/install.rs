@@ -13,8 +13,7 @@ use common::*;
 async fn the_chart_installs_and_its_identity_unseals() {
     // docs/operations.md's command, without enforcing encryption at rest (this control
     // plane stores Secrets in plaintext).
-    let mut cluster =
-        Cluster::with_helm(&["replicas=2", "keyRotationCronJob.enabled=true"]).await;
+    let mut cluster = Cluster::with_helm(&["replicas=2", "keyRotationCronJob.enabled=true"]).await;
     let status = cluster
         .kubectl(&[
             "get",

@@ -489,7 +489,17 @@ async fn an_editor_asks_through_aggregation_and_nobody_reads_the_keys() {
     // kube-controller-manager aggregates kseal-requester into edit.
     wait_for("kseal-requester aggregated into edit", || async {
         let out = cluster
-            .kubectl_as(&editor, &["auth", "can-i", "create", "sealedsecretrequests.kseal.dev", "-n", "shop"])
+            .kubectl_as(
+                &editor,
+                &[
+                    "auth",
+                    "can-i",
+                    "create",
+                    "sealedsecretrequests.kseal.dev",
+                    "-n",
+                    "shop",
+                ],
+            )
             .await;
         out.status.success().then_some(())
     })

@@ -202,7 +202,6 @@ impl Client {
     }
 }
 
-
 impl Client {
     /// The store's current revision (from the header of a one-key range).
     pub async fn revision(&mut self) -> Result<i64, Error> {
@@ -249,10 +248,8 @@ impl Client {
             }),
         };
         // The request side stays open: etcd ends a watch whose client has hung up.
-        let requests = tokio_stream::StreamExt::chain(
-            tokio_stream::once(create),
-            tokio_stream::pending(),
-        );
+        let requests =
+            tokio_stream::StreamExt::chain(tokio_stream::once(create), tokio_stream::pending());
         let codec = tonic_prost::ProstCodec::<proto::WatchRequest, proto::WatchResponse>::default();
         let stream = self
             .grpc

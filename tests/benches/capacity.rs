@@ -8,8 +8,8 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::Secret;
 use kseal_tests::cluster::{ControlPlane, Options};
 use kube::api::{Api, ListParams, PostParams};
 

@@ -173,7 +173,9 @@ impl ControlPlane {
     pub async fn start(options: Options) -> Result<ControlPlane, Error> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let bin = binary()?;
-        let dir = tempfile::Builder::new().prefix("kseal-cluster-").tempdir()?;
+        let dir = tempfile::Builder::new()
+            .prefix("kseal-cluster-")
+            .tempdir()?;
         let root = dir.path().to_path_buf();
         let file = |name: &str| root.join(name).to_string_lossy().into_owned();
         let ca = issuer("kseal test cluster CA")?;
@@ -182,10 +184,15 @@ impl ControlPlane {
         let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
         names.extend(host_ip().map(|ip| ip.to_string()));
         let mut serving = CertificateParams::new(names)?;
-        serving.distinguished_name.push(DnType::CommonName, "kube-apiserver");
+        serving
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver");
         serving.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         let serving_key = KeyPair::generate()?;
-        std::fs::write(file("apiserver.crt"), serving.signed_by(&serving_key, &ca)?.pem())?;
+        std::fs::write(
+            file("apiserver.crt"),
+            serving.signed_by(&serving_key, &ca)?.pem(),
+        )?;
         std::fs::write(file("apiserver.key"), serving_key.serialize_pem())?;
         let sa_key = KeyPair::generate()?;
         std::fs::write(file("sa.key"), sa_key.serialize_pem())?;
@@ -396,8 +403,7 @@ impl ControlPlane {
 
     /// One component's log so far.
     pub fn log(&self, component: Component) -> String {
-        std::fs::read_to_string(self.path(&format!("{}.log", component.name())))
-            .unwrap_or_default()
+        std::fs::read_to_string(self.path(&format!("{}.log", component.name()))).unwrap_or_default()
     }
 
     /// Waits for `/readyz` and the `default` namespace, as Kubernetes' own test server
@@ -623,8 +629,7 @@ impl ControlPlane {
             .replacen(&self.url, url, 1);
         let kubeconfig = Kubeconfig::from_yaml(&kubeconfig)?;
         let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-                .await?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
         Ok(Client::try_from(config)?)
     }
 

@@ -188,7 +188,9 @@ impl Drop for FaultProxy {
 /// The Kubernetes verb of a request.
 fn verb(req: &Request<Incoming>) -> &'static str {
     let query = req.uri().query().unwrap_or("");
-    let watch = query.split('&').any(|p| p == "watch=true" || p == "watch=1");
+    let watch = query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
     match req.method().as_str() {
         "GET" if watch => "watch",
         "GET" => {
@@ -198,7 +200,11 @@ fn verb(req: &Request<Incoming>) -> &'static str {
             let base = if parts.first() == Some(&"api") { 2 } else { 3 };
             let rest = parts.len().saturating_sub(base);
             let namespaced = parts.get(base) == Some(&"namespaces") && rest >= 3;
-            let named = if namespaced { rest % 2 == 0 } else { rest % 2 == 0 && rest > 0 };
+            let named = if namespaced {
+                rest % 2 == 0
+            } else {
+                rest % 2 == 0 && rest > 0
+            };
             if named { "get" } else { "list" }
         }
         "POST" => "create",
@@ -247,7 +253,10 @@ async fn forward(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body>
         .unwrap_or(0.0);
     let (fail, throttle) = {
         let mut rng = rand::rng();
-        (rng.random_bool(rate.clamp(0.0, 1.0)), rng.random_bool(faults.throttle_rate.clamp(0.0, 1.0)))
+        (
+            rng.random_bool(rate.clamp(0.0, 1.0)),
+            rng.random_bool(faults.throttle_rate.clamp(0.0, 1.0)),
+        )
     };
     if fail {
         shared.counters.errors.fetch_add(1, Ordering::Relaxed);
@@ -255,7 +264,11 @@ async fn forward(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body>
     }
     if throttle {
         shared.counters.throttled.fetch_add(1, Ordering::Relaxed);
-        let mut response = status(429, "TooManyRequests", "injected throttling, please try again later");
+        let mut response = status(
+            429,
+            "TooManyRequests",
+            "injected throttling, please try again later",
+        );
         response.headers_mut().insert(
             hyper::header::RETRY_AFTER,
             hyper::header::HeaderValue::from_static("1"),
@@ -277,7 +290,10 @@ async fn forward(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body>
     }
 }
 
-async fn send_upstream(shared: &Shared, req: Request<Incoming>) -> Result<Response<Incoming>, Error> {
+async fn send_upstream(
+    shared: &Shared,
+    req: Request<Incoming>,
+) -> Result<Response<Incoming>, Error> {
     let tcp = TcpStream::connect(("127.0.0.1", shared.upstream_port)).await?;
     let _ = tcp.set_nodelay(true);
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1")?;
@@ -295,7 +311,9 @@ async fn send_upstream(shared: &Shared, req: Request<Incoming>) -> Result<Respon
         hyper::header::HOST,
         hyper::header::HeaderValue::from_str(&format!("127.0.0.1:{}", shared.upstream_port))?,
     );
-    Ok(sender.send_request(Request::from_parts(parts, body)).await?)
+    Ok(sender
+        .send_request(Request::from_parts(parts, body))
+        .await?)
 }
 
 /// A watch's body, passed through until it ends or is cut (now, or `cut_after` after it

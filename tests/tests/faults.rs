@@ -60,7 +60,10 @@ async fn throttling_answers_429_with_retry_after() {
     // A raw request: kube's client would retry the 429 itself.
     let head = raw_get(&plane, &proxy, "/api/v1/namespaces/default/configmaps").await;
     assert!(head.starts_with("HTTP/1.1 429"), "{head}");
-    assert!(head.to_ascii_lowercase().contains("retry-after: 1"), "{head}");
+    assert!(
+        head.to_ascii_lowercase().contains("retry-after: 1"),
+        "{head}"
+    );
     assert_eq!(proxy.injected().throttled, 1);
 
     // kube's client waits and retries: with half the requests throttled, a list gets
@@ -93,7 +96,9 @@ async fn raw_get(plane: &ControlPlane, proxy: &FaultProxy, path: &str) -> String
     .with_root_certificates(roots)
     .with_no_client_auth();
     let port: u16 = proxy.url.rsplit(':').next().unwrap().parse().unwrap();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
         .connect(name, tcp)
@@ -137,8 +142,13 @@ async fn a_cut_watch_ends() {
         .await
         .unwrap()
         .boxed();
-    api.create(&PostParams::default(), &cm("seen")).await.unwrap();
-    assert!(stream.try_next().await.unwrap().is_some(), "the watch works");
+    api.create(&PostParams::default(), &cm("seen"))
+        .await
+        .unwrap();
+    assert!(
+        stream.try_next().await.unwrap().is_some(),
+        "the watch works"
+    );
     proxy.drop_watches();
     let ended = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(Ok(_)) = stream.next().await {}
@@ -157,7 +167,11 @@ async fn the_callers_identity_passes_through() {
     match api.get_opt("x").await.unwrap_err() {
         kube::Error::Api(s) => {
             assert_eq!(s.code, 403);
-            assert!(s.message.contains("system:serviceaccount:default:nobody"), "{}", s.message);
+            assert!(
+                s.message.contains("system:serviceaccount:default:nobody"),
+                "{}",
+                s.message
+            );
         }
         other => panic!("{other}"),
     }

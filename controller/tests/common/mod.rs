@@ -77,7 +77,12 @@ impl Cluster {
 
     /// A cluster on a control plane started with `options`.
     pub async fn with_options(options: Options) -> Cluster {
-        Self::build(Install::Kustomize(&repo().join("manifests")), options, false).await
+        Self::build(
+            Install::Kustomize(&repo().join("manifests")),
+            options,
+            false,
+        )
+        .await
     }
 
     /// A cluster whose controllers reach the apiserver through a [`FaultProxy`].
