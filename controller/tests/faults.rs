@@ -150,3 +150,48 @@ async fn converges_through_faults_without_partial_secrets() {
 fn proxy_of(cluster: &Cluster) -> &kseal_tests::faults::FaultProxy {
     cluster.proxy.as_ref().unwrap()
 }
+
+/// etcd down for a few seconds and back (same data): the apiserver reconnects, the
+/// controller rides it out without a restart, and unseals what comes after.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_etcd_outage_is_ridden_out() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    let cert = cluster.recipients().await;
+    cluster
+        .seal_and_apply(&cert, "shop", "before", &[("password", "pw-etcd-1")])
+        .await;
+    assert_eq!(cluster.ready("shop", "before").await.1, "Unsealed");
+
+    cluster.plane.kill(Component::Etcd);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    cluster.plane.start_again(Component::Etcd).await.unwrap();
+
+    // kubectl retries nothing: apply until the apiserver serves again.
+    let input = secret_yaml("shop", "after", &[("password", "pw-etcd-2")]);
+    cluster.kseal(
+        &["seal", "--cert", cert.to_str().unwrap(), "-w", "after.yaml"],
+        input.as_bytes(),
+    );
+    let file = cluster.path("after.yaml");
+    wait_for_within("the apiserver back", Duration::from_secs(60), || async {
+        let api = cluster.sealed("shop");
+        api.get_opt("before").await.ok().map(|_| ())
+    })
+    .await;
+    cluster.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
+    wait_for_within("the Secret after the outage", Duration::from_secs(90), || async {
+        let s = cluster.secrets("shop").get_opt("after").await.ok()??;
+        (s.data?.get("password")?.0 == b"pw-etcd-2").then_some(())
+    })
+    .await;
+    let (_, child, _) = cluster
+        .controllers
+        .iter_mut()
+        .find(|(id, _, _)| id == "replica-a")
+        .unwrap();
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the controller did not exit"
+    );
+}

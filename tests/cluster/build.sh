@@ -4,7 +4,8 @@
 #   kseal-cluster  etcd, kube-apiserver, kube-controller-manager, the kstatus checker
 #                  and a KMS v2 plugin (cmd/kseal-cluster)
 #   helm           Helm v4 (the go.mod's `tool helm.sh/helm/v4/cmd/helm`)
-# into target/cluster/<key>/, where the key hashes go.mod, go.sum and the Go sources: a
+# into target/cluster/<key>/, where the key hashes this script, go.mod, go.sum and the
+# Go sources: a
 # warm run finds them and builds nothing. Go's module and build caches live under
 # target/go, so a changed go.sum rebuilds only what changed. Concurrent callers
 # (parallel test processes) wait for one build. Prints the directory.
@@ -13,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 target=${CARGO_TARGET_DIR:-$here/../../target}
 mkdir -p "$target/cluster"
 target=$(cd "$target" && pwd)
-key=$(cd "$here" && cat go.mod go.sum $(find cmd -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+key=$(cd "$here" && cat build.sh go.mod go.sum $(find cmd -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 out=$target/cluster/$key
 if [ ! -x "$out/kseal-cluster" ] || [ ! -x "$out/helm" ]; then
   exec 9>"$target/cluster/build.lock"
@@ -21,6 +22,7 @@ if [ ! -x "$out/kseal-cluster" ] || [ ! -x "$out/helm" ]; then
   if [ ! -x "$out/kseal-cluster" ] || [ ! -x "$out/helm" ]; then
     echo "tests/cluster: building kube-apiserver, kube-controller-manager, etcd and helm from go.mod (once per go.sum; minutes on 2 cores)" >&2
     version=$(sed -n 's/^\tk8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$here/go.mod")
+    helm_version=$(sed -n 's/^\thelm.sh\/helm\/v4 \(v[0-9.]*\).*$/\1/p' "$here/go.mod")
     minor=$(echo "$version" | cut -d. -f2)
     tmp=$out.tmp
     rm -rf "$tmp" && mkdir -p "$tmp"
@@ -30,7 +32,8 @@ if [ ! -x "$out/kseal-cluster" ] || [ ! -x "$out/helm" ]; then
       go build -trimpath -o "$tmp/" -ldflags "-s -w \
         -X k8s.io/component-base/version.gitVersion=$version \
         -X k8s.io/component-base/version.gitMajor=1 \
-        -X k8s.io/component-base/version.gitMinor=$minor" \
+        -X k8s.io/component-base/version.gitMinor=$minor \
+        -X helm.sh/helm/v4/internal/version.version=$helm_version" \
         ./cmd/kseal-cluster helm.sh/helm/v4/cmd/helm
     ) >&2
     rm -rf "$out" && mv "$tmp" "$out"
