@@ -179,11 +179,17 @@ async fn an_etcd_outage_is_ridden_out() {
         api.get_opt("before").await.ok().map(|_| ())
     })
     .await;
-    cluster.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
-    wait_for_within("the Secret after the outage", Duration::from_secs(90), || async {
-        let s = cluster.secrets("shop").get_opt("after").await.ok()??;
-        (s.data?.get("password")?.0 == b"pw-etcd-2").then_some(())
-    })
+    cluster
+        .kubectl(&["apply", "-f", file.to_str().unwrap()])
+        .await;
+    wait_for_within(
+        "the Secret after the outage",
+        Duration::from_secs(90),
+        || async {
+            let s = cluster.secrets("shop").get_opt("after").await.ok()??;
+            (s.data?.get("password")?.0 == b"pw-etcd-2").then_some(())
+        },
+    )
     .await;
     let (_, child, _) = cluster
         .controllers
