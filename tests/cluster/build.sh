@@ -14,7 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 target=${CARGO_TARGET_DIR:-$here/../../target}
 mkdir -p "$target/cluster"
 target=$(cd "$target" && pwd)
-key=$(cd "$here" && cat build.sh go.mod go.sum $(find cmd -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+key=$(cd "$here" && cat build.sh go.mod go.sum $(find cmd internal -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 out=$target/cluster/$key
 if [ ! -x "$out/kseal-cluster" ] || [ ! -x "$out/helm" ]; then
   exec 9>"$target/cluster/build.lock"

@@ -18,6 +18,9 @@ import (
 	_ "k8s.io/component-base/metrics/prometheus/version"
 	apiserver "k8s.io/kubernetes/cmd/kube-apiserver/app"
 	kcm "k8s.io/kubernetes/cmd/kube-controller-manager/app"
+
+	"kseal.dev/tests/cluster/internal/kmsplugin"
+	"kseal.dev/tests/cluster/internal/kstatus"
 )
 
 const usage = "usage: kseal-cluster etcd|kube-apiserver|kube-controller-manager|kstatus|kms-plugin [flags]"
@@ -38,9 +41,9 @@ func main() {
 	case "kube-controller-manager":
 		os.Exit(cli.Run(kcm.NewControllerManagerCommand()))
 	case "kstatus":
-		os.Exit(kstatus(os.Stdin, os.Stdout, os.Stderr))
+		os.Exit(kstatus.Run(os.Stdin, os.Stdout, os.Stderr))
 	case "kms-plugin":
-		os.Exit(kms(args, os.Stderr))
+		os.Exit(kmsplugin.Run(args, os.Stderr))
 	default:
 		fmt.Fprintf(os.Stderr, "kseal-cluster: unknown component %q\n%s\n", component, usage)
 		os.Exit(2)

@@ -1,4 +1,6 @@
-package main
+// Package kstatus prints the kstatus verdict (sigs.k8s.io/cli-utils status.Compute) of
+// Kubernetes objects read as JSON.
+package kstatus
 
 import (
 	"encoding/json"
@@ -17,9 +19,9 @@ type verdict struct {
 	Message   string `json:"message"`
 }
 
-// kstatus reads one object or a List (`kubectl get -o json`) and writes, per object, the
+// Run reads one object or a List (`kubectl get -o json`) and writes, per object, the
 // verdict of sigs.k8s.io/cli-utils' status.Compute: the health Flux and Argo CD read.
-func kstatus(in io.Reader, out, errs io.Writer) int {
+func Run(in io.Reader, out, errs io.Writer) int {
 	body, err := io.ReadAll(in)
 	if err != nil {
 		fmt.Fprintf(errs, "kstatus: reading stdin: %v\n", err)

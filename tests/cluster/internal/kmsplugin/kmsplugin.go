@@ -1,4 +1,5 @@
-package main
+// Package kmsplugin is a KMS v2 plugin for tests.
+package kmsplugin
 
 import (
 	"context"
@@ -49,8 +50,8 @@ func (p *kmsPlugin) Status(context.Context) (*service.StatusResponse, error) {
 	return &service.StatusResponse{Version: "v2", Healthz: "ok", KeyID: p.keyID}, nil
 }
 
-// kms serves the plugin on a unix socket until SIGTERM or SIGINT.
-func kms(args []string, errs io.Writer) int {
+// Run serves the plugin on a unix socket until SIGTERM or SIGINT.
+func Run(args []string, errs io.Writer) int {
 	flags := flag.NewFlagSet("kms-plugin", flag.ContinueOnError)
 	flags.SetOutput(errs)
 	socket := flags.String("socket", "", "unix socket path to serve on")
