@@ -7,7 +7,6 @@
 //! directory and ends with the [`ControlPlane`] (or with the test process, however it
 //! ends).
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -158,10 +157,6 @@ pub fn host_ip() -> Option<std::net::IpAddr> {
     (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
 }
 
-fn free_port() -> Result<u16, Error> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 fn issuer(name: &str) -> Result<CertifiedIssuer<'static, KeyPair>, Error> {
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -198,7 +193,11 @@ impl ControlPlane {
         std::fs::write(file("sa.key"), sa_key.serialize_pem())?;
         std::fs::write(file("sa.pub"), sa_key.public_key_pem())?;
 
-        let (port, etcd_port, peer_port) = (free_port()?, free_port()?, free_port()?);
+        let (port, etcd_port, peer_port) = (
+            crate::ports::free_port()?,
+            crate::ports::free_port()?,
+            crate::ports::free_port()?,
+        );
         let url = format!("https://127.0.0.1:{port}");
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
@@ -364,7 +363,7 @@ impl ControlPlane {
         &self,
         encryption_config: Option<&str>,
     ) -> Result<(Component, String), Error> {
-        let port = free_port()?;
+        let port = crate::ports::free_port()?;
         let component = {
             let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
             let peers = commands.iter().filter(|(c, _)| c.is_apiserver()).count();

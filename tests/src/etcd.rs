@@ -1,7 +1,6 @@
 //! A real etcd (the control plane's, built from `tests/cluster/go.mod`) for the at-rest
 //! scan tests and benchmark: started on free loopback ports in a temporary data
 //! directory, stopped when dropped.
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -62,10 +61,6 @@ fn write_certs(dir: &std::path::Path) -> Result<(TlsFiles, PathBuf, PathBuf)> {
     Ok((files, server_crt, server_key_path))
 }
 
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 /// etcd: `$KSEAL_ETCD`, else the etcd of the real control plane's build (`kseal-cluster
 /// etcd`, from `tests/cluster/go.mod`).
 fn command() -> Result<Command> {
@@ -92,7 +87,7 @@ impl Etcd {
 
     fn start_with(tls: bool) -> Result<Etcd> {
         let dir = tempfile::tempdir()?;
-        let (client, peer) = (free_port()?, free_port()?);
+        let (client, peer) = (crate::ports::free_port()?, crate::ports::free_port()?);
         let scheme = if tls { "https" } else { "http" };
         let endpoint = format!("{scheme}://127.0.0.1:{client}");
         let mut tls_args = Vec::new();

@@ -5,6 +5,7 @@
 pub mod cluster;
 pub mod etcd;
 pub mod faults;
+pub mod ports;
 pub mod stored_values;
 
 use serde::{Deserialize, Serialize};

@@ -40,14 +40,6 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The `kseal` CLI, built beside this crate's binary by a workspace build.
 pub fn kseal_bin() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_kseal-controller")).with_file_name("kseal");
@@ -201,7 +193,10 @@ impl Cluster {
     /// Starts a replica with extra flags.
     pub fn start_controller_with(&mut self, identity: &str, extra: &[&str]) -> u16 {
         let kubeconfig = self.controller_kubeconfig();
-        let (port, metrics) = (free_port(), free_port());
+        let (port, metrics) = (
+            kseal_tests::ports::free_port().unwrap(),
+            kseal_tests::ports::free_port().unwrap(),
+        );
         let log = std::fs::File::create(self.path(&format!("{identity}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
             .args([
