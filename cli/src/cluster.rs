@@ -89,6 +89,11 @@ impl Cluster {
         }))
     }
 
+    /// The client, for requests of a command's own.
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
     fn configmap(&self) -> Result<RecipientsDocument> {
         Ok(self.configmap_with_annotations()?.0)
     }

@@ -1,6 +1,6 @@
 //! The controller's encryption-at-rest policy, end to end: the real binary with the RBAC
 //! from `manifests/`, against a real kube-apiserver whose `EncryptionConfiguration`
-//! (none, KMS v2 through a plugin, identity first) decides what the canary write reports. Under `enforce` with a plaintext verdict nothing is
+//! (none, KMS v2 through a plugin, aescbc, identity first) decides what the canary write reports. Under `enforce` with a plaintext verdict nothing is
 //! unsealed and the reason is shown; once the verdict is encrypted everything unseals;
 //! an existing Secret is left alone when the verdict turns plaintext again.
 #![allow(clippy::unwrap_used)]
@@ -14,6 +14,9 @@ const KMS_V2: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionCo
 /// Back to plaintext after KMS: identity first, the KMS provider kept so that what it
 /// encrypted can still be read (without it the apiserver cannot list Secrets at all).
 const KMS_THEN_IDENTITY_FIRST: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - identity: {}\n      - kms:\n          apiVersion: v2\n          name: vault\n          endpoint: unix://KMS_SOCKET\n";
+
+/// Secrets through aescbc.
+const AESCBC: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - aescbc:\n          keys:\n            - name: key1\n              secret: AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n      - identity: {}\n";
 
 /// An aescbc key configured, but identity first: new writes are plaintext.
 const IDENTITY_FIRST: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: EncryptionConfiguration\nresources:\n  - resources: [secrets]\n    providers:\n      - identity: {}\n      - aescbc:\n          keys:\n            - name: key1\n              secret: AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=\n";
@@ -121,6 +124,16 @@ async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
         status.contains("encryption at rest: encrypted (kms:v2:vault)"),
         "{status}"
     );
+    let stored = cluster
+        .plane
+        .stored_secret("shop", "db")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.starts_with(b"k8s:enc:kms:v2:vault:"),
+        "stored through the plugin"
+    );
 
     // Plaintext again: an update is refused and the existing Secret stays as it was.
     cluster
@@ -161,4 +174,40 @@ async fn warn_reports_plaintext_and_unseals_anyway() {
     assert_eq!((status.as_str(), reason.as_str()), ("True", "Unsealed"));
     verdict_metric(&cluster, "plaintext").await;
     assert!(cluster.logs().contains("Secrets are stored in plaintext"));
+}
+
+/// Under `enforce` on an apiserver that encrypts with aescbc, everything unseals at once,
+/// and etcd holds the Secret encrypted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enforce_unseals_on_aescbc() {
+    let mut cluster = Cluster::with_options(Options {
+        encryption_config: Some(AESCBC.into()),
+        ..Options::default()
+    })
+    .await;
+    cluster.start_controller_with("replica-a", &["--require-encryption-at-rest", "enforce"]);
+    let recipients = cluster.recipients().await;
+    seal_and_apply(&cluster, recipients.to_str().unwrap(), "db", "pw-aescbc").await;
+    let secret = wait_for("the Secret", || async {
+        cluster.secrets("shop").get_opt("db").await.ok().flatten()
+    })
+    .await;
+    assert_eq!(secret.data.unwrap()["password"].0, b"pw-aescbc");
+    let (status, reason) = cluster.ready("shop", "db").await;
+    assert_eq!((status.as_str(), reason.as_str()), ("True", "Unsealed"));
+    verdict_metric(&cluster, "encrypted").await;
+    let stored = cluster
+        .plane
+        .stored_secret("shop", "db")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        stored.starts_with(b"k8s:enc:aescbc:v1:key1:"),
+        "stored with aescbc"
+    );
+    assert!(
+        !stored.windows(9).any(|w| w == b"pw-aescbc"),
+        "no plaintext in etcd"
+    );
 }

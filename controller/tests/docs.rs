@@ -1,7 +1,7 @@
 //! The docs cannot drift from the CLI: every `kseal` and `kseal-controller` command line
 //! in a `sh`/`console` code block of README.md and docs/*.md is extracted and run, in
-//! document order, in a working directory per file, against a cluster (the test API
-//! server with the manifests applied and the real controller running) and a real etcd.
+//! document order, in a working directory per file, against a cluster (a real
+//! kube-apiserver with the manifests applied and the real controller running) and its etcd.
 //!
 //! A line is run exactly as written, except where it names something only a real
 //! cluster has (a kubeadm path, an `exec` into the pod, an elided `…` value): those are
@@ -59,7 +59,6 @@ fn command_lines(markdown: &str) -> Vec<String> {
 
 struct Env {
     cluster: Cluster,
-    etcd: kseal_tests::etcd::Etcd,
     bin_dir: PathBuf,
     recipients_doc: PathBuf,
     /// The private key behind `recipients_doc` (a runbook rotates keys later on).
@@ -71,11 +70,23 @@ impl Env {
     /// The line as the test runs it.
     fn mirror(&self, line: &str) -> String {
         if line.starts_with("kseal at-rest scan-etcd") {
-            // The kubeadm etcd endpoint and client certificates → the test's etcd.
-            return format!(
-                "kseal at-rest scan-etcd --endpoints {} --config enc.yaml",
-                self.etcd.endpoint
-            );
+            // The kubeadm etcd endpoint and client certificates → the test cluster's etcd
+            // (plain HTTP on loopback); the rest of the line as written.
+            let mut words = line.split_whitespace();
+            let mut kept = Vec::new();
+            while let Some(word) = words.next() {
+                match word {
+                    "--cacert" | "--cert" | "--key" => {
+                        words.next();
+                    }
+                    "--endpoints" => {
+                        words.next();
+                        kept.push(format!("--endpoints {}", self.cluster.plane.etcd_url));
+                    }
+                    other => kept.push(other.replace("/etc/kubernetes/enc/enc.yaml", "enc.yaml")),
+                }
+            }
+            return kept.join(" ");
         }
         if line.starts_with("kubectl -n kseal-system exec deploy/kseal-controller -- ") {
             // No pods run on the test server: run the same command with the controller's
@@ -193,16 +204,6 @@ async fn every_command_line_in_the_docs_runs() {
         .kubectl(&["apply", "-f", secret.to_str().unwrap()])
         .await;
 
-    let etcd = kseal_tests::etcd::Etcd::start().unwrap();
-    let stored = kseal_tests::stored_values::secretbox("key1", &[1u8; 32], b"k8s\x00...");
-    let mut client = kseal_etcd::Client::connect(&[&etcd.endpoint], Default::default())
-        .await
-        .unwrap();
-    client
-        .put(b"/registry/secrets/shop/db-credentials".to_vec(), stored)
-        .await
-        .unwrap();
-
     let scratch = tempfile::tempdir().unwrap();
     let other_recipients: Vec<String> = ["a.txt", "b.txt"]
         .iter()
@@ -216,7 +217,6 @@ async fn every_command_line_in_the_docs_runs() {
     let env = Env {
         bin_dir: kseal_bin().parent().unwrap().to_owned(),
         cluster,
-        etcd,
         recipients_doc,
         cluster_identity,
         other_recipients,

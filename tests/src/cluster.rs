@@ -242,7 +242,11 @@ impl ControlPlane {
                 (Component::ApiServer, apiserver),
                 (
                     Component::KmsPlugin,
-                    vec![format!("--socket={}", file("kms.sock"))],
+                    vec![
+                        format!("--socket={}", file("kms.sock")),
+                        format!("--key-file={}", file("kms.key")),
+                        format!("--control={}", file("kms.control")),
+                    ],
                 ),
             ]),
             children: Mutex::new(Vec::new()),
@@ -315,8 +319,9 @@ impl ControlPlane {
 
     /// Writes an apiserver's `EncryptionConfiguration` (`None`: no
     /// `--encryption-provider-config` at all) and sets the flag; starts the KMS plugin when
-    /// the config names its socket. Takes effect when that apiserver next starts.
-    async fn write_encryption_config(
+    /// the config names its socket. Takes effect when that apiserver next starts, or
+    /// within a minute when it runs with `--encryption-provider-config-automatic-reload`.
+    pub async fn write_encryption_config(
         &self,
         apiserver: Component,
         config: Option<&str>,
@@ -326,7 +331,10 @@ impl ControlPlane {
         let socket = self.path("kms.sock");
         if let Some(config) = config {
             let config = config.replace("KMS_SOCKET", &socket.to_string_lossy());
-            std::fs::write(&path, &config)?;
+            // Replaced whole: a reloading apiserver never reads half a file.
+            let staged = path.with_extension("yaml.new");
+            std::fs::write(&staged, &config)?;
+            std::fs::rename(&staged, &path)?;
             if config.contains("unix://") && !self.running(Component::KmsPlugin) {
                 self.spawn(Component::KmsPlugin, &binary()?)?;
                 let started = Instant::now();
@@ -491,6 +499,17 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// Steers the KMS v2 plugin: the key id it wraps new data keys under (a rotation, as
+    /// a KMS admin's), and whether it answers at all. It reads this on every call; the
+    /// apiservers see a change at their next status poll of the plugin (within a minute).
+    pub fn set_kms(&self, key_id: &str, healthy: bool) -> Result<(), Error> {
+        let path = self.path("kms.control");
+        let staged = self.path("kms.control.new");
+        std::fs::write(&staged, format!("key-id={key_id}\nhealthy={healthy}\n"))?;
+        std::fs::rename(staged, path)?;
+        Ok(())
+    }
+
     /// Kills a component and starts it again.
     pub async fn restart(&self, component: Component) -> Result<(), Error> {
         self.kill(component);
@@ -635,6 +654,23 @@ impl ControlPlane {
     /// A client to etcd.
     pub async fn etcd(&self) -> Result<kseal_etcd::Client, Error> {
         Ok(kseal_etcd::Client::connect(&[&self.etcd_url], Default::default()).await?)
+    }
+
+    /// The bytes etcd holds for a Secret, as the apiserver stored them (`None` when
+    /// there is no such key).
+    pub async fn stored_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let range = kseal_etcd::Range {
+            key: format!("/registry/secrets/{namespace}/{name}").into_bytes(),
+            range_end: Vec::new(),
+            limit: 1,
+            revision: 0,
+        };
+        let mut found = self.etcd().await?.range(range).await?;
+        Ok(found.kvs.pop().map(|kv| kv.value))
     }
 }
 

@@ -1,6 +1,7 @@
 //! `kseal at-rest`: is the cluster storing Secrets encrypted? `lint` reads an
 //! `EncryptionConfiguration`, `check` asks the apiservers through the API, `scan-etcd`
-//! reads what etcd holds. Exit codes (docs/at-rest.md): 0 pass, 1 could not run,
+//! reads what etcd holds, `rewrite` (in `rewrite.rs`) writes Secrets back so they are
+//! stored under the current provider and key. Exit codes (docs/at-rest.md): 0 pass, 1 could not run,
 //! 2 usage, 3 the check failed, 4 inconclusive.
 
 use std::collections::BTreeMap;
@@ -14,7 +15,7 @@ use clap::{Args, Subcommand, ValueHint};
 use kseal_core::atrest::config::{self, Lint, SecretsCoverage, Severity};
 use kseal_core::atrest::evidence::{self, ClusterVerdict, Verdict};
 use kseal_core::atrest::probe::{self, ProbeOptions};
-use kseal_core::atrest::stored::{self, Standing, Stored};
+use kseal_core::atrest::stored::{self, Standing, Stored, StoredProvider};
 use serde::Serialize;
 
 use crate::cluster::{Cluster, ClusterArgs};
@@ -32,6 +33,8 @@ pub enum AtRest {
     Check(CheckArgs),
     /// Read every Secret's stored value from etcd and classify it (plaintext, provider, key)
     ScanEtcd(ScanArgs),
+    /// Write Secrets back unchanged so the apiserver stores them under its current provider and key
+    Rewrite(super::rewrite::RewriteArgs),
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +103,7 @@ pub fn run(command: &AtRest) -> Result<ExitCode> {
         AtRest::Lint(args) => lint(args),
         AtRest::Check(args) => check(args),
         AtRest::ScanEtcd(args) => scan(args),
+        AtRest::Rewrite(args) => super::rewrite::run(args),
     }
 }
 
@@ -243,6 +247,11 @@ struct Scan {
     total: u64,
     /// Count per classification label (`plaintext-protobuf`, `aescbc:key1`, …).
     formats: BTreeMap<String, u64>,
+    /// KMS v2 values per provider name and key id (the KEK id the plugin reported, which
+    /// etcd holds in the clear), with the key id's `sha256:` hash as `at-rest check` and
+    /// the apiserver's metrics show it. A rotation shows as a second key id.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    kms_v2_key_ids: BTreeMap<String, BTreeMap<String, KeyIdCount>>,
     /// With --config: count per standing.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     standing: BTreeMap<String, u64>,
@@ -252,6 +261,12 @@ struct Scan {
     stale: Vec<String>,
     /// Secrets the config cannot read, or whose bytes are not a known format.
     unreadable: Vec<String>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct KeyIdCount {
+    hash: String,
+    count: u64,
 }
 
 fn scan(args: &ScanArgs) -> Result<ExitCode> {
@@ -361,6 +376,24 @@ async fn scan_etcd(
             let stored = stored::classify(&kv.value, &known);
             scan.total += 1;
             *scan.formats.entry(stored.label()).or_default() += 1;
+            if let Stored::Encrypted {
+                provider: StoredProvider::KmsV2,
+                name,
+                kms_key_id: Some(id),
+                ..
+            } = &stored
+            {
+                let entry = scan
+                    .kms_v2_key_ids
+                    .entry(name.clone())
+                    .or_default()
+                    .entry(id.clone())
+                    .or_insert_with(|| KeyIdCount {
+                        hash: config::sha256_hex(id.as_bytes()),
+                        count: 0,
+                    });
+                entry.count += 1;
+            }
             let standing = coverage.map(|c| stored::standing(&stored, c));
             if let Some(s) = standing {
                 *scan
@@ -405,6 +438,15 @@ fn render_scan(s: &Scan, with_config: bool) -> String {
     );
     for (format, n) in &s.formats {
         let _ = writeln!(out, "  {n:>8}  {format}");
+    }
+    for (provider, ids) in &s.kms_v2_key_ids {
+        for (id, c) in ids {
+            let _ = writeln!(
+                out,
+                "  {:>8}  kms-v2:{provider} under key id {id:?} ({})",
+                c.count, c.hash
+            );
+        }
     }
     for (label, names, why) in [
         (

@@ -221,7 +221,10 @@ pub struct MetricsEvidence {
     pub apiserver_id_hash: Option<String>,
     /// Failed automatic reloads (the running config is older than the file).
     pub reload_failures: f64,
-    /// KMS v2 plugins polled for status, by provider name, with their key id hashes.
+    /// KMS v2 plugins polled for status, by provider name: the key id hash their latest
+    /// status reported. kube-apiserver keeps a series per key id hash it has seen (the
+    /// gauge is the time of the last status with that key id), so after a rotation the
+    /// current one is the newest.
     pub kms_v2_key_id_hashes: BTreeMap<String, String>,
 }
 
@@ -232,6 +235,7 @@ impl MetricsEvidence {
             transformations: Transformations::from_samples(&samples),
             ..MetricsEvidence::default()
         };
+        let mut latest: BTreeMap<String, (f64, String)> = BTreeMap::new();
         for s in &samples {
             if let Some(id) = s.labels.get("apiserver_id_hash") {
                 m.apiserver_id_hash.get_or_insert_with(|| id.clone());
@@ -246,9 +250,13 @@ impl MetricsEvidence {
                 && let (Some(p), Some(k)) =
                     (s.labels.get("provider_name"), s.labels.get("key_id_hash"))
             {
-                m.kms_v2_key_id_hashes.insert(p.clone(), k.clone());
+                let newest = latest.get(p).is_none_or(|(at, _)| s.value > *at);
+                if newest {
+                    latest.insert(p.clone(), (s.value, k.clone()));
+                }
             }
         }
+        m.kms_v2_key_id_hashes = latest.into_iter().map(|(p, (_, k))| (p, k)).collect();
         m
     }
 }
@@ -705,6 +713,21 @@ apiserver_encryption_config_controller_last_config_info{apiserver_id_hash="sha25
         assert_eq!(m.config_hash.as_deref(), Some("sha256:6bc9"));
         assert_eq!(m.apiserver_id_hash.as_deref(), Some("sha256:14f9"));
         assert_eq!(m.reload_failures, 2.0);
+    }
+
+    #[test]
+    fn after_a_kms_rotation_the_newest_key_id_is_current() {
+        // kube-apiserver keeps the series of every key id hash it saw; the gauge is when
+        // a status last reported it.
+        let text = r#"
+apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds{apiserver_id_hash="sha256:14f9",key_id_hash="sha256:new",provider_name="vault"} 1.7646e+09
+apiserver_envelope_encryption_key_id_hash_status_last_timestamp_seconds{apiserver_id_hash="sha256:14f9",key_id_hash="sha256:old",provider_name="vault"} 1.7645e+09
+"#;
+        let m = MetricsEvidence::from_text(text);
+        assert_eq!(
+            m.kms_v2_key_id_hashes.get("vault").map(String::as_str),
+            Some("sha256:new")
+        );
     }
 
     #[test]

@@ -94,6 +94,11 @@ pub async fn probe(config: &Config, options: &ProbeOptions) -> Vec<ApiserverEvid
         };
         let health = match get_text(&target.client, "/readyz?verbose").await {
             Ok(text) => Checked::Done(HealthEvidence::from_text(&text)),
+            // A failing check (a KMS plugin down) makes /readyz answer 500 with the same
+            // verbose list, in plain text, which kube keeps as the error's message.
+            Err(kube::Error::Api(s)) if s.code == 500 && s.message.contains("[-]") => {
+                Checked::Done(HealthEvidence::from_text(&s.message))
+            }
             Err(e) => Checked::NotChecked(explain("read /readyz", &e)),
         };
         let metrics = get_text(&target.client, "/metrics").await;
