@@ -382,6 +382,14 @@ fn kms_v2_key_rotation_shows_and_rewrite_moves_to_it() {
         key_ids(&scan),
         BTreeMap::from([("kseal-test-2".into(), (rotated, 4))])
     );
+
+    // The plugin now fails every call (as a KMS that lost its key would): check warns.
+    setup.plane.set_kms("kseal-test-2", false).unwrap();
+    setup.check_until("the failing plugin in check", |json| {
+        json["apiservers"][0]["warnings"]
+            .to_string()
+            .contains("health: kms-providers is failing")
+    });
 }
 
 /// A stopped KMS plugin: `check` says the plugin is unhealthy, and prints no value. (The

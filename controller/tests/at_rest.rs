@@ -116,7 +116,12 @@ async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
             cluster.secrets("shop").get_opt(name).await.ok().flatten()
         })
         .await;
-        let (status, reason) = cluster.ready("shop", name).await;
+        // The Secret is written before the status: wait for the condition to follow.
+        let (status, reason) = wait_for("Ready=True", || async {
+            let ready = cluster.ready("shop", name).await;
+            (ready.0 == "True").then_some(ready)
+        })
+        .await;
         assert_eq!((status.as_str(), reason.as_str()), ("True", "Unsealed"));
     }
     let status = kseal_status(&cluster);
@@ -193,7 +198,11 @@ async fn enforce_unseals_on_aescbc() {
     })
     .await;
     assert_eq!(secret.data.unwrap()["password"].0, b"pw-aescbc");
-    let (status, reason) = cluster.ready("shop", "db").await;
+    let (status, reason) = wait_for("Ready=True", || async {
+        let ready = cluster.ready("shop", "db").await;
+        (ready.0 == "True").then_some(ready)
+    })
+    .await;
     assert_eq!((status.as_str(), reason.as_str()), ("True", "Unsealed"));
     verdict_metric(&cluster, "encrypted").await;
     let stored = cluster
