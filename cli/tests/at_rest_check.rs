@@ -442,8 +442,8 @@ fn aesgcm() {
 
 /// Secrets written before encryption was turned on stay plaintext in etcd until written
 /// again: `check` warns, `scan-etcd` counts them, `rewrite` (from the scan's report, with
-/// a checkpoint) stores them encrypted, and a Secret edited by someone else during the
-/// rewrite keeps that edit.
+/// a checkpoint, killed after its first page and run again) stores them encrypted, and a
+/// Secret edited by someone else during the rewrite keeps that edit.
 #[test]
 fn identity_first_then_aescbc_then_rewrite() {
     let setup = Setup::new(&[Some(config(IDENTITY_FIRST))]);
@@ -537,7 +537,7 @@ fn identity_first_then_aescbc_then_rewrite() {
         })
     };
     let checkpoint = setup.dir.path().join("checkpoint.json");
-    let out = setup.kseal(&[
+    let rewrite_args = [
         "at-rest",
         "rewrite",
         "--kubeconfig",
@@ -549,7 +549,30 @@ fn identity_first_then_aescbc_then_rewrite() {
         "--page-size",
         "5",
         "--json",
-    ]);
+    ];
+    // Interrupted once its first page is done (an operator's Ctrl-C, a lost node)...
+    let mut first = Command::new(env!("CARGO_BIN_EXE_kseal"))
+        .args(rewrite_args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !checkpoint.exists() {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the rewrite ended early"
+        );
+        assert!(started.elapsed() < Duration::from_secs(60), "no checkpoint");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+    let partial: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&checkpoint).unwrap()).unwrap();
+    assert_eq!(partial["done_through"], "default/old-11", "{partial}");
+    // ...and run again: it resumes after the last page done.
+    let out = setup.kseal(&rewrite_args);
     let last_edit = setup.runtime.block_on(editor).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
