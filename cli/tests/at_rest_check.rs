@@ -271,6 +271,13 @@ fn formats(scan: &serde_json::Value) -> BTreeMap<String, u64> {
     serde_json::from_value(scan["formats"].clone()).unwrap()
 }
 
+/// `check` warns that the apiserver's KMS health check fails.
+fn kms_failing(json: &serde_json::Value) -> bool {
+    json["apiservers"][0]["warnings"]
+        .to_string()
+        .contains("health: kms-providers is failing")
+}
+
 fn counts(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
@@ -385,11 +392,7 @@ fn kms_v2_key_rotation_shows_and_rewrite_moves_to_it() {
 
     // The plugin now fails every call (as a KMS that lost its key would): check warns.
     setup.plane.set_kms("kseal-test-2", false).unwrap();
-    setup.check_until("the failing plugin in check", |json| {
-        json["apiservers"][0]["warnings"]
-            .to_string()
-            .contains("health: kms-providers is failing")
-    });
+    setup.check_until("the failing plugin in check", kms_failing);
 }
 
 /// A stopped KMS plugin: `check` says the plugin is unhealthy, and prints no value. (The
@@ -400,11 +403,7 @@ fn kms_v2_plugin_stopped_is_unhealthy() {
     let setup = Setup::new(&[Some(config(KMS_V2))]);
     let values = setup.create("s", 2, 0);
     setup.plane.kill(Component::KmsPlugin);
-    let json = setup.check_until("an unhealthy KMS plugin in check", |json| {
-        json["apiservers"][0]["warnings"]
-            .to_string()
-            .contains("health: kms-providers is failing")
-    });
+    let json = setup.check_until("an unhealthy KMS plugin in check", kms_failing);
     let (_, _, human) = setup.check(None);
     assert!(
         human.contains("warning      health: kms-providers is failing"),
@@ -416,28 +415,27 @@ fn kms_v2_plugin_stopped_is_unhealthy() {
     }
 }
 
-#[test]
-fn aescbc() {
-    let setup = Setup::new(&[Some(config(AESCBC))]);
+/// One apiserver with `providers`: `check` says encrypted with `detail`, and `scan-etcd`
+/// finds the Secrets written through it as `stored`.
+fn encrypts(providers: &str, detail: &str, stored: &str) {
+    let setup = Setup::new(&[Some(config(providers))]);
     let (code, json, human) = setup.check(None);
     assert_eq!(code, 0, "{human}");
-    assert_eq!(json["detail"], "aescbc:v1 key key1", "{human}");
+    assert_eq!(json["detail"], detail, "{human}");
     setup.create("s", 3, 0);
-    let (code, scan) = setup.scan(Some(&config(AESCBC)));
+    let (code, scan) = setup.scan(Some(&config(providers)));
     assert_eq!(code, 0, "{scan}");
-    assert_eq!(formats(&scan), counts(&[("aescbc:key1", 3)]));
+    assert_eq!(formats(&scan), counts(&[(stored, 3)]));
+}
+
+#[test]
+fn aescbc() {
+    encrypts(AESCBC, "aescbc:v1 key key1", "aescbc:key1");
 }
 
 #[test]
 fn aesgcm() {
-    let setup = Setup::new(&[Some(config(AESGCM))]);
-    let (code, json, human) = setup.check(None);
-    assert_eq!(code, 0, "{human}");
-    assert_eq!(json["detail"], "aesgcm:v1 key key3", "{human}");
-    setup.create("s", 2, 0);
-    let (code, scan) = setup.scan(Some(&config(AESGCM)));
-    assert_eq!(code, 0, "{scan}");
-    assert_eq!(formats(&scan), counts(&[("aesgcm:key3", 2)]));
+    encrypts(AESGCM, "aesgcm:v1 key key3", "aesgcm:key3");
 }
 
 /// Secrets written before encryption was turned on stay plaintext in etcd until written

@@ -37,6 +37,16 @@ async fn verdict_metric(cluster: &Cluster, verdict: &str) -> String {
     .await
 }
 
+/// The Ready condition once it is True. (The Secret is written before the status, so a
+/// test that saw the Secret may still read the condition from before.)
+async fn ready_true(cluster: &Cluster, name: &str) -> (String, String) {
+    wait_for("Ready=True", || async {
+        let ready = cluster.ready("shop", name).await;
+        (ready.0 == "True").then_some(ready)
+    })
+    .await
+}
+
 async fn seal_and_apply(cluster: &Cluster, cert: &str, name: &str, value: &str) {
     cluster
         .seal_and_apply(
@@ -116,12 +126,7 @@ async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
             cluster.secrets("shop").get_opt(name).await.ok().flatten()
         })
         .await;
-        // The Secret is written before the status: wait for the condition to follow.
-        let (status, reason) = wait_for("Ready=True", || async {
-            let ready = cluster.ready("shop", name).await;
-            (ready.0 == "True").then_some(ready)
-        })
-        .await;
+        let (status, reason) = ready_true(&cluster, name).await;
         assert_eq!((status.as_str(), reason.as_str()), ("True", "Unsealed"));
     }
     let status = kseal_status(&cluster);
@@ -198,11 +203,7 @@ async fn enforce_unseals_on_aescbc() {
     })
     .await;
     assert_eq!(secret.data.unwrap()["password"].0, b"pw-aescbc");
-    let (status, reason) = wait_for("Ready=True", || async {
-        let ready = cluster.ready("shop", "db").await;
-        (ready.0 == "True").then_some(ready)
-    })
-    .await;
+    let (status, reason) = ready_true(&cluster, "db").await;
     assert_eq!((status.as_str(), reason.as_str()), ("True", "Unsealed"));
     verdict_metric(&cluster, "encrypted").await;
     let stored = cluster
