@@ -39,6 +39,8 @@ pub enum Command {
     Verify(ServiceArgs),
     /// Re-encrypt files to the cluster's newest key through its controller, in place
     Reseal(ServiceArgs),
+    /// Convert Bitnami sealed-secrets files (bitnami.com/v1alpha1) into kseal SealedSecrets, in place
+    Migrate(MigrateArgs),
     /// Show the cluster's keys, the controller's leader and SealedSecrets by readiness
     Status {
         #[command(flatten)]
@@ -167,6 +169,39 @@ pub struct ServiceArgs {
     pub timeout: u64,
     #[command(flatten)]
     pub cluster: crate::cluster::ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct MigrateArgs {
+    /// Files or directories (searched for .yaml, .yml and .json files); every Bitnami
+    /// SealedSecret in them is replaced by a kseal one, other documents are kept
+    #[arg(value_name = "PATH", required = true, value_hint = ValueHint::AnyPath)]
+    pub paths: Vec<PathBuf>,
+    /// A Bitnami private key: PEM, or the key Secrets as `kubectl get secret -n
+    /// kube-system -l sealedsecrets.bitnami.com/sealed-secrets-key -o yaml` prints them;
+    /// repeatable
+    #[arg(long = "bitnami-key", value_name = "FILE", env = "KSEAL_BITNAMI_KEY", value_delimiter = ',', value_hint = ValueHint::FilePath)]
+    pub bitnami_keys: Vec<PathBuf>,
+    /// Without --bitnami-key: ask the cluster's kseal controller, which imported the
+    /// Bitnami keys (--bitnami-keys-namespace), to migrate each SealedSecret
+    #[arg(long, conflicts_with = "bitnami_keys")]
+    pub via_controller: bool,
+    /// Convert and report, but write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Write the files that converted even when others could not (by default a failure
+    /// anywhere writes nothing)
+    #[arg(long)]
+    pub keep_going: bool,
+    /// With --via-controller: namespace for the SealedSecretRequest objects [default: the
+    /// context's namespace]
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// With --via-controller: how long to wait for each answer, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
 }
 
 #[derive(Debug, Args)]

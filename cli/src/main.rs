@@ -47,6 +47,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Unseal(args) => cmd::unseal::run(&args),
         Command::Verify(args) => cmd::services::verify(&args),
         Command::Reseal(args) => cmd::services::reseal(&args),
+        Command::Migrate(args) => cmd::migrate::run(&args),
         Command::Status { cluster } => {
             let connected = cluster::Cluster::connect(&cluster)?.ok_or_else(|| {
                 anyhow::anyhow!("no kubeconfig: pass --kubeconfig or set $KUBECONFIG")

@@ -85,6 +85,26 @@ pub struct RunArgs {
         value_delimiter = ','
     )]
     pub allow_template_metadata: Vec<String>,
+    /// Import the Bitnami sealed-secrets keys from this namespace (Secrets labelled
+    /// sealedsecrets.bitnami.com/sealed-secrets-key=active, as the Bitnami controller
+    /// makes them; watched, so renewals are picked up), to answer kseal migrate
+    /// --via-controller and, with --bitnami-drop-in, to unseal Bitnami SealedSecrets
+    #[arg(
+        long,
+        global = true,
+        env = "KSEAL_BITNAMI_KEYS_NAMESPACE",
+        value_name = "NAMESPACE"
+    )]
+    pub bitnami_keys_namespace: Option<String>,
+    /// Also unseal Bitnami SealedSecrets (bitnami.com/v1alpha1) with the imported keys,
+    /// taking over the Secrets the Bitnami controller made (needs --bitnami-keys-namespace)
+    #[arg(
+        long,
+        global = true,
+        env = "KSEAL_BITNAMI_DROP_IN",
+        requires = "bitnami_keys_namespace"
+    )]
+    pub bitnami_drop_in: bool,
     /// Create a new key when the newest is this old (e.g. 30d, 12h)
     #[arg(long, global = true, env = "KSEAL_KEY_ROTATION_PERIOD", default_value = "30d", value_parser = parse_duration)]
     pub key_rotation_period: Duration,

@@ -46,6 +46,8 @@ pub struct LoadedKey {
 #[derive(Default)]
 pub struct KeyStore {
     keys: RwLock<Vec<LoadedKey>>,
+    /// Bitnami sealed-secrets keys imported with `--bitnami-keys-namespace`.
+    bitnami: RwLock<Arc<kseal_core::bitnami::BitnamiKeys>>,
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -123,6 +125,19 @@ impl KeyStore {
 
     pub fn newest(&self) -> Option<LoadedKey> {
         self.snapshot().into_iter().next()
+    }
+
+    pub fn bitnami(&self) -> Arc<kseal_core::bitnami::BitnamiKeys> {
+        self.bitnami
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_bitnami(&self, keys: kseal_core::bitnami::BitnamiKeys) -> usize {
+        let n = keys.len();
+        *self.bitnami.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(keys);
+        n
     }
 
     /// The recipients document: every usable key, newest first.
@@ -209,6 +224,87 @@ pub async fn watch(
                 })
                 .set((now - k.created).whole_seconds());
         }
+        generation += 1;
+        let _ = loaded.send(generation);
+    }
+}
+
+/// Watches the Bitnami sealed-secrets key Secrets in `api`'s namespace (opt-in:
+/// `--bitnami-keys-namespace`) and rebuilds the imported Bitnami keys whenever they
+/// change, as [`watch`] does for kseal's own. A key is a `kubernetes.io/tls` Secret
+/// labelled `sealedsecrets.bitnami.com/sealed-secrets-key=active` and owned by nothing (an
+/// unsealed Secret has its SealedSecret as owner), holding a PEM RSA key in `tls.key`.
+/// `loaded` counts the rebuilds.
+pub async fn watch_bitnami(
+    api: Api<Secret>,
+    keys: Arc<KeyStore>,
+    loaded: tokio::sync::watch::Sender<u64>,
+) {
+    use kseal_core::bitnami::{BitnamiKeys, KEY_LABEL as BITNAMI_KEY_LABEL};
+    let events = watcher(
+        api,
+        watcher::Config::default().labels(&format!("{BITNAMI_KEY_LABEL}={ACTIVE}")),
+    )
+    .default_backoff();
+    futures::pin_mut!(events);
+    // Secret name → its PEM, kept only until the keys are rebuilt from it.
+    let mut current: BTreeMap<String, zeroize::Zeroizing<Vec<u8>>> = BTreeMap::new();
+    let mut listing: Option<BTreeMap<String, zeroize::Zeroizing<Vec<u8>>>> = None;
+    let usable = |secret: &Secret| -> Option<zeroize::Zeroizing<Vec<u8>>> {
+        if secret.type_.as_deref() != Some("kubernetes.io/tls")
+            || !secret.owner_references().is_empty()
+        {
+            return None;
+        }
+        Some(zeroize::Zeroizing::new(
+            secret.data.as_ref()?.get("tls.key")?.0.clone(),
+        ))
+    };
+    let mut generation = 0u64;
+    while let Some(event) = events.next().await {
+        match event {
+            Ok(watcher::Event::Init) => {
+                listing = Some(BTreeMap::new());
+                continue;
+            }
+            Ok(watcher::Event::InitApply(mut secret)) => {
+                if let Some(pem) = usable(&secret) {
+                    listing
+                        .get_or_insert_with(BTreeMap::new)
+                        .insert(secret.name_any(), pem);
+                }
+                wipe_data(&mut secret);
+                continue;
+            }
+            Ok(watcher::Event::InitDone) => {
+                if let Some(listed) = listing.take() {
+                    current = listed;
+                }
+            }
+            Ok(watcher::Event::Apply(mut secret)) => {
+                match usable(&secret) {
+                    Some(pem) => current.insert(secret.name_any(), pem),
+                    None => current.remove(&secret.name_any()),
+                };
+                wipe_data(&mut secret);
+            }
+            Ok(watcher::Event::Delete(mut secret)) => {
+                current.remove(&secret.name_any());
+                wipe_data(&mut secret);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Bitnami key watch");
+                continue;
+            }
+        }
+        let mut imported = BitnamiKeys::default();
+        for (name, pem) in &current {
+            if let Err(e) = imported.add(pem) {
+                tracing::warn!(secret = %name, error = %e, "not a usable Bitnami key");
+            }
+        }
+        let n = keys.set_bitnami(imported);
+        tracing::info!(keys = n, "Bitnami keys imported");
         generation += 1;
         let _ = loaded.send(generation);
     }

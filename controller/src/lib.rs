@@ -4,6 +4,7 @@
 //! [`atrest`] (the encryption-at-rest policy).
 
 pub mod atrest;
+pub mod bitnami;
 pub mod config;
 pub mod crypto;
 pub mod http;
@@ -115,6 +116,16 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         keys_changed_tx,
     ));
 
+    // Bitnami keys (opt-in): watched by every replica too.
+    let (bitnami_loaded_tx, bitnami_loaded) = watch::channel(0u64);
+    if let Some(namespace) = &args.bitnami_keys_namespace {
+        tokio::spawn(keys::watch_bitnami(
+            Api::namespaced(client.clone(), namespace),
+            keys.clone(),
+            bitnami_loaded_tx,
+        ));
+    }
+
     // Leader election: only the leader creates keys, publishes recipients and reconciles.
     let lease =
         kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "kseal-controller-leader")
@@ -170,6 +181,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                         identity: identity.clone(),
                     },
                     keys_changed_rx.clone(),
+                    bitnami_loaded.clone(),
                 )));
             }
         } else if let Some(task) = controller_task.take() {
@@ -203,6 +215,7 @@ async fn controllers(
     args: RunArgs,
     replica: Replica,
     keys_changed: watch::Receiver<u64>,
+    bitnami_loaded: watch::Receiver<u64>,
 ) {
     let Replica {
         keys,
@@ -327,7 +340,67 @@ async fn controllers(
             .run(reconcile, error_policy, ctx.clone())
             .for_each(|_| async {})
     });
-    futures::future::join_all(runs).await;
+    // Drop-in: Bitnami SealedSecrets too, once the Bitnami keys are loaded (a first pass
+    // without them would mark every one failed).
+    let bitnami_runs = args.bitnami_drop_in.then(|| {
+        let ctx = ctx.clone();
+        let owned = owned.clone();
+        let namespaces = args.watch_namespaces.clone();
+        let client = client.clone();
+        let mut loaded = bitnami_loaded.clone();
+        async move {
+            if loaded.wait_for(|generation| *generation > 0).await.is_err() {
+                return;
+            }
+            let apis: Vec<(
+                Api<kseal_core::bitnami::SealedSecret>,
+                Api<PartialObjectMeta<Secret>>,
+            )> = if namespaces.is_empty() {
+                vec![(Api::all(client.clone()), Api::all(client.clone()))]
+            } else {
+                namespaces
+                    .iter()
+                    .map(|ns| {
+                        (
+                            Api::namespaced(client.clone(), ns),
+                            Api::namespaced(client.clone(), ns),
+                        )
+                    })
+                    .collect()
+            };
+            let runs = apis.into_iter().map(|(sealed, secrets)| {
+                let trigger =
+                    tokio_stream::wrappers::WatchStream::new(bitnami_loaded.clone()).map(|_| ());
+                let (reader, writer) = reflector::store();
+                let sealed_stream = watcher(sealed, watcher::Config::default())
+                    .default_backoff()
+                    .modify(|ss| ss.managed_fields_mut().clear())
+                    .reflect(writer)
+                    .applied_objects();
+                let owned_stream = watcher(secrets, owned.clone())
+                    .default_backoff()
+                    .modify(|s| s.managed_fields_mut().clear())
+                    .touched_objects();
+                Controller::for_stream(sealed_stream, reader)
+                    .with_config(
+                        kube::runtime::controller::Config::default().concurrency(args.concurrency),
+                    )
+                    .owns_stream(owned_stream)
+                    .reconcile_all_on(trigger)
+                    .run(bitnami::reconcile, bitnami::error_policy, ctx.clone())
+                    .for_each(|_| async {})
+            });
+            futures::future::join_all(runs).await;
+        }
+    });
+    match bitnami_runs {
+        Some(drop_in) => {
+            futures::future::join(futures::future::join_all(runs), drop_in).await;
+        }
+        None => {
+            futures::future::join_all(runs).await;
+        }
+    }
     publisher.abort();
     answering.abort();
     if let Some(task) = at_rest {

@@ -11,9 +11,10 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kseal_core::policy;
-use kseal_core::resource::{SealedSecret, SealedSecretStatus};
+use kseal_core::resource::{SealedSecret, SealedSecretStatus, SecretTemplate};
 use kseal_core::sealing::{ItemError, unseal};
 use kube::api::PostParams;
 use kube::api::{Api, Patch, PatchParams};
@@ -66,6 +67,9 @@ pub enum Error {
     Unseal(#[source] ItemError),
     #[error("no sealing keys are loaded")]
     NoKeys,
+    /// A Bitnami SealedSecret (drop-in mode) that cannot be unsealed.
+    #[error("cannot unseal: {0}")]
+    Bitnami(#[source] kseal_core::bitnami::UnsealError),
     #[error(
         "Secret {0:?} exists and is not managed by this SealedSecret; annotate it with kseal.dev/managed: \"true\" to let kseal take it over"
     )]
@@ -100,6 +104,7 @@ impl Error {
                 }
             }
             Error::NoKeys => "NoMatchingKey",
+            Error::Bitnami(e) => e.reason(),
             Error::SecretNotOwned(_) => "SecretNotOwned",
             Error::SecretRejected(_) => "SecretRejected",
             Error::NoNamespace => "InvalidSealedSecret",
@@ -203,34 +208,69 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
         .await
         .map_err(Error::Unseal)?;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let uid = ss.uid().unwrap_or_default();
+    let patch_mode = ownership(
+        &secrets,
+        &name,
+        &uid,
+        &[MANAGED_ANNOTATION],
+        &[PATCH_ANNOTATION],
+    )
+    .await?;
+    let template = ss.spec.template.clone().unwrap_or_default();
+    let skip_owner = template
+        .metadata
+        .as_ref()
+        .and_then(|m| m.annotations.get(SKIP_OWNER_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    let owner = (!skip_owner)
+        .then(|| ss.controller_owner_ref(&()))
+        .flatten();
+    let secret = desired_secret(&name, &namespace, &template, &items, patch_mode, owner);
+    write_secret(&secrets, &name, secret).await
+}
 
-    // Every write is a server-side apply by one manager, so items removed from the
-    // SealedSecret leave the Secret. (Creating with POST first would record a separate
-    // Update owner that keeps removed items alive.)
+/// Whether the Secret `name` may be written for the owner `uid`, and how: `Ok(false)` to
+/// own it (it is absent, owned by `uid`, or annotated with one of `managed`), `Ok(true)`
+/// to merge into it without owning it (annotated with one of `patch`).
+pub(crate) async fn ownership(
+    secrets: &Api<Secret>,
+    name: &str,
+    uid: &str,
+    managed: &[&str],
+    patch: &[&str],
+) -> Result<bool, Error> {
     // Metadata only: ownership is decided from it, and the Secret's values never need to
     // be read.
-    let existing = secrets.get_metadata_opt(&name).await?;
-    let uid = ss.uid().unwrap_or_default();
-    let mut patch_mode = false;
-    if let Some(existing) = &existing {
-        let owned = existing.owner_references().iter().any(|o| o.uid == uid);
-        let annotations = existing.annotations();
-        let managed = annotations
-            .get(MANAGED_ANNOTATION)
-            .is_some_and(|v| v == "true");
-        patch_mode = annotations
-            .get(PATCH_ANNOTATION)
-            .is_some_and(|v| v == "true");
-        if !owned && !managed && !patch_mode {
-            return Err(Error::SecretNotOwned(name));
-        }
-        patch_mode = patch_mode && !owned && !managed;
+    let Some(existing) = secrets.get_metadata_opt(name).await? else {
+        return Ok(false);
+    };
+    let owned = existing.owner_references().iter().any(|o| o.uid == uid);
+    let annotations = existing.annotations();
+    let set = |keys: &[&str]| {
+        keys.iter()
+            .any(|k| annotations.get(*k).is_some_and(|v| v == "true"))
+    };
+    let (managed, patch_mode) = (set(managed), set(patch));
+    if !owned && !managed && !patch_mode {
+        return Err(Error::SecretNotOwned(name.to_owned()));
     }
-    let mut secret = desired_secret(ss, &items, patch_mode);
-    // The answer is asked for as metadata only, so the written values do not come back.
+    Ok(patch_mode && !owned && !managed)
+}
+
+/// Server-side applies `secret` (and wipes its values once sent).
+pub(crate) async fn write_secret(
+    secrets: &Api<Secret>,
+    name: &str,
+    mut secret: Secret,
+) -> Result<(), Error> {
+    // Every write is a server-side apply by one manager, so items removed from the
+    // SealedSecret leave the Secret. (Creating with POST first would record a separate
+    // Update owner that keeps removed items alive.) The answer is asked for as metadata
+    // only, so the written values do not come back.
     let result = secrets
         .patch_metadata(
-            &name,
+            name,
             &PatchParams::apply(MANAGER).force(),
             &Patch::Apply(&secret),
         )
@@ -245,14 +285,17 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
     }
 }
 
-/// The Secret a SealedSecret describes. In patch mode (an existing Secret annotated
-/// `kseal.dev/patch`), only items, labels and annotations, and no owner reference.
-fn desired_secret(
-    ss: &SealedSecret,
+/// The Secret a template and its opened items describe. In patch mode (an existing
+/// Secret annotated to be merged into), only items, labels and annotations, and no owner
+/// reference.
+pub(crate) fn desired_secret(
+    name: &str,
+    namespace: &str,
+    template: &SecretTemplate,
     items: &BTreeMap<String, zeroize::Zeroizing<Vec<u8>>>,
     patch_mode: bool,
+    owner: Option<OwnerReference>,
 ) -> Secret {
-    let template = ss.spec.template.clone().unwrap_or_default();
     let template_meta = template.metadata.clone().unwrap_or_default();
     let mut data: BTreeMap<String, ByteString> = template
         .data
@@ -276,17 +319,13 @@ fn desired_secret(
         immutable: template.immutable,
         ..Secret::default()
     };
-    secret.metadata.name = Some(ss.name_any());
-    secret.metadata.namespace = ss.namespace();
+    secret.metadata.name = Some(name.to_owned());
+    secret.metadata.namespace = Some(namespace.to_owned());
     secret.metadata.labels = Some(labels);
     secret.metadata.annotations =
         (!template_meta.annotations.is_empty()).then(|| template_meta.annotations.clone());
-    let skip_owner = template_meta
-        .annotations
-        .get(SKIP_OWNER_ANNOTATION)
-        .is_some_and(|v| v == "true");
-    if !patch_mode && !skip_owner {
-        secret.metadata.owner_references = ss.controller_owner_ref(&()).map(|o| vec![o]);
+    if !patch_mode {
+        secret.metadata.owner_references = owner.map(|o| vec![o]);
     }
     secret
 }

@@ -119,6 +119,58 @@ pub fn answer(keys: &KeyStore, operation: RequestOperation, sealed: &SealedSecre
                 Err(e) => refused(e),
             }
         }
+        RequestOperation::Migrate => migrate(keys, sealed),
+    }
+}
+
+/// A Bitnami SealedSecret's values (in `sealed`'s items, for its scope, namespace and
+/// name) opened with the imported Bitnami keys and sealed to the newest kseal key.
+fn migrate(keys: &KeyStore, sealed: &SealedSecret) -> Answer {
+    use kseal_core::bitnami::{label, open_items};
+    let bitnami = keys.bitnami();
+    if bitnami.is_empty() {
+        return Answer::Refused {
+            reason: "NoMatchingKey",
+            message: "this controller imported no Bitnami keys (--bitnami-keys-namespace)".into(),
+        };
+    }
+    let Some(newest) = keys.newest() else {
+        return Answer::Unavailable("no sealing keys loaded yet".into());
+    };
+    let scope = sealed.spec.scope;
+    let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
+    let name = sealed.metadata.name.clone().unwrap_or_default();
+    let label = label(scope, &namespace, &name);
+    let mut items = match open_items(&bitnami, &label, &sealed.spec.encrypted_data) {
+        Ok(items) => items,
+        Err(e) => {
+            return Answer::Refused {
+                reason: e.reason(),
+                message: e.to_string(),
+            };
+        }
+    };
+    let Ok(recipients) =
+        kseal_core::recipients::RecipientSet::new([newest.key.recipient().clone()])
+    else {
+        return Answer::Unavailable("the newest key has no recipient".into());
+    };
+    let mut out = sealed.clone();
+    out.spec.encrypted_data.clear();
+    out.spec.recipients = recipients.fingerprints();
+    out.spec.format_version = kseal_core::envelope::VERSION;
+    let result = kseal_core::sealing::seal_items(
+        &mut out,
+        items.iter().map(|(k, v)| (k.as_str(), &v[..])),
+        &recipients,
+    );
+    items.clear();
+    match result {
+        Ok(()) => Answer::Resealed(Box::new(out)),
+        Err(e) => Answer::Refused {
+            reason: "InvalidSealedSecret",
+            message: e.to_string(),
+        },
     }
 }
 

@@ -16,11 +16,15 @@
 //! - [`resource`]: the `SealedSecret` custom resource.
 //! - [`manifest`]: read Secret and SealedSecret documents from YAML or JSON.
 //! - [`sealing`]: whole objects: Secret → SealedSecret and back.
+//! - `bitnami` (feature `bitnami`): Bitnami sealed-secrets keys, values and objects,
+//!   for `kseal migrate` and the controller's drop-in mode.
 //! - [`policy`]: where a SealedSecret may be unsealed and what its template may set.
 
 pub mod age_header;
 pub mod atrest;
 pub mod audit;
+#[cfg(feature = "bitnami")]
+pub mod bitnami;
 pub mod envelope;
 pub mod item;
 pub mod keys;

@@ -38,6 +38,9 @@ pub const FORBIDDEN_TYPE_PREFIXES: &[&str] = &["kseal.dev/"];
 pub const FORBIDDEN_METADATA_PREFIXES: &[&str] = &[
     "kseal.dev/",
     "kubernetes.io/service-account.",
+    // the Bitnami controller's key label: a Secret carrying it would become a Bitnami key
+    // (for its controller, and for kseal's drop-in mode)
+    "sealedsecrets.bitnami.com/sealed-secrets-key",
     // emberstack/kubernetes-reflector
     "reflector.v1.k8s.emberstack.com/",
     // appscode/kubed
@@ -141,6 +144,9 @@ fn why(prefix: &str) -> &'static str {
     match prefix {
         "kseal.dev/" => "kseal.dev/ keys are instructions to kseal, not to be set by a template",
         "kubernetes.io/service-account." => "it would bind the Secret to a ServiceAccount",
+        "sealedsecrets.bitnami.com/sealed-secrets-key" => {
+            "it would make the Secret a Bitnami sealed-secrets key"
+        }
         _ => "a replication controller would copy the value into other namespaces",
     }
 }

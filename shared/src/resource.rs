@@ -120,7 +120,8 @@ pub struct SealedSecretStatus {
 }
 
 /// A question for the controller about one SealedSecret: can this cluster unseal it
-/// (`Verify`), or re-encrypt it to the newest key (`Reseal`)? The controller answers in
+/// (`Verify`), re-encrypt it to the newest key (`Reseal`), or convert a Bitnami one with
+/// the Bitnami keys it imported (`Migrate`)? The controller answers in
 /// the status, with no plaintext, the same as its `/v1/verify` and `/v1/reseal`. It works
 /// wherever the Kubernetes API does: no port-forward, no service proxy to a pod.
 // Each `printcolumn(...)` repeats `type_`; clippy reads that as a duplicated attribute.
@@ -156,6 +157,10 @@ pub struct SealedSecretRequestSpec {
 pub enum RequestOperation {
     Verify,
     Reseal,
+    /// `sealedSecret.encryptedData` holds Bitnami sealed-secrets values sealed for the
+    /// target and `sealedSecret.scope`: the controller opens them with the Bitnami keys
+    /// it imported and answers with them sealed to its newest key.
+    Migrate,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]

@@ -4,6 +4,10 @@
 #   kseal-cluster  etcd, kube-apiserver, kube-controller-manager, the kstatus checker
 #                  and a KMS v2 plugin (cmd/kseal-cluster)
 #   helm           Helm v4 (the go.mod's `tool helm.sh/helm/v4/cmd/helm`)
+#   sealed-secrets-controller, kubeseal
+#                  Bitnami sealed-secrets, the peer kseal migrates from and is measured
+#                  beside, from bitnami/go.mod (its own module: it pins client-go 0.35,
+#                  which one module graph with Kubernetes 1.37 would raise)
 # into target/cluster/<key>/, where the key hashes this script, go.mod, go.sum and the
 # Go sources: a
 # warm run finds them and builds nothing. Go's module and build caches live under
@@ -14,12 +18,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 target=${CARGO_TARGET_DIR:-$here/../../target}
 mkdir -p "$target/cluster"
 target=$(cd "$target" && pwd)
-key=$(cd "$here" && cat build.sh go.mod go.sum $(find cmd internal -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+key=$(cd "$here" && cat build.sh go.mod go.sum bitnami/go.mod bitnami/go.sum $(find cmd internal -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 out=$target/cluster/$key
-if [ ! -x "$out/kseal-cluster" ] || [ ! -x "$out/helm" ]; then
+built() { [ -x "$out/kseal-cluster" ] && [ -x "$out/helm" ] && [ -x "$out/kubeseal" ] && [ -x "$out/sealed-secrets-controller" ]; }
+if ! built; then
   exec 9>"$target/cluster/build.lock"
   flock 9
-  if [ ! -x "$out/kseal-cluster" ] || [ ! -x "$out/helm" ]; then
+  if ! built; then
     echo "tests/cluster: building kube-apiserver, kube-controller-manager, etcd and helm from go.mod (once per go.sum; minutes on 2 cores)" >&2
     version=$(sed -n 's/^\tk8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$here/go.mod")
     helm_version=$(sed -n 's/^\thelm.sh\/helm\/v4 \(v[0-9.]*\).*$/\1/p' "$here/go.mod")
@@ -35,6 +40,13 @@ if [ ! -x "$out/kseal-cluster" ] || [ ! -x "$out/helm" ]; then
         -X k8s.io/component-base/version.gitMinor=$minor \
         -X helm.sh/helm/v4/internal/version.version=$helm_version" \
         ./cmd/kseal-cluster helm.sh/helm/v4/cmd/helm
+      cd bitnami
+      bitnami_version=$(sed -n 's/^\tgithub.com\/bitnami-labs\/sealed-secrets \(v[0-9.]*\).*$/\1/p' go.mod)
+      go build -trimpath -o "$tmp/kubeseal" -ldflags "-s -w -X main.VERSION=$bitnami_version" \
+        github.com/bitnami-labs/sealed-secrets/cmd/kubeseal
+      go build -trimpath -o "$tmp/sealed-secrets-controller" -ldflags "-s -w -X main.VERSION=$bitnami_version" \
+        github.com/bitnami-labs/sealed-secrets/cmd/controller
+      cp "$GOMODCACHE/github.com/bitnami-labs/sealed-secrets@$bitnami_version/helm/sealed-secrets/crds/bitnami.com_sealedsecrets.yaml" "$tmp/"
     ) >&2
     rm -rf "$out" && mv "$tmp" "$out"
   fi

@@ -129,7 +129,7 @@ pub fn helm() -> Result<PathBuf, Error> {
 }
 
 /// The directory `tests/cluster/build.sh` builds into (it builds when it must).
-fn built() -> Result<PathBuf, Error> {
+pub(crate) fn built() -> Result<PathBuf, Error> {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     if let Some(dir) = DIR.get() {
         return Ok(dir.clone());

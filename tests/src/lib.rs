@@ -2,6 +2,7 @@
 //! sealing format (`tests/vectors/`), their schema, and the generator that wrote them.
 //! and the real control plane tests run against ([`cluster`]).
 
+pub mod bitnami;
 pub mod cluster;
 pub mod etcd;
 pub mod faults;

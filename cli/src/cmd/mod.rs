@@ -5,6 +5,7 @@ pub mod atrest;
 pub mod inspect;
 pub mod keygen;
 pub mod merge;
+pub mod migrate;
 pub mod rewrite;
 pub mod seal;
 pub mod services;

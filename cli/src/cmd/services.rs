@@ -86,6 +86,11 @@ impl Controller {
                 let path = match operation {
                     RequestOperation::Verify => "/v1/verify",
                     RequestOperation::Reseal => "/v1/reseal",
+                    RequestOperation::Migrate => {
+                        bail!(
+                            "migrating goes through SealedSecretRequest objects, not --controller-url"
+                        )
+                    }
                 };
                 let (code, body) = post(url, path, doc.to_string().as_bytes())?;
                 Ok(if code == 200 {

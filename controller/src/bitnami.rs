@@ -1,0 +1,154 @@
+//! Drop-in mode (`--bitnami-drop-in`, with `--bitnami-keys-namespace`): the controller
+//! also unseals Bitnami sealed-secrets (`bitnami.com/v1alpha1`) with the Bitnami keys it
+//! imported, so a cluster can switch controllers first and convert its repository later.
+//!
+//! It writes the Secret the Bitnami controller would (same data, type, labels and
+//! annotations, the owner reference to the same SealedSecret, plus kseal's
+//! `app.kubernetes.io/managed-by` label) with the same server-side apply as kseal's own
+//! SealedSecrets. A Secret the Bitnami controller made is owned by that SealedSecret, so it
+//! is taken over in place: no gap, no delete. The status gets Bitnami's `Synced` condition,
+//! which `kubectl get sealedsecrets.bitnami.com` and Argo CD's health check read.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Secret;
+use kseal_core::bitnami::{self, BitnamiStatus, SealedSecret};
+use kseal_core::policy;
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use crate::reconcile::{
+    Context, Error, MANAGED_ANNOTATION, PATCH_ANNOTATION, desired_secret, ownership, write_secret,
+};
+
+/// Bitnami's annotations on an existing Secret: take it over, or merge into it.
+const BITNAMI_MANAGED: &str = "sealedsecrets.bitnami.com/managed";
+const BITNAMI_PATCH: &str = "sealedsecrets.bitnami.com/patch";
+
+pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = apply(&ss, &ctx).await;
+    ctx.metrics
+        .reconcile_seconds
+        .observe(started.elapsed().as_secs_f64());
+    match &result {
+        Ok(()) => {
+            ctx.metrics.unseals.inc();
+            set_status(&ss, &ctx, None).await?;
+            Ok(Action::requeue(Duration::from_secs(3600)))
+        }
+        Err(e) => {
+            ctx.metrics.failure(e.reason());
+            if !matches!(e, Error::Kube(_)) {
+                tracing::warn!(sealedsecret = %location(&ss), kind = "bitnami", reason = e.reason(), error = %e, "cannot unseal");
+                set_status(&ss, &ctx, Some(e)).await?;
+            }
+            Err(result.err().unwrap_or(Error::NoKeys))
+        }
+    }
+}
+
+/// Transient errors retry from 1 s doubling to 5 min; the others wait a minute (a new
+/// Bitnami key, or a change to the SealedSecret, reconciles it at once).
+pub fn error_policy(_ss: Arc<SealedSecret>, error: &Error, _ctx: Arc<Context>) -> Action {
+    Action::requeue(Duration::from_secs(match error {
+        Error::Kube(_) => 5,
+        _ => 60,
+    }))
+}
+
+fn location(ss: &SealedSecret) -> String {
+    format!("{}/{}", ss.namespace().unwrap_or_default(), ss.name_any())
+}
+
+async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
+    if crate::atrest::blocks(ctx.at_rest_policy, ctx.at_rest.borrow().as_ref()) {
+        return Err(Error::EncryptionAtRestNotConfigured);
+    }
+    let namespace = ss.namespace().ok_or(Error::NoNamespace)?;
+    policy::check_namespace(&namespace, &ctx.namespace, &ctx.deny_namespaces)?;
+    let (template, _) = bitnami::template_of(ss).map_err(Error::Bitnami)?;
+    policy::check_template(Some(&template), &ctx.allow_template_metadata)?;
+    let keys = ctx.keys.bitnami();
+    if keys.is_empty() {
+        return Err(Error::NoKeys);
+    }
+    let sealed = ss.clone();
+    let unsealed = ctx
+        .crypto
+        .run(move || bitnami::unseal(&sealed, &keys))
+        .await
+        .map_err(Error::Bitnami)?;
+    let name = ss.name_any();
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
+    let uid = ss.uid().unwrap_or_default();
+    let patch_mode = ownership(
+        &secrets,
+        &name,
+        &uid,
+        &[BITNAMI_MANAGED, MANAGED_ANNOTATION],
+        &[BITNAMI_PATCH, PATCH_ANNOTATION],
+    )
+    .await?;
+    let owner = (!unsealed.skip_owner)
+        .then(|| ss.controller_owner_ref(&()))
+        .flatten();
+    let secret = desired_secret(
+        &name,
+        &namespace,
+        &unsealed.template,
+        &unsealed.items,
+        patch_mode,
+        owner,
+    );
+    drop(unsealed);
+    write_secret(&secrets, &name, secret).await
+}
+
+/// Writes Bitnami's `Synced` condition when it changes (or the generation does).
+async fn set_status(ss: &SealedSecret, ctx: &Context, error: Option<&Error>) -> Result<(), Error> {
+    let status = if error.is_none() { "True" } else { "False" };
+    let message = error.map(ToString::to_string).unwrap_or_default();
+    let existing = ss.status.as_ref();
+    let current = existing
+        .and_then(|s| s.conditions.iter().find(|c| c["type"] == "Synced"))
+        .cloned();
+    let same = existing.and_then(|s| s.observed_generation) == ss.metadata.generation
+        && current.as_ref().is_some_and(|c| {
+            c["status"] == status && c["message"].as_str().unwrap_or_default() == message
+        });
+    if same {
+        return Ok(());
+    }
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let transition = match &current {
+        Some(c) if c["status"] == status => c["lastTransitionTime"].clone(),
+        _ => json!(now),
+    };
+    let mut condition = json!({
+        "type": "Synced",
+        "status": status,
+        "lastUpdateTime": now,
+        "lastTransitionTime": transition,
+    });
+    if let Some(e) = error {
+        condition["reason"] = json!(e.reason());
+        condition["message"] = json!(message);
+    }
+    let new = BitnamiStatus {
+        observed_generation: ss.metadata.generation,
+        conditions: vec![condition],
+    };
+    let api: Api<SealedSecret> =
+        Api::namespaced(ctx.client.clone(), &ss.namespace().unwrap_or_default());
+    api.patch_status(
+        &ss.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "status": new })),
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,641 @@
+//! Moving from Bitnami sealed-secrets, against the real thing: Bitnami's controller and
+//! `kubeseal` v0.36.6 (built from the Go module proxy) on the same real control plane as
+//! kseal. What kseal makes must be what Bitnami made, byte for byte.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Cluster, repo, wait_for};
+use k8s_openapi::api::core::v1::Secret;
+use kseal_tests::bitnami::{BitnamiController, kubeseal};
+use kube::ResourceExt;
+use kube::api::{Api, ListParams};
+
+/// What must be identical: data, type, labels, annotations.
+type Shape = (
+    BTreeMap<String, Vec<u8>>,
+    Option<String>,
+    BTreeMap<String, String>,
+    BTreeMap<String, String>,
+);
+
+fn shape(s: &Secret) -> Shape {
+    (
+        s.data
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.0))
+            .collect(),
+        s.type_.clone(),
+        s.labels().clone(),
+        s.annotations().clone(),
+    )
+}
+
+/// Installs the Bitnami CRD and the drop-in RBAC, starts the Bitnami controller, and
+/// waits for its first key; returns it with that key's certificate file.
+async fn with_bitnami(c: &Cluster) -> (BitnamiController, PathBuf) {
+    let crd = kseal_tests::bitnami::crd().unwrap();
+    c.kubectl(&["apply", "-f", crd.to_str().unwrap()]).await;
+    c.kubectl(&[
+        "apply",
+        "-f",
+        repo()
+            .join("manifests/components/bitnami/rbac.yaml")
+            .to_str()
+            .unwrap(),
+    ])
+    .await;
+    c.kubectl(&[
+        "wait",
+        "--for=condition=established",
+        "crd/sealedsecrets.bitnami.com",
+    ])
+    .await;
+    let bitnami = BitnamiController::start(&c.plane, &c.path("bitnami"), &[])
+        .await
+        .unwrap();
+    let cert = bitnami_cert(c, 1, "cert-1.pem").await;
+    (bitnami, cert)
+}
+
+/// Waits until `n` Bitnami keys exist and writes the newest one's certificate.
+async fn bitnami_cert(c: &Cluster, n: usize, file: &str) -> PathBuf {
+    let api: Api<Secret> = Api::namespaced(c.admin.clone(), "kube-system");
+    let newest = wait_for("the Bitnami controller's keys", || async {
+        let mut keys = api
+            .list(
+                &ListParams::default()
+                    .labels("sealedsecrets.bitnami.com/sealed-secrets-key=active"),
+            )
+            .await
+            .ok()?
+            .items;
+        if keys.len() < n {
+            return None;
+        }
+        keys.sort_by_key(|k| k.metadata.creation_timestamp.clone().map(|t| t.0));
+        keys.pop()
+    })
+    .await;
+    let path = c.path(file);
+    std::fs::write(&path, &newest.data.unwrap()["tls.crt"].0).unwrap();
+    path
+}
+
+/// Runs the real kubeseal in the test directory.
+fn kubeseal_run(c: &Cluster, args: &[&str], stdin: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut child = Command::new(kubeseal().unwrap())
+        .args(args)
+        .current_dir(c.dir.path())
+        .env("KUBECONFIG", c.path("admin"))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "kubeseal {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn secret(ns: &str, name: &str, extra_meta: &str, body: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\n{extra_meta}{body}"
+    )
+}
+
+/// Seals with kubeseal --cert into `repo/<file>`.
+fn seal(c: &Cluster, cert: &Path, file: &str, args: &[&str], input: &str) {
+    let out = c.path(&format!("repo/{file}"));
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let mut all = vec![
+        "--cert",
+        cert.to_str().unwrap(),
+        "-w",
+        out.to_str().unwrap(),
+    ];
+    all.extend_from_slice(args);
+    kubeseal_run(c, &all, input);
+}
+
+/// Every Bitnami input shape: each scope, template labels, annotations, type and
+/// immutable, a `--raw` value in a hand-written file with plain template data, several
+/// documents in one file, a `--merge-into` update, and a value sealed to a renewed key.
+/// Returns the (namespace, name) of every SealedSecret.
+async fn bitnami_repository(
+    c: &Cluster,
+    bitnami: &BitnamiController,
+    cert: &Path,
+) -> Vec<(&'static str, &'static str)> {
+    seal(
+        c,
+        cert,
+        "shop/db.json",
+        &[],
+        &secret(
+            "shop",
+            "db",
+            "  labels:\n    app: shop\n  annotations:\n    team: payments\n",
+            "type: kubernetes.io/basic-auth\nstringData:\n  username: admin\n  password: \"s3cr\u{e9}t\\n\"\n",
+        ),
+    );
+    // --merge-into: a new item added to the existing file, in place.
+    let merged = c.path("repo/shop/db.json");
+    kubeseal_run(
+        c,
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--merge-into",
+            merged.to_str().unwrap(),
+        ],
+        &secret("shop", "db", "", "data:\n  extra: AAEC/w==\n"),
+    );
+    seal(
+        c,
+        cert,
+        "shop/api.yaml",
+        &["--scope", "namespace-wide"],
+        &secret(
+            "shop",
+            "api",
+            "  labels:\n    tier: backend\n",
+            "stringData:\n  api-key: k-123\n",
+        ),
+    );
+    seal(
+        c,
+        cert,
+        "web/everywhere.yaml",
+        &["--scope", "cluster-wide"],
+        &secret(
+            "web",
+            "everywhere",
+            "",
+            "immutable: true\nstringData:\n  token: t0k3n\n",
+        ),
+    );
+    // --raw values in a hand-written file, with a plain template item, and a second
+    // document in the same file.
+    let raw = |name: &str, value: &str| {
+        let out = kubeseal_run(
+            c,
+            &[
+                "--raw",
+                "--cert",
+                cert.to_str().unwrap(),
+                "--namespace",
+                "web",
+                "--name",
+                name,
+                "--from-file=/dev/stdin",
+            ],
+            value,
+        );
+        String::from_utf8(out).unwrap()
+    };
+    let (one, two) = (raw("raw", "first value"), raw("raw", "second"));
+    let other = raw("other", "x");
+    std::fs::write(
+        c.path("repo/web/raw.yaml"),
+        format!(
+            "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: raw\n  namespace: web\nspec:\n  encryptedData:\n    one: {one}\n    two: {two}\n  template:\n    metadata:\n      labels:\n        made-by: hand\n    data:\n      mode: production\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: kept\n  namespace: web\ndata:\n  a: b\n---\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata:\n  name: other\n  namespace: web\nspec:\n  encryptedData:\n    x: {other}\n"
+        ),
+    )
+    .unwrap();
+    // A renewal (SIGUSR1 makes a new key); the next value is sealed to it.
+    assert!(
+        Command::new("kill")
+            .args(["-USR1", &bitnami.pid().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let renewed = bitnami_cert(c, 2, "cert-2.pem").await;
+    assert_ne!(
+        std::fs::read(cert).unwrap(),
+        std::fs::read(&renewed).unwrap()
+    );
+    seal(
+        c,
+        &renewed,
+        "dev/renewed.yaml",
+        &[],
+        &secret("dev", "renewed", "", "stringData:\n  after: renewal\n"),
+    );
+    vec![
+        ("shop", "db"),
+        ("shop", "api"),
+        ("web", "everywhere"),
+        ("web", "raw"),
+        ("web", "other"),
+        ("dev", "renewed"),
+    ]
+}
+
+async fn wait_for_secrets(c: &Cluster, objects: &[(&str, &str)]) -> Vec<Secret> {
+    let mut out = Vec::new();
+    for (ns, name) in objects {
+        let api = c.secrets(ns);
+        out.push(
+            wait_for(&format!("Secret {ns}/{name}"), || async {
+                api.get_opt(name).await.ok().flatten()
+            })
+            .await,
+        );
+    }
+    out
+}
+
+fn apply_dir(dir: &Path) -> Vec<String> {
+    let mut files = Vec::new();
+    for sub in std::fs::read_dir(dir).unwrap() {
+        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
+            files.push(f.unwrap().path().display().to_string());
+        }
+    }
+    files.sort();
+    files
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrated_files_give_the_secrets_bitnami_made() {
+    let mut c = Cluster::new().await;
+    let (mut bitnami, cert) = with_bitnami(&c).await;
+    c.start_controller("a");
+    let recipients = c.recipients().await;
+    let objects = bitnami_repository(&c, &bitnami, &cert).await;
+    let repo_dir = c.path("repo");
+    for file in apply_dir(&repo_dir) {
+        c.kubectl(&["apply", "-f", &file]).await;
+    }
+    let made: Vec<Shape> = wait_for_secrets(&c, &objects)
+        .await
+        .iter()
+        .map(shape)
+        .collect();
+    // Bitnami's own unsealing, checked against what went in.
+    assert_eq!(made[0].0["password"], "s3cr\u{e9}t\n".as_bytes());
+    assert_eq!(made[0].0["extra"], [0, 1, 2, 255]);
+    assert_eq!(made[3].0["mode"], b"production");
+    let keys = c
+        .kubectl(&[
+            "get",
+            "secret",
+            "-n",
+            "kube-system",
+            "-l",
+            "sealedsecrets.bitnami.com/sealed-secrets-key",
+            "-o",
+            "yaml",
+        ])
+        .await;
+    std::fs::write(c.path("bitnami-keys.yaml"), keys).unwrap();
+
+    // Bitnami goes away with everything it made.
+    bitnami.stop();
+    for (ns, name) in &objects {
+        c.kubectl(&[
+            "delete",
+            "-n",
+            ns,
+            "sealedsecrets.bitnami.com",
+            name,
+            "--wait",
+        ])
+        .await;
+        c.kubectl(&["delete", "-n", ns, "secret", name, "--ignore-not-found"])
+            .await;
+    }
+
+    let out = c.kseal(
+        &[
+            "migrate",
+            "repo",
+            "--bitnami-key",
+            "bitnami-keys.yaml",
+            "--cert",
+            recipients.to_str().unwrap(),
+        ],
+        b"",
+    );
+    let summary = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        summary.contains("migrated 6 SealedSecrets in 5 files"),
+        "{summary}"
+    );
+    for file in apply_dir(&repo_dir) {
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(!text.contains("bitnami.com/v1alpha1"), "{file}: {text}");
+        assert!(!text.contains("first value") && !text.contains("renewal"));
+    }
+    let raw = std::fs::read_to_string(repo_dir.join("web/raw.yaml")).unwrap();
+    assert!(
+        raw.contains("kind: ConfigMap"),
+        "other documents stay: {raw}"
+    );
+    assert!(
+        std::fs::read_to_string(repo_dir.join("shop/db.json"))
+            .unwrap()
+            .trim_start()
+            .starts_with('{'),
+        "a JSON file stays JSON"
+    );
+    for file in apply_dir(&repo_dir) {
+        c.kubectl(&["apply", "-f", &file]).await;
+    }
+    let ours = wait_for_secrets(&c, &objects).await;
+    for ((made, ours), (ns, name)) in made.iter().zip(&ours).zip(&objects) {
+        let mut ours = shape(ours);
+        // The one difference: kseal's own label, by which it watches the Secrets it owns.
+        assert_eq!(
+            ours.2.remove("app.kubernetes.io/managed-by").as_deref(),
+            Some("kseal"),
+            "{ns}/{name}"
+        );
+        assert_eq!(
+            &ours, made,
+            "{ns}/{name}: kseal's Secret differs from Bitnami's"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn drop_in_takes_over_bitnami_secrets_without_a_gap() {
+    let mut c = Cluster::new().await;
+    let (mut bitnami, cert) = with_bitnami(&c).await;
+    seal(
+        &c,
+        &cert,
+        "prod/db.yaml",
+        &[],
+        &secret(
+            "prod",
+            "db",
+            "  labels:\n    app: db\n",
+            "stringData:\n  password: one\n",
+        ),
+    );
+    seal(
+        &c,
+        &cert,
+        "prod/shared.yaml",
+        &["--scope", "cluster-wide"],
+        &secret("prod", "shared", "", "stringData:\n  token: shared-token\n"),
+    );
+    let objects = [("prod", "db"), ("prod", "shared")];
+    for (ns, name) in objects {
+        c.kubectl(&[
+            "apply",
+            "-f",
+            c.path(&format!("repo/{ns}/{name}.yaml")).to_str().unwrap(),
+        ])
+        .await;
+    }
+    let before = wait_for_secrets(&c, &objects).await;
+
+    c.start_controller_with(
+        "a",
+        &[
+            "--bitnami-keys-namespace",
+            "kube-system",
+            "--bitnami-drop-in",
+        ],
+    );
+    let _ = c.recipients().await;
+    bitnami.stop();
+    // Taken over in place: the same object (uid), the same values, now carrying kseal's
+    // label; the Bitnami SealedSecret reports Synced from kseal.
+    for (old, (ns, name)) in before.iter().zip(objects) {
+        let api = c.secrets(ns);
+        let now = wait_for(&format!("kseal to take over {ns}/{name}"), || async {
+            let s = api.get_opt(name).await.ok().flatten()?;
+            (s.labels()
+                .get("app.kubernetes.io/managed-by")
+                .map(String::as_str)
+                == Some("kseal"))
+            .then_some(s)
+        })
+        .await;
+        assert_eq!(
+            now.uid(),
+            old.uid(),
+            "{ns}/{name} was replaced, not taken over"
+        );
+        assert_eq!(now.data, old.data);
+    }
+    let synced = c
+        .kubectl(&[
+            "get",
+            "-n",
+            "prod",
+            "sealedsecrets.bitnami.com",
+            "db",
+            "-o",
+            "jsonpath={.status.conditions[0].type}={.status.conditions[0].status}",
+        ])
+        .await;
+    assert_eq!(synced, "Synced=True");
+
+    // A change to a Bitnami SealedSecret (kubeseal --merge-into) is applied by kseal.
+    let file = c.path("repo/prod/db.yaml");
+    kubeseal_run(
+        &c,
+        &[
+            "--cert",
+            cert.to_str().unwrap(),
+            "--merge-into",
+            file.to_str().unwrap(),
+        ],
+        &secret(
+            "prod",
+            "db",
+            "",
+            "stringData:\n  password: two\n  added: new\n",
+        ),
+    );
+    c.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
+    let api = c.secrets("prod");
+    wait_for("kseal to apply the change", || async {
+        let data = api.get_opt("db").await.ok().flatten()?.data?;
+        (data.get("password")?.0 == b"two" && data.get("added")?.0 == b"new").then_some(())
+    })
+    .await;
+    // A deleted Secret comes back.
+    c.kubectl(&["delete", "-n", "prod", "secret", "shared"])
+        .await;
+    wait_for("kseal to recreate the Secret", || async {
+        let data = api.get_opt("shared").await.ok().flatten()?.data?;
+        (data.get("token")?.0 == b"shared-token").then_some(())
+    })
+    .await;
+
+    // The repository converts through the controller, without the keys on this side;
+    // the kseal SealedSecret then takes the Secret over from the Bitnami one.
+    let out = Command::new(common::kseal_bin())
+        .args(["migrate", "--via-controller", "-n", "prod", "repo"])
+        .current_dir(c.dir.path())
+        .env("KUBECONFIG", c.path("admin"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    c.kubectl(&[
+        "delete",
+        "-n",
+        "prod",
+        "sealedsecrets.bitnami.com",
+        "db",
+        "--cascade=orphan",
+        "--wait",
+    ])
+    .await;
+    c.kubectl(&[
+        "annotate",
+        "-n",
+        "prod",
+        "secret",
+        "db",
+        "kseal.dev/managed=true",
+    ])
+    .await;
+    c.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(c.ready("prod", "db").await.0, "True");
+    let data = api.get("db").await.unwrap().data.unwrap();
+    assert_eq!(data["password"].0, b"two");
+    assert_eq!(data["added"].0, b"new");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_and_broken_inputs_write_nothing() {
+    let mut c = Cluster::new().await;
+    let (mut bitnami, cert) = with_bitnami(&c).await;
+    c.start_controller("a");
+    let recipients = c.recipients().await;
+    seal(
+        &c,
+        &cert,
+        "a/good.yaml",
+        &[],
+        &secret("shop", "good", "", "stringData:\n  v: fine\n"),
+    );
+    let keys = c
+        .kubectl(&[
+            "get",
+            "secret",
+            "-n",
+            "kube-system",
+            "-l",
+            "sealedsecrets.bitnami.com/sealed-secrets-key",
+            "-o",
+            "yaml",
+        ])
+        .await;
+    std::fs::write(c.path("keys.yaml"), keys).unwrap();
+    bitnami.stop();
+    // A key that is not the one: a fresh RSA key from openssl.
+    assert!(
+        Command::new("openssl")
+            .args(["genrsa", "-out"])
+            .arg(c.path("wrong.pem"))
+            .arg("2048")
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let good = std::fs::read_to_string(c.path("repo/a/good.yaml")).unwrap();
+    let value = good
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("v: "))
+        .unwrap()
+        .to_owned();
+    let mut tampered = value.clone().into_bytes();
+    let at = tampered.len() - 10;
+    tampered[at] = if tampered[at] == b'A' { b'B' } else { b'A' };
+    let cases = [
+        (
+            "wrong key",
+            good.clone(),
+            "wrong.pem",
+            &["no key could decrypt it"][..],
+        ),
+        (
+            "tampered",
+            good.replace(&value, std::str::from_utf8(&tampered).unwrap()),
+            "keys.yaml",
+            &["tampered"],
+        ),
+        (
+            "moved namespace",
+            good.replace("namespace: shop", "namespace: web"),
+            "keys.yaml",
+            &["no key could decrypt it"],
+        ),
+        (
+            // Cut inside a sealed value or the YAML around it.
+            "truncated",
+            good[..good.len() / 2].to_owned(),
+            "keys.yaml",
+            &[
+                "not valid YAML",
+                "not valid base64",
+                "truncated",
+                "missing field",
+            ],
+        ),
+    ];
+    for (what, text, key, expect) in cases {
+        let dir = c.path(&format!("case-{}", what.replace(' ', "-")));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("s.yaml"), &text).unwrap();
+        std::fs::write(dir.join("ok.yaml"), &good).unwrap();
+        let out = c.kseal_unchecked(
+            &[
+                "migrate",
+                dir.to_str().unwrap(),
+                "--bitnami-key",
+                key,
+                "--cert",
+                recipients.to_str().unwrap(),
+            ],
+            b"",
+        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{what}: {err}");
+        assert!(expect.iter().any(|e| err.contains(e)), "{what}: {err}");
+        assert!(err.contains("s.yaml"), "{what}: names the file: {err}");
+        assert!(!err.contains("fine"), "{what}: no plaintext in errors");
+        // Nothing written: neither the broken file nor the good one beside it.
+        assert_eq!(
+            std::fs::read_to_string(dir.join("s.yaml")).unwrap(),
+            text,
+            "{what}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.join("ok.yaml")).unwrap(),
+            good,
+            "{what}"
+        );
+    }
+}
