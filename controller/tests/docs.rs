@@ -175,6 +175,14 @@ fn fixtures(env: &Env, dir: &Path, with_cluster_files: bool) {
     kseal_in(dir, &["keygen", "-o", "escrow-key.txt"], b"");
     let escrow = kseal_in(dir, &["keygen", "-o", "escrow2-key.txt"], b"");
     std::fs::write(dir.join("escrow.recipients"), escrow).unwrap();
+    // The migration runbook's Bitnami repository and key backup: the frozen vectors
+    // the real kubeseal made (tests/vectors/bitnami).
+    let vectors = repo().join("tests/vectors/bitnami");
+    std::fs::create_dir_all(dir.join("bitnami")).unwrap();
+    for file in ["db-credentials.yaml", "shared.yaml", "api.json"] {
+        std::fs::copy(vectors.join(file), dir.join("bitnami").join(file)).unwrap();
+    }
+    std::fs::copy(vectors.join("keys.yaml"), dir.join("bitnami-keys.yaml")).unwrap();
     // The cluster's key as an identity file, as the backup runbook extracts it.
     std::fs::write(dir.join("cluster-key.txt"), &env.cluster_identity).unwrap();
 }

@@ -1,7 +1,8 @@
 //! Bitnami sealed-secrets (`bitnami.com/v1alpha1`), read so that its users can move to
 //! kseal: its private keys, its ciphertexts and its SealedSecret objects.
 //!
-//! The format, per item (`docs/format.md` § Bitnami): `base64(BE u16 len(rsa) ‖ rsa ‖ gcm)`
+//! The format, per item (read from Bitnami's `pkg/crypto`; frozen vectors made by the real
+//! kubeseal are in `tests/vectors/bitnami/`): `base64(BE u16 len(rsa) ‖ rsa ‖ gcm)`
 //! where `rsa` is RSA-OAEP-SHA256 (MGF1-SHA256) of a 32-byte session key under the
 //! controller's key with the scope as the OAEP label (`namespace/name`, `namespace` or
 //! empty), and `gcm` is AES-256-GCM of the value under that session key with a zero nonce
