@@ -163,10 +163,6 @@ impl KeyStore {
 ///
 /// Each Secret is parsed into a [`LoadedKey`] (whose identity zeroizes on drop) as it
 /// arrives and its data is wiped: no copy of the key material stays in a cache of Secrets.
-/// The initial list (`Init`, `InitApply`…) is gathered apart and takes effect at
-/// `InitDone`, as a reflector does; rebuilding on `InitDone` is what a restarted or
-/// standby replica needs (reading a reflector's store before it, as this once did, sees
-/// no keys at all).
 pub async fn watch(
     api: Api<Secret>,
     keys: Arc<KeyStore>,
@@ -174,59 +170,27 @@ pub async fn watch(
     cutoff: Option<OffsetDateTime>,
     loaded: tokio::sync::watch::Sender<u64>,
 ) {
-    let events = watcher(api, watcher::Config::default().labels(KEY_LABEL)).default_backoff();
-    futures::pin_mut!(events);
-    // Secret name → its key, or None for a labelled Secret that is not a usable key.
-    let mut current: BTreeMap<String, Option<LoadedKey>> = BTreeMap::new();
-    let mut listing: Option<BTreeMap<String, Option<LoadedKey>>> = None;
-    let mut generation = 0u64;
-    while let Some(event) = events.next().await {
-        match event {
-            Ok(watcher::Event::Init) => {
-                listing = Some(BTreeMap::new());
-                continue;
+    watch_secrets(
+        api,
+        KEY_LABEL,
+        |secret| parse_key_secret(secret, cutoff),
+        |current| {
+            let n = keys.set(current.values().cloned().collect());
+            metrics.keys.set(n as i64);
+            let now = OffsetDateTime::now_utc();
+            metrics.key_age_seconds.clear();
+            for k in keys.snapshot() {
+                metrics
+                    .key_age_seconds
+                    .get_or_create(&crate::metrics::KeyLabel {
+                        fingerprint: k.key.fingerprint().to_string(),
+                    })
+                    .set((now - k.created).whole_seconds());
             }
-            Ok(watcher::Event::InitApply(mut secret)) => {
-                let parsed = parse_key_secret(&secret, cutoff);
-                listing
-                    .get_or_insert_with(BTreeMap::new)
-                    .insert(secret.name_any(), parsed);
-                wipe_data(&mut secret);
-                continue;
-            }
-            Ok(watcher::Event::InitDone) => {
-                if let Some(listed) = listing.take() {
-                    current = listed;
-                }
-            }
-            Ok(watcher::Event::Apply(mut secret)) => {
-                current.insert(secret.name_any(), parse_key_secret(&secret, cutoff));
-                wipe_data(&mut secret);
-            }
-            Ok(watcher::Event::Delete(mut secret)) => {
-                current.remove(&secret.name_any());
-                wipe_data(&mut secret);
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "key watch");
-                continue;
-            }
-        }
-        let n = keys.set(current.values().flatten().cloned().collect());
-        metrics.keys.set(n as i64);
-        let now = OffsetDateTime::now_utc();
-        metrics.key_age_seconds.clear();
-        for k in keys.snapshot() {
-            metrics
-                .key_age_seconds
-                .get_or_create(&crate::metrics::KeyLabel {
-                    fingerprint: k.key.fingerprint().to_string(),
-                })
-                .set((now - k.created).whole_seconds());
-        }
-        generation += 1;
-        let _ = loaded.send(generation);
-    }
+        },
+        loaded,
+    )
+    .await;
 }
 
 /// Watches the Bitnami sealed-secrets key Secrets in `api`'s namespace (opt-in:
@@ -234,23 +198,14 @@ pub async fn watch(
 /// change, as [`watch`] does for kseal's own. A key is a `kubernetes.io/tls` Secret
 /// labelled `sealedsecrets.bitnami.com/sealed-secrets-key=active` and owned by nothing (an
 /// unsealed Secret has its SealedSecret as owner), holding a PEM RSA key in `tls.key`.
-/// `loaded` counts the rebuilds.
 pub async fn watch_bitnami(
     api: Api<Secret>,
     keys: Arc<KeyStore>,
     loaded: tokio::sync::watch::Sender<u64>,
 ) {
     use kseal_core::bitnami::{BitnamiKeys, KEY_LABEL as BITNAMI_KEY_LABEL};
-    let events = watcher(
-        api,
-        watcher::Config::default().labels(&format!("{BITNAMI_KEY_LABEL}={ACTIVE}")),
-    )
-    .default_backoff();
-    futures::pin_mut!(events);
-    // Secret name → its PEM, kept only until the keys are rebuilt from it.
-    let mut current: BTreeMap<String, zeroize::Zeroizing<Vec<u8>>> = BTreeMap::new();
-    let mut listing: Option<BTreeMap<String, zeroize::Zeroizing<Vec<u8>>>> = None;
-    let usable = |secret: &Secret| -> Option<zeroize::Zeroizing<Vec<u8>>> {
+    let selector = format!("{BITNAMI_KEY_LABEL}={ACTIVE}");
+    let pem = |secret: &Secret| -> Option<zeroize::Zeroizing<Vec<u8>>> {
         if secret.type_.as_deref() != Some("kubernetes.io/tls")
             || !secret.owner_references().is_empty()
         {
@@ -260,6 +215,39 @@ pub async fn watch_bitnami(
             secret.data.as_ref()?.get("tls.key")?.0.clone(),
         ))
     };
+    let rebuild = |current: &BTreeMap<String, zeroize::Zeroizing<Vec<u8>>>| {
+        let mut imported = BitnamiKeys::default();
+        for (name, pem) in current {
+            if let Err(e) = imported.add(pem) {
+                tracing::warn!(secret = %name, error = %e, "not a usable Bitnami key");
+            }
+        }
+        let n = keys.set_bitnami(imported);
+        tracing::info!(keys = n, "Bitnami keys imported");
+    };
+    watch_secrets(api, &selector, pem, rebuild, loaded).await;
+}
+
+/// The watch loop behind [`watch`] and [`watch_bitnami`]: Secrets matching `selector`
+/// are each turned into a `T` by `parse` as they arrive (`None`: not a usable key) and
+/// their data is wiped; `rebuild` gets the usable ones by name whenever the view changes,
+/// and `loaded` counts the rebuilds.
+///
+/// The initial list (`Init`, `InitApply`…) is gathered apart and takes effect at
+/// `InitDone`, as a reflector does; rebuilding on `InitDone` is what a restarted or
+/// standby replica needs (reading a reflector's store before it, as this once did, sees
+/// no keys at all).
+async fn watch_secrets<T>(
+    api: Api<Secret>,
+    selector: &str,
+    parse: impl Fn(&Secret) -> Option<T>,
+    mut rebuild: impl FnMut(&BTreeMap<String, T>),
+    loaded: tokio::sync::watch::Sender<u64>,
+) {
+    let events = watcher(api, watcher::Config::default().labels(selector)).default_backoff();
+    futures::pin_mut!(events);
+    let mut current: BTreeMap<String, T> = BTreeMap::new();
+    let mut listing: Option<BTreeMap<String, T>> = None;
     let mut generation = 0u64;
     while let Some(event) = events.next().await {
         match event {
@@ -268,10 +256,10 @@ pub async fn watch_bitnami(
                 continue;
             }
             Ok(watcher::Event::InitApply(mut secret)) => {
-                if let Some(pem) = usable(&secret) {
+                if let Some(parsed) = parse(&secret) {
                     listing
                         .get_or_insert_with(BTreeMap::new)
-                        .insert(secret.name_any(), pem);
+                        .insert(secret.name_any(), parsed);
                 }
                 wipe_data(&mut secret);
                 continue;
@@ -282,8 +270,8 @@ pub async fn watch_bitnami(
                 }
             }
             Ok(watcher::Event::Apply(mut secret)) => {
-                match usable(&secret) {
-                    Some(pem) => current.insert(secret.name_any(), pem),
+                match parse(&secret) {
+                    Some(parsed) => current.insert(secret.name_any(), parsed),
                     None => current.remove(&secret.name_any()),
                 };
                 wipe_data(&mut secret);
@@ -293,18 +281,11 @@ pub async fn watch_bitnami(
                 wipe_data(&mut secret);
             }
             Err(e) => {
-                tracing::warn!(error = %e, "Bitnami key watch");
+                tracing::warn!(error = %e, selector, "key watch");
                 continue;
             }
         }
-        let mut imported = BitnamiKeys::default();
-        for (name, pem) in &current {
-            if let Err(e) = imported.add(pem) {
-                tracing::warn!(secret = %name, error = %e, "not a usable Bitnami key");
-            }
-        }
-        let n = keys.set_bitnami(imported);
-        tracing::info!(keys = n, "Bitnami keys imported");
+        rebuild(&current);
         generation += 1;
         let _ = loaded.send(generation);
     }

@@ -276,19 +276,7 @@ async fn controllers(
         allow_template_metadata: args.allow_template_metadata.clone(),
     });
     let apis: Vec<(Api<SealedSecret>, Api<PartialObjectMeta<Secret>>)> =
-        if args.watch_namespaces.is_empty() {
-            vec![(Api::all(client.clone()), Api::all(client.clone()))]
-        } else {
-            args.watch_namespaces
-                .iter()
-                .map(|ns| {
-                    (
-                        Api::namespaced(client.clone(), ns),
-                        Api::namespaced(client.clone(), ns),
-                    )
-                })
-                .collect()
-        };
+        api_pairs(&client, &args.watch_namespaces);
     // Requests are answered once a key is loaded (right after the very first start the
     // key this leader just created may still be on its way through the key watch).
     let answering = tokio::spawn({
@@ -320,25 +308,16 @@ async fn controllers(
                 .filter(|changed| futures::future::ready(*changed))
                 .map(|_| ()),
         );
-        // managedFields are dropped before anything is cached: memory then grows with the
-        // SealedSecrets' own content only. Owned Secrets are watched metadata-only and
-        // label-filtered, never cached: memory does not grow with other Secrets.
-        let (reader, writer) = reflector::store::<SealedSecret>();
-        let sealed_stream = watcher(sealed, watcher::Config::default())
-            .default_backoff()
-            .modify(|ss| ss.managed_fields_mut().clear())
-            .reflect(writer)
-            .applied_objects();
-        let owned_stream = watcher(secrets, owned.clone())
-            .default_backoff()
-            .modify(|s| s.managed_fields_mut().clear())
-            .touched_objects();
-        Controller::for_stream(sealed_stream, reader)
-            .with_config(kube::runtime::controller::Config::default().concurrency(args.concurrency))
-            .owns_stream(owned_stream)
-            .reconcile_all_on(trigger)
-            .run(reconcile, error_policy, ctx.clone())
-            .for_each(|_| async {})
+        unsealing_controller(
+            sealed,
+            secrets,
+            owned.clone(),
+            trigger,
+            args.concurrency,
+            reconcile,
+            error_policy,
+            ctx.clone(),
+        )
     });
     // Drop-in: Bitnami SealedSecrets too, once the Bitnami keys are loaded (a first pass
     // without them would mark every one failed).
@@ -355,40 +334,18 @@ async fn controllers(
             let apis: Vec<(
                 Api<kseal_core::bitnami::SealedSecret>,
                 Api<PartialObjectMeta<Secret>>,
-            )> = if namespaces.is_empty() {
-                vec![(Api::all(client.clone()), Api::all(client.clone()))]
-            } else {
-                namespaces
-                    .iter()
-                    .map(|ns| {
-                        (
-                            Api::namespaced(client.clone(), ns),
-                            Api::namespaced(client.clone(), ns),
-                        )
-                    })
-                    .collect()
-            };
+            )> = api_pairs(&client, &namespaces);
             let runs = apis.into_iter().map(|(sealed, secrets)| {
-                let trigger =
-                    tokio_stream::wrappers::WatchStream::new(bitnami_loaded.clone()).map(|_| ());
-                let (reader, writer) = reflector::store();
-                let sealed_stream = watcher(sealed, watcher::Config::default())
-                    .default_backoff()
-                    .modify(|ss| ss.managed_fields_mut().clear())
-                    .reflect(writer)
-                    .applied_objects();
-                let owned_stream = watcher(secrets, owned.clone())
-                    .default_backoff()
-                    .modify(|s| s.managed_fields_mut().clear())
-                    .touched_objects();
-                Controller::for_stream(sealed_stream, reader)
-                    .with_config(
-                        kube::runtime::controller::Config::default().concurrency(args.concurrency),
-                    )
-                    .owns_stream(owned_stream)
-                    .reconcile_all_on(trigger)
-                    .run(bitnami::reconcile, bitnami::error_policy, ctx.clone())
-                    .for_each(|_| async {})
+                unsealing_controller(
+                    sealed,
+                    secrets,
+                    owned.clone(),
+                    tokio_stream::wrappers::WatchStream::new(bitnami_loaded.clone()).map(|_| ()),
+                    args.concurrency,
+                    bitnami::reconcile,
+                    bitnami::error_policy,
+                    ctx.clone(),
+                )
             });
             futures::future::join_all(runs).await;
         }
@@ -406,4 +363,74 @@ async fn controllers(
     if let Some(task) = at_rest {
         task.abort();
     }
+}
+
+/// One pair of APIs per namespace in `namespaces`, or one pair for all namespaces when it
+/// is empty.
+pub(crate) fn api_pairs<A, B>(client: &Client, namespaces: &[String]) -> Vec<(Api<A>, Api<B>)>
+where
+    A: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    A::DynamicType: Default,
+    B: kube::Resource<Scope = kube::core::NamespaceResourceScope>,
+    B::DynamicType: Default,
+{
+    if namespaces.is_empty() {
+        return vec![(Api::all(client.clone()), Api::all(client.clone()))];
+    }
+    namespaces
+        .iter()
+        .map(|ns| {
+            (
+                Api::namespaced(client.clone(), ns),
+                Api::namespaced(client.clone(), ns),
+            )
+        })
+        .collect()
+}
+
+/// A Controller unsealing the objects of `sealed` (kseal's SealedSecrets, or Bitnami's
+/// in drop-in mode) into the Secrets it owns, reconciling everything again on `trigger`.
+///
+/// managedFields are dropped before anything is cached: memory then grows with the
+/// SealedSecrets' own content only. Owned Secrets are watched metadata-only and
+/// label-filtered (`owned`), never cached: memory does not grow with other Secrets.
+#[allow(clippy::too_many_arguments)]
+fn unsealing_controller<K, Fut>(
+    sealed: Api<K>,
+    secrets: Api<PartialObjectMeta<Secret>>,
+    owned: watcher::Config,
+    trigger: impl futures::Stream<Item = ()> + Send + Sync + 'static,
+    concurrency: u16,
+    reconcile: impl FnMut(Arc<K>, Arc<Context>) -> Fut,
+    error_policy: impl Fn(Arc<K>, &reconcile::Error, Arc<Context>) -> kube::runtime::controller::Action,
+    ctx: Arc<Context>,
+) -> impl std::future::Future<Output = ()>
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+    Fut: futures::TryFuture<Ok = kube::runtime::controller::Action, Error = reconcile::Error>
+        + Send
+        + 'static,
+{
+    let (reader, writer) = reflector::store::<K>();
+    let sealed_stream = watcher(sealed, watcher::Config::default())
+        .default_backoff()
+        .modify(|ss| ss.managed_fields_mut().clear())
+        .reflect(writer)
+        .applied_objects();
+    let owned_stream = watcher(secrets, owned)
+        .default_backoff()
+        .modify(|s| s.managed_fields_mut().clear())
+        .touched_objects();
+    Controller::for_stream(sealed_stream, reader)
+        .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
+        .owns_stream(owned_stream)
+        .reconcile_all_on(trigger)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|_| async {})
 }

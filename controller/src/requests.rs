@@ -52,19 +52,7 @@ pub async fn run(
     let apis: Vec<(
         Api<SealedSecretRequest>,
         Api<PartialObjectMeta<SealedSecretRequest>>,
-    )> = if namespaces.is_empty() {
-        vec![(Api::all(client.clone()), Api::all(client.clone()))]
-    } else {
-        namespaces
-            .iter()
-            .map(|ns| {
-                (
-                    Api::namespaced(client.clone(), ns),
-                    Api::namespaced(client.clone(), ns),
-                )
-            })
-            .collect()
-    };
+    )> = crate::api_pairs(&client, &namespaces);
     let sweeps: Vec<_> = apis
         .iter()
         .map(|(api, _)| {

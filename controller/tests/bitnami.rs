@@ -88,6 +88,23 @@ async fn bitnami_cert(c: &Cluster, n: usize, file: &str) -> PathBuf {
     path
 }
 
+/// The Bitnami key backup, as its README makes it, written to `file`.
+async fn backup_keys(c: &Cluster, file: &str) {
+    let keys = c
+        .kubectl(&[
+            "get",
+            "secret",
+            "-n",
+            "kube-system",
+            "-l",
+            "sealedsecrets.bitnami.com/sealed-secrets-key",
+            "-o",
+            "yaml",
+        ])
+        .await;
+    std::fs::write(c.path(file), keys).unwrap();
+}
+
 /// Runs the real kubeseal in the test directory.
 fn kubeseal_run(c: &Cluster, args: &[&str], stdin: &str) -> Vec<u8> {
     use std::io::Write;
@@ -295,19 +312,7 @@ async fn migrated_files_give_the_secrets_bitnami_made() {
     assert_eq!(made[0].0["password"], "s3cr\u{e9}t\n".as_bytes());
     assert_eq!(made[0].0["extra"], [0, 1, 2, 255]);
     assert_eq!(made[3].0["mode"], b"production");
-    let keys = c
-        .kubectl(&[
-            "get",
-            "secret",
-            "-n",
-            "kube-system",
-            "-l",
-            "sealedsecrets.bitnami.com/sealed-secrets-key",
-            "-o",
-            "yaml",
-        ])
-        .await;
-    std::fs::write(c.path("bitnami-keys.yaml"), keys).unwrap();
+    backup_keys(&c, "bitnami-keys.yaml").await;
 
     // Bitnami goes away with everything it made.
     bitnami.stop();
@@ -539,19 +544,7 @@ async fn hostile_and_broken_inputs_write_nothing() {
         &[],
         &secret("shop", "good", "", "stringData:\n  v: fine\n"),
     );
-    let keys = c
-        .kubectl(&[
-            "get",
-            "secret",
-            "-n",
-            "kube-system",
-            "-l",
-            "sealedsecrets.bitnami.com/sealed-secrets-key",
-            "-o",
-            "yaml",
-        ])
-        .await;
-    std::fs::write(c.path("keys.yaml"), keys).unwrap();
+    backup_keys(&c, "keys.yaml").await;
     bitnami.stop();
     // A key that is not the one: a fresh RSA key from openssl.
     assert!(

@@ -11,9 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
-use kube::api::{Api, PostParams};
-
 use crate::cluster::{ControlPlane, Credential, Error, built};
 
 const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -62,29 +59,9 @@ impl BitnamiController {
         else {
             return Err("a ServiceAccount credential is a token".into());
         };
-        let bindings: Api<ClusterRoleBinding> = Api::all(plane.client(&plane.admin).await?);
-        if bindings
-            .get_opt("sealed-secrets-controller")
-            .await?
-            .is_none()
-        {
-            let mut binding = ClusterRoleBinding {
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "ClusterRole".into(),
-                    name: "cluster-admin".into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: "sealed-secrets-controller".into(),
-                    namespace: Some(NAMESPACE.into()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            };
-            binding.metadata.name = Some("sealed-secrets-controller".into());
-            bindings.create(&PostParams::default(), &binding).await?;
-        }
+        plane
+            .bind_cluster_admin(NAMESPACE, "sealed-secrets-controller")
+            .await?;
         let account = dir.join("serviceaccount");
         std::fs::create_dir_all(&account)?;
         std::fs::write(account.join("token"), token)?;

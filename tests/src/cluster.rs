@@ -575,28 +575,37 @@ impl ControlPlane {
     /// `kube-system/kseal-admin`), for clients whose requests pass through a proxy that
     /// ends TLS, where a client certificate cannot follow.
     pub async fn admin_token(&self) -> Result<Credential, Error> {
-        use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
         let token = self.service_account("kube-system", "kseal-admin").await?;
-        let bindings: Api<ClusterRoleBinding> = Api::all(self.client(&self.admin).await?);
-        if bindings.get_opt("kseal-admin").await?.is_none() {
-            let mut binding = ClusterRoleBinding {
-                role_ref: RoleRef {
-                    api_group: Some("rbac.authorization.k8s.io".into()),
-                    kind: "ClusterRole".into(),
-                    name: "cluster-admin".into(),
-                },
-                subjects: Some(vec![Subject {
-                    kind: "ServiceAccount".into(),
-                    name: "kseal-admin".into(),
-                    namespace: Some("kube-system".into()),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            };
-            binding.metadata.name = Some("kseal-admin".into());
-            bindings.create(&PostParams::default(), &binding).await?;
-        }
+        self.bind_cluster_admin("kube-system", "kseal-admin")
+            .await?;
         Ok(token)
+    }
+
+    /// Binds the ServiceAccount `namespace/name` to cluster-admin (a ClusterRoleBinding
+    /// named after it), once.
+    pub async fn bind_cluster_admin(&self, namespace: &str, name: &str) -> Result<(), Error> {
+        use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
+        let bindings: Api<ClusterRoleBinding> = Api::all(self.client(&self.admin).await?);
+        if bindings.get_opt(name).await?.is_some() {
+            return Ok(());
+        }
+        let mut binding = ClusterRoleBinding {
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "ClusterRole".into(),
+                name: "cluster-admin".into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "ServiceAccount".into(),
+                name: name.into(),
+                namespace: Some(namespace.into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        };
+        binding.metadata.name = Some(name.into());
+        bindings.create(&PostParams::default(), &binding).await?;
+        Ok(())
     }
 
     /// A kubeconfig for `credential` with `namespace` as its default.

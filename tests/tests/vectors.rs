@@ -31,6 +31,10 @@ fn every_vector_has_its_recorded_outcome() {
     let mut seen = Vec::new();
     for entry in std::fs::read_dir(vectors_dir()).unwrap() {
         let path = entry.unwrap().path();
+        // bitnami/: Bitnami's format, tested by kseal-core's bitnami_vectors.
+        if path.is_dir() {
+            continue;
+        }
         let name = path.file_stem().unwrap().to_string_lossy().into_owned();
         let vector: Vector =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();

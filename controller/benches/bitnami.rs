@@ -1,0 +1,565 @@
+//! kseal beside the real Bitnami sealed-secrets v0.36.6, on the same real kube-apiserver
+//! and etcd (`kseal_tests::cluster`), in one run:
+//! - N SealedSecrets (1,000 and 10,000) of two items each created at once → time until
+//!   every Secret exists: the Bitnami controller with its stock flags (client QPS 5,
+//!   burst 10; capped in time, with the rate reached), the Bitnami controller with its
+//!   client limit raised so the apiserver is the limit, and kseal-controller; beside the
+//!   apiserver's raw Secret-create rate from a plain client;
+//! - RSS of both controllers with those objects, then with 50,000 unrelated Secrets;
+//! - a restart of each: time and CPU seconds until it has unsealed every object again
+//!   (its unseal counter back at N);
+//! - whole processes: `kubeseal --cert` against `kseal seal -R` on one Secret and on 100.
+//!
+//! The Bitnami objects are cluster-wide, so every one carries the same two ciphertexts
+//! (made once with `kubeseal --raw`); the controller's work per object is the same as for
+//! any scope: one RSA-4096 decryption per item, with every key tried. kseal's are strict,
+//! sealed per object.
+//!
+//! Run: `cargo build --release -p kseal-cli && cargo bench -p kseal-controller --bench bitnami`
+//! (about 40 minutes on 2 cores; the kseal CLI is the release one beside the controller).
+#![allow(clippy::unwrap_used)]
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kseal_core::manifest::SecretInput;
+use kseal_core::recipients::{RecipientSet, parse_cert};
+use kseal_core::resource::SealedSecret;
+use kseal_core::scope::Scope;
+use kseal_core::sealing::seal_secret;
+use kseal_tests::bitnami::{BitnamiController, kubeseal};
+use kseal_tests::cluster::{ControlPlane, Options};
+use kube::Client;
+use kube::api::{Api, ListParams, PostParams};
+use zeroize::Zeroizing;
+
+const CONCURRENCY: usize = 32;
+
+async fn create_all<K>(api: &Api<K>, objects: Vec<K>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    futures::stream::iter(objects)
+        .map(|o| {
+            let api = api.clone();
+            async move { api.create(&PostParams::default(), &o).await.unwrap() }
+        })
+        .buffer_unordered(CONCURRENCY)
+        .for_each(|_| async {})
+        .await;
+}
+
+fn plain_secret(i: usize) -> Secret {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("s-{i:05}")},
+        "data": {"password": "c2VjcmV0LXZhbHVlLTAxMjM0NTY3ODk=", "username": "YWRtaW4="},
+    }))
+    .unwrap()
+}
+
+fn proc_status(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    proc_status(pid, "VmRSS:") as f64 / 1024.0
+}
+
+/// User + system CPU seconds of a process (clock ticks of 1/100 s).
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// A counter from a Prometheus endpoint on 127.0.0.1 (0 when absent or unreachable).
+fn metric(port: u16, name: &str) -> f64 {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+async fn count(api: &Api<Secret>) -> usize {
+    match api.list_metadata(&ListParams::default().limit(1)).await {
+        Ok(page) => page.items.len() + page.metadata.remaining_item_count.unwrap_or(0) as usize,
+        Err(_) => 0,
+    }
+}
+
+/// Waits until `api` holds `n` Secrets, or `limit` passes: (elapsed, how many).
+async fn wait_count(api: &Api<Secret>, n: usize, limit: Duration) -> (Duration, usize) {
+    let started = Instant::now();
+    loop {
+        let have = count(api).await;
+        if have >= n || started.elapsed() >= limit {
+            return (started.elapsed(), have);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Creates `objects` in `namespace` (all at once, [`CONCURRENCY`] in flight) and waits
+/// until as many Secrets exist there, or `limit` passes: (elapsed, how many).
+async fn created_until_unsealed<K>(
+    admin: &Client,
+    namespace: &str,
+    objects: Vec<K>,
+    limit: Duration,
+) -> (Duration, usize)
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let n = objects.len();
+    let api: Api<K> = Api::namespaced(admin.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), namespace);
+    let creating = tokio::spawn(async move { create_all(&api, objects).await });
+    let result = wait_count(&secrets, n, limit).await;
+    creating.await.unwrap();
+    result
+}
+
+/// Waits until a controller's unseal counter reaches `n`: (elapsed, its CPU seconds).
+async fn wait_unsealed(port: u16, name: &str, n: usize, pid: u32, limit: Duration) -> (f64, f64) {
+    let started = Instant::now();
+    loop {
+        if metric(port, name) >= n as f64 || started.elapsed() >= limit {
+            return (started.elapsed().as_secs_f64(), cpu_seconds(pid));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn namespace(admin: &Client, name: &str) {
+    let mut ns = Namespace::default();
+    ns.metadata.name = Some(name.into());
+    let _ = Api::<Namespace>::all(admin.clone())
+        .create(&PostParams::default(), &ns)
+        .await;
+}
+
+/// A control plane with both CRDs and the namespaces the rounds use.
+async fn plane() -> (ControlPlane, Client) {
+    let plane = ControlPlane::start(Options {
+        controller_manager: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let admin = plane.client(&plane.admin).await.unwrap();
+    for ns in ["raw", "kseal", "bitnami", "noise", "kseal-system"] {
+        namespace(&admin, ns).await;
+    }
+    let mut text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/crd.yaml"
+    ))
+    .unwrap();
+    text.push_str("\n---\n");
+    text.push_str(&std::fs::read_to_string(kseal_tests::bitnami::crd().unwrap()).unwrap());
+    let crds: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&text).unwrap();
+    let api = Api::<CustomResourceDefinition>::all(admin.clone());
+    for crd in &crds {
+        api.create(&PostParams::default(), crd).await.unwrap();
+    }
+    for crd in &crds {
+        let name = crd.metadata.name.clone().unwrap();
+        kube::runtime::wait::await_condition(
+            api.clone(),
+            &name,
+            kube::runtime::conditions::is_crd_established(),
+        )
+        .await
+        .unwrap();
+    }
+    (plane, admin)
+}
+
+/// The Bitnami controller's newest certificate, written to `dir/cert.pem`.
+async fn bitnami_cert(admin: &Client, dir: &Path) -> std::path::PathBuf {
+    let api: Api<Secret> = Api::namespaced(admin.clone(), "kube-system");
+    let started = Instant::now();
+    loop {
+        let keys = api
+            .list(
+                &ListParams::default()
+                    .labels("sealedsecrets.bitnami.com/sealed-secrets-key=active"),
+            )
+            .await
+            .unwrap();
+        if let Some(key) = keys.items.into_iter().next() {
+            let path = dir.join("cert.pem");
+            std::fs::write(&path, &key.data.unwrap()["tls.crt"].0).unwrap();
+            return path;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no Bitnami key"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn kubeseal_raw(cert: &Path, value: &str) -> String {
+    let mut child = Command::new(kubeseal().unwrap())
+        .args([
+            "--raw",
+            "--scope",
+            "cluster-wide",
+            "--from-file=/dev/stdin",
+            "--cert",
+        ])
+        .arg(cert)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(value.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn bitnami_objects(
+    n: usize,
+    password: &str,
+    username: &str,
+) -> Vec<kseal_core::bitnami::SealedSecret> {
+    (0..n)
+        .map(|i| {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "bitnami.com/v1alpha1",
+                "kind": "SealedSecret",
+                "metadata": {
+                    "name": format!("ss-{i:05}"),
+                    "namespace": "bitnami",
+                    "annotations": {"sealedsecrets.bitnami.com/cluster-wide": "true"},
+                },
+                "spec": {
+                    "encryptedData": {"password": password, "username": username},
+                    "template": {"metadata": {"annotations": {"sealedsecrets.bitnami.com/cluster-wide": "true"}}},
+                },
+            }))
+            .unwrap()
+        })
+        .collect()
+}
+
+fn start_kseal(plane: &ControlPlane, dir: &Path, metrics: u16) -> Child {
+    let kubeconfig = dir.join("kubeconfig");
+    plane
+        .write_kubeconfig(&kubeconfig, &plane.admin, "kseal-system")
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--log-level", "warn", "--identity", "bench"])
+        .args(["--listen-addr", "127.0.0.1:0"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn kseal_objects(admin: &Client, n: usize) -> Vec<SealedSecret> {
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), "kseal-system");
+    let started = Instant::now();
+    let doc = loop {
+        if let Ok(Some(cm)) = cms.get_opt("kseal-recipients").await {
+            break cm.data.unwrap()["recipients.json"].clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no recipients");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let recipients = RecipientSet::new(parse_cert(&doc).unwrap()).unwrap();
+    (0..n)
+        .map(|i| {
+            let mut input = SecretInput {
+                name: Some(format!("ss-{i:05}")),
+                namespace: Some("kseal".into()),
+                ..SecretInput::default()
+            };
+            input.data.insert(
+                "password".into(),
+                Zeroizing::new(format!("value-{i}").into_bytes()),
+            );
+            input
+                .data
+                .insert("username".into(), Zeroizing::new(b"admin".to_vec()));
+            seal_secret(&input, Scope::Strict, &recipients).unwrap()
+        })
+        .collect()
+}
+
+fn line(what: &str, n: usize, (elapsed, have): (Duration, usize), raw: f64) {
+    let rate = have as f64 / elapsed.as_secs_f64();
+    let done = if have >= n {
+        format!("every Secret after {:.1} s", elapsed.as_secs_f64())
+    } else {
+        format!(
+            "{have} of {n} Secrets after {:.0} s (stopped there; at this rate all would take {:.0} s)",
+            elapsed.as_secs_f64(),
+            n as f64 / rate.max(0.001)
+        )
+    };
+    println!(
+        "  {n:>6} {what:<34} {done} = {rate:.1}/s ({:.3}x the raw create rate)",
+        rate / raw
+    );
+}
+
+/// The Bitnami controller with its stock client limits, alone on a fresh control plane,
+/// until every Secret exists or `limit` passes.
+async fn bitnami_stock(n: usize, limit: Duration) {
+    let (plane, admin) = plane().await;
+    let dir = tempfile::tempdir().unwrap();
+    let raw_api: Api<Secret> = Api::namespaced(admin.clone(), "raw");
+    let started = Instant::now();
+    create_all(&raw_api, (0..n).map(plain_secret).collect()).await;
+    let raw = n as f64 / started.elapsed().as_secs_f64();
+    let bitnami = BitnamiController::start(&plane, dir.path(), &[])
+        .await
+        .unwrap();
+    let cert = bitnami_cert(&admin, dir.path()).await;
+    let objects = bitnami_objects(
+        n,
+        &kubeseal_raw(&cert, "secret-value"),
+        &kubeseal_raw(&cert, "admin"),
+    );
+    let result = created_until_unsealed(&admin, "bitnami", objects, limit).await;
+    line("Bitnami, stock flags (QPS 5)", n, result, raw);
+    drop(bitnami);
+    plane.shutdown();
+}
+
+/// kseal and the Bitnami controller (client limit raised) on one control plane: the
+/// create rounds, memory, the unrelated Secrets, and the restarts.
+async fn side_by_side(n: usize, noise: bool) {
+    let (plane, admin) = plane().await;
+    let dir = tempfile::tempdir().unwrap();
+    let raw_api: Api<Secret> = Api::namespaced(admin.clone(), "raw");
+    let started = Instant::now();
+    create_all(&raw_api, (0..n).map(plain_secret).collect()).await;
+    let raw = n as f64 / started.elapsed().as_secs_f64();
+    println!("  {n:>6} apiserver raw Secret creates: {raw:.0}/s ({CONCURRENCY} in flight)");
+
+    let kseal_metrics = kseal_tests::ports::free_port().unwrap();
+    let mut kseal = start_kseal(&plane, dir.path(), kseal_metrics);
+    let sealed = kseal_objects(&admin, n).await;
+    let result = created_until_unsealed(&admin, "kseal", sealed, Duration::from_secs(1800)).await;
+    line("kseal-controller", n, result, raw);
+
+    let raised = ["--kubeclient-qps=1000", "--kubeclient-burst=2000"];
+    let mut bitnami = BitnamiController::start(&plane, dir.path(), &raised)
+        .await
+        .unwrap();
+    let cert = bitnami_cert(&admin, dir.path()).await;
+    let objects = bitnami_objects(
+        n,
+        &kubeseal_raw(&cert, "secret-value"),
+        &kubeseal_raw(&cert, "admin"),
+    );
+    let result =
+        created_until_unsealed(&admin, "bitnami", objects, Duration::from_secs(1800)).await;
+    line("Bitnami, QPS raised (1000)", n, result, raw);
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (k_rss, b_rss) = (rss_mib(kseal.id()), rss_mib(bitnami.pid()));
+    println!(
+        "  {n:>6} RSS with both sets of objects: kseal {k_rss:.1} MiB, Bitnami {b_rss:.1} MiB"
+    );
+    if noise {
+        let unrelated: Api<Secret> = Api::namespaced(admin.clone(), "noise");
+        create_all(&unrelated, (0..50_000).map(plain_secret).collect()).await;
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        println!(
+            "  {n:>6} + 50,000 unrelated Secrets: kseal {:.1} MiB ({:+.1}), Bitnami {:.1} MiB ({:+.1})",
+            rss_mib(kseal.id()),
+            rss_mib(kseal.id()) - k_rss,
+            rss_mib(bitnami.pid()),
+            rss_mib(bitnami.pid()) - b_rss
+        );
+    }
+
+    // Restarts: back to every object unsealed again.
+    let _ = kseal.kill();
+    let _ = kseal.wait();
+    let kseal = start_kseal(&plane, dir.path(), kseal_metrics);
+    let (secs, cpu) = wait_unsealed(
+        kseal_metrics,
+        "kseal_unseals_total",
+        n,
+        kseal.id(),
+        Duration::from_secs(1800),
+    )
+    .await;
+    println!("  {n:>6} kseal restart: all {n} unsealed again after {secs:.1} s, {cpu:.1} CPU s");
+    bitnami.stop();
+    let bitnami = BitnamiController::start(&plane, dir.path(), &raised)
+        .await
+        .unwrap();
+    let (secs, cpu) = wait_unsealed(
+        bitnami.metrics_port,
+        "sealed_secrets_controller_unseal_requests_total",
+        n,
+        bitnami.pid(),
+        Duration::from_secs(1800),
+    )
+    .await;
+    println!(
+        "  {n:>6} Bitnami restart (QPS raised): all {n} unsealed again after {secs:.1} s, {cpu:.1} CPU s"
+    );
+    drop(bitnami);
+    let mut kseal = kseal;
+    let _ = kseal.kill();
+    let _ = kseal.wait();
+    plane.shutdown();
+}
+
+/// Median wall time of `runs` runs of a command with `stdin`.
+fn median_run(mut command: impl FnMut() -> Command, stdin: &[u8], runs: usize) -> f64 {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let started = Instant::now();
+            let mut child = command()
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            child.stdin.take().unwrap().write_all(stdin).unwrap();
+            assert!(child.wait().unwrap().success());
+            started.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+/// `kubeseal --cert` against `kseal seal -R`, whole processes, on 1 and 100 Secrets.
+fn sealing_processes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.pem");
+    let cert = dir.path().join("cert.pem");
+    assert!(
+        Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-days",
+                "30",
+                "-nodes",
+                "-newkey",
+                "rsa:4096",
+                "-subj",
+                "/CN=bench",
+                "-keyout"
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    );
+    let kseal = Path::new(env!("CARGO_BIN_EXE_kseal-controller")).with_file_name("kseal");
+    assert!(
+        kseal.exists(),
+        "{} missing: cargo build --release -p kseal-cli",
+        kseal.display()
+    );
+    let recipient = Command::new(&kseal)
+        .args(["keygen", "-o"])
+        .arg(dir.path().join("age.txt"))
+        .output()
+        .unwrap()
+        .stdout;
+    let recipients = dir.path().join("recipients.txt");
+    std::fs::write(&recipients, recipient).unwrap();
+    for n in [1, 100] {
+        let input: String = (0..n)
+            .map(|i| {
+                format!("---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s-{i}\n  namespace: bench\nstringData:\n  password: value-{i}\n  username: admin\n")
+            })
+            .collect();
+        let bitnami = median_run(
+            || {
+                let mut c = Command::new(kubeseal().unwrap());
+                c.arg("--cert").arg(&cert).args(["-o", "yaml"]);
+                c
+            },
+            input.as_bytes(),
+            11,
+        );
+        let ours = median_run(
+            || {
+                let mut c = Command::new(&kseal);
+                c.args(["seal", "-R"]).arg(&recipients);
+                c
+            },
+            input.as_bytes(),
+            11,
+        );
+        println!(
+            "  {n:>3} Secret(s), whole process (median of 11): kubeseal --cert {:.1} ms, kseal seal -R {:.1} ms ({:.2}x)",
+            bitnami * 1e3,
+            ours * 1e3,
+            ours / bitnami
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    println!(
+        "kseal beside Bitnami sealed-secrets v0.36.6 (release kseal; real kube-apiserver and etcd on this machine)"
+    );
+    sealing_processes();
+    bitnami_stock(1_000, Duration::from_secs(600)).await;
+    bitnami_stock(10_000, Duration::from_secs(300)).await;
+    side_by_side(1_000, false).await;
+    side_by_side(10_000, true).await;
+}
