@@ -84,6 +84,16 @@ def main():
 
     base = docs(kustomize(ROOT / "manifests"))
     rotation = docs(kustomize(ROOT / "manifests" / "components" / "key-rotation"))
+    # The Bitnami component applies to the base: rendered through a kustomization of both.
+    # (Outside manifests/: kustomize refuses a root inside one it loads.)
+    (ROOT / "target").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ROOT / "target") as tmp:
+        manifests = os.path.relpath(ROOT / "manifests", tmp)
+        (Path(tmp) / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources: [{manifests}]\ncomponents: [{manifests}/components/bitnami]\n"
+        )
+        with_bitnami = docs(kustomize(tmp))
     default = helm_render(None)
     everything = helm_render(
         {
@@ -96,6 +106,7 @@ def main():
             "keyRotationCronJob": {"enabled": True},
             "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
             "resources": {"requests": {"cpu": "100m", "memory": "96Mi"}, "limits": {"cpu": "2", "memory": "256Mi"}},
+            "bitnami": {"keysNamespace": "kube-system", "dropIn": True},
         }
     )
 
@@ -118,6 +129,8 @@ def main():
         "KSEAL_KEY_CUTOFF": "2026-01-01T00:00:00Z",
         "KSEAL_REQUIRE_ENCRYPTION_AT_REST": "enforce",
         "KSEAL_AT_REST_INTERVAL": "5m",
+        "KSEAL_BITNAMI_KEYS_NAMESPACE": "kube-system",
+        "KSEAL_BITNAMI_DROP_IN": "true",
     }
     for name, value in expect.items():
         if env.get(name) != value:
@@ -147,7 +160,21 @@ def main():
         if not pick(rotation) or pick(everything) != pick(rotation):
             failures.append(f"the chart's rotate-key {kind} differs from components/key-rotation")
 
+    # The Bitnami drop-in: the same environment and RBAC from the component and the chart.
+    bitnami_env = {k: v for k, v in env_of(with_bitnami).items() if "BITNAMI" in k}
+    if bitnami_env != {k: v for k, v in env.items() if "BITNAMI" in k}:
+        failures.append(f"the chart's Bitnami settings differ from components/bitnami: {bitnami_env}")
+    for kind in ["ClusterRole", "ClusterRoleBinding"]:
+        pick = lambda objs: [
+            {k: v for k, v in o.items() if k in ("rules", "roleRef", "subjects")}
+            for o in objs
+            if o["kind"] == kind and o["metadata"]["name"] == "kseal-controller-bitnami"
+        ]
+        if not pick(with_bitnami) or pick(everything) != pick(with_bitnami):
+            failures.append(f"the chart's Bitnami {kind} differs from components/bitnami")
+
     dump(out / "kustomize-base.yaml", base)
+    dump(out / "kustomize-bitnami.yaml", with_bitnami)
     dump(out / "kustomize-key-rotation.yaml", rotation)
     dump(out / "helm-default.yaml", default)
     # ServiceMonitor is prometheus-operator's CRD, not a Kubernetes schema: validated apart.
