@@ -20,12 +20,14 @@
 //! `-- seal`, `-- stock` or `-- side-by-side` runs one section.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use common::{CONCURRENCY, Object, create_all, wait_count};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kseal_core::manifest::SecretInput;
@@ -39,29 +41,6 @@ use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use zeroize::Zeroizing;
 
-const CONCURRENCY: usize = 32;
-
-async fn create_all<K>(api: &Api<K>, objects: Vec<K>)
-where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
-{
-    futures::stream::iter(objects)
-        .map(|o| {
-            let api = api.clone();
-            async move { api.create(&PostParams::default(), &o).await.unwrap() }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .for_each(|_| async {})
-        .await;
-}
-
 fn plain_secret(i: usize) -> Secret {
     serde_json::from_value(serde_json::json!({
         "metadata": {"name": format!("s-{i:05}")},
@@ -70,18 +49,8 @@ fn plain_secret(i: usize) -> Secret {
     .unwrap()
 }
 
-fn proc_status(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
 fn rss_mib(pid: u32) -> f64 {
-    proc_status(pid, "VmRSS:") as f64 / 1024.0
+    common::rss_kib(pid) as f64 / 1024.0
 }
 
 /// User + system CPU seconds of a process (clock ticks of 1/100 s).
@@ -111,25 +80,6 @@ fn metric(port: u16, name: &str) -> f64 {
         .sum()
 }
 
-async fn count(api: &Api<Secret>) -> usize {
-    match api.list_metadata(&ListParams::default().limit(1)).await {
-        Ok(page) => page.items.len() + page.metadata.remaining_item_count.unwrap_or(0) as usize,
-        Err(_) => 0,
-    }
-}
-
-/// Waits until `api` holds `n` Secrets, or `limit` passes: (elapsed, how many).
-async fn wait_count(api: &Api<Secret>, n: usize, limit: Duration) -> (Duration, usize) {
-    let started = Instant::now();
-    loop {
-        let have = count(api).await;
-        if have >= n || started.elapsed() >= limit {
-            return (started.elapsed(), have);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Creates `objects` in `namespace` (all at once, [`CONCURRENCY`] in flight) and waits
 /// until as many Secrets exist there, or `limit` passes: (elapsed, how many).
 async fn created_until_unsealed<K>(
@@ -139,14 +89,7 @@ async fn created_until_unsealed<K>(
     limit: Duration,
 ) -> (Duration, usize)
 where
-    K: kube::Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Object + kube::Resource<Scope = kube::core::NamespaceResourceScope>,
 {
     let n = objects.len();
     let api: Api<K> = Api::namespaced(admin.clone(), namespace);

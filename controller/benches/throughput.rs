@@ -9,10 +9,12 @@
 //! Run: `cargo bench -p kseal-controller --bench throughput`. Prints its figures.
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use common::{CONCURRENCY, create_all, wait_count};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -22,33 +24,8 @@ use kseal_core::resource::SealedSecret;
 use kseal_core::scope::Scope;
 use kseal_core::sealing::seal_secret;
 use kseal_tests::cluster::{ControlPlane, Options};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use zeroize::Zeroizing;
-
-const CONCURRENCY: usize = 32;
-
-async fn create_all<
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::Serialize
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
->(
-    api: &Api<K>,
-    objects: Vec<K>,
-) {
-    futures::stream::iter(objects)
-        .map(|o| {
-            let api = api.clone();
-            async move { api.create(&PostParams::default(), &o).await.unwrap() }
-        })
-        .buffer_unordered(CONCURRENCY)
-        .for_each(|_| async {})
-        .await;
-}
 
 fn plain_secret(i: usize, labelled: bool) -> Secret {
     let mut s: Secret = serde_json::from_value(serde_json::json!({
@@ -60,40 +37,6 @@ fn plain_secret(i: usize, labelled: bool) -> Secret {
         s.metadata.labels = Some([("app".to_string(), "raw".to_string())].into());
     }
     s
-}
-
-fn rss_kib(child: &Child) -> u64 {
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
-}
-
-/// How many Secrets `api` holds: a one-item page and the apiserver's remaining count.
-async fn count(api: &Api<Secret>) -> usize {
-    match api.list_metadata(&ListParams::default().limit(1)).await {
-        Ok(page) => page.items.len() + page.metadata.remaining_item_count.unwrap_or(0) as usize,
-        Err(_) => 0,
-    }
-}
-
-async fn wait_count(api: &Api<Secret>, n: usize, limit: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let have = count(api).await;
-        if have >= n {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "only {have} of {n} Secrets after {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn round(n: usize, noise: bool) {
@@ -200,12 +143,13 @@ async fn round(n: usize, noise: bool) {
     let started = Instant::now();
     let creating = tokio::spawn(async move { create_all(&api, sealed).await });
     let unsealed: Api<Secret> = Api::namespaced(admin.clone(), "bench");
-    wait_count(&unsealed, n, Duration::from_secs(1200)).await;
+    let (_, have) = wait_count(&unsealed, n, Duration::from_secs(1200)).await;
+    assert_eq!(have, n, "only {have} of {n} Secrets after 1200 s");
     let elapsed = started.elapsed();
     creating.await.unwrap();
     let rate = n as f64 / elapsed.as_secs_f64();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let rss = rss_kib(&controller);
+    let rss = common::rss_kib(controller.id());
     println!(
         "  {n:>6} SealedSecrets: every Secret after {:.2} s = {:.0}/s; apiserver raw create rate {:.0}/s; ratio {:.2}x; controller RSS {:.1} MiB",
         elapsed.as_secs_f64(),
@@ -222,7 +166,7 @@ async fn round(n: usize, noise: bool) {
         )
         .await;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let after = rss_kib(&controller);
+        let after = common::rss_kib(controller.id());
         println!(
             "  + 50000 unrelated Secrets: controller RSS {:.1} MiB (was {:.1} MiB, change {:+.1} MiB)",
             after as f64 / 1024.0,
