@@ -178,9 +178,19 @@ async fn controller_converges_through_faults() {
         }
     }
 
-    // Cuts and 410s go on for 3 s after the last change, then stop; the 20% error rate
-    // stays until the end. (Endless cuts only measure kube's watcher backoff, up to 30 s.)
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Cuts and 410s go on for 3 s after the last change, and until at least two watches
+    // were cut (under load the watchers can spend the first seconds in backoff, with no
+    // watch open to cut), then stop; the 20% error rate stays until the end. (Endless
+    // cuts only measure kube's watcher backoff, up to 30 s.)
+    let chaos = Instant::now();
+    while chaos.elapsed() < Duration::from_secs(3) || proxy.injected().cut_watches < 2 {
+        assert!(
+            chaos.elapsed() < Duration::from_secs(120),
+            "no two watches were cut in 120 s: {:?}",
+            proxy.injected()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     gone.abort();
     let started = Instant::now();
     let mut last = None;
