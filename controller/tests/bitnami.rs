@@ -60,15 +60,18 @@ async fn with_bitnami(c: &Cluster) -> (BitnamiController, PathBuf) {
     let bitnami = BitnamiController::start(&c.plane, &c.path("bitnami"), &[])
         .await
         .unwrap();
-    let cert = bitnami_cert(c, 1, "cert-1.pem").await;
+    let cert = bitnami_cert(c, None, "cert-1.pem").await;
     (bitnami, cert)
 }
 
-/// Waits until `n` Bitnami keys exist and writes the newest one's certificate.
-async fn bitnami_cert(c: &Cluster, n: usize, file: &str) -> PathBuf {
+/// Waits for a Bitnami key whose certificate is not the one in `previous` (any key when
+/// `None`) and writes its certificate to `file`. (Creation times have one-second
+/// resolution: a renewal right after the first key cannot be told apart by them.)
+async fn bitnami_cert(c: &Cluster, previous: Option<&Path>, file: &str) -> PathBuf {
     let api: Api<Secret> = Api::namespaced(c.admin.clone(), "kube-system");
-    let newest = wait_for("the Bitnami controller's keys", || async {
-        let mut keys = api
+    let previous = previous.map(|p| std::fs::read(p).unwrap());
+    let cert = wait_for("the Bitnami controller's key", || async {
+        let keys = api
             .list(
                 &ListParams::default()
                     .labels("sealedsecrets.bitnami.com/sealed-secrets-key=active"),
@@ -76,15 +79,13 @@ async fn bitnami_cert(c: &Cluster, n: usize, file: &str) -> PathBuf {
             .await
             .ok()?
             .items;
-        if keys.len() < n {
-            return None;
-        }
-        keys.sort_by_key(|k| k.metadata.creation_timestamp.clone().map(|t| t.0));
-        keys.pop()
+        keys.into_iter()
+            .filter_map(|k| Some(k.data?.get("tls.crt")?.0.clone()))
+            .find(|cert| Some(cert) != previous.as_ref())
     })
     .await;
     let path = c.path(file);
-    std::fs::write(&path, &newest.data.unwrap()["tls.crt"].0).unwrap();
+    std::fs::write(&path, cert).unwrap();
     path
 }
 
@@ -245,7 +246,7 @@ async fn bitnami_repository(
             .unwrap()
             .success()
     );
-    let renewed = bitnami_cert(c, 2, "cert-2.pem").await;
+    let renewed = bitnami_cert(c, Some(cert), "cert-2.pem").await;
     assert_ne!(
         std::fs::read(cert).unwrap(),
         std::fs::read(&renewed).unwrap()
