@@ -31,16 +31,12 @@ use std::time::{Duration, Instant};
 use common::{CONCURRENCY, Object, create_all, wait_count};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kseal_core::manifest::SecretInput;
 use kseal_core::recipients::{RecipientSet, parse_cert};
 use kseal_core::resource::SealedSecret;
-use kseal_core::scope::Scope;
-use kseal_core::sealing::seal_secret;
 use kseal_tests::bitnami::{BitnamiController, kubeseal};
 use kseal_tests::cluster::{ControlPlane, Options};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
-use zeroize::Zeroizing;
 
 fn plain_secret(i: usize) -> Secret {
     serde_json::from_value(serde_json::json!({
@@ -259,23 +255,7 @@ async fn kseal_objects(admin: &Client, n: usize) -> Vec<SealedSecret> {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     let recipients = RecipientSet::new(parse_cert(&doc).unwrap()).unwrap();
-    (0..n)
-        .map(|i| {
-            let mut input = SecretInput {
-                name: Some(format!("ss-{i:05}")),
-                namespace: Some("kseal".into()),
-                ..SecretInput::default()
-            };
-            input.data.insert(
-                "password".into(),
-                Zeroizing::new(format!("value-{i}").into_bytes()),
-            );
-            input
-                .data
-                .insert("username".into(), Zeroizing::new(b"admin".to_vec()));
-            seal_secret(&input, Scope::Strict, &recipients).unwrap()
-        })
-        .collect()
+    common::sealed_objects(&recipients, "kseal", n)
 }
 
 fn line(what: &str, n: usize, (elapsed, have): (Duration, usize), raw: f64) {
@@ -295,15 +275,20 @@ fn line(what: &str, n: usize, (elapsed, have): (Duration, usize), raw: f64) {
     );
 }
 
+/// The apiserver's own rate: `n` Secrets created from a plain client, per second.
+async fn raw_rate(admin: &Client, n: usize) -> f64 {
+    let raw_api: Api<Secret> = Api::namespaced(admin.clone(), "raw");
+    let started = Instant::now();
+    create_all(&raw_api, (0..n).map(plain_secret).collect()).await;
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
 /// The Bitnami controller with its stock client limits, alone on a fresh control plane,
 /// until every Secret exists or `limit` passes.
 async fn bitnami_stock(n: usize, limit: Duration) {
     let (plane, admin) = plane().await;
     let dir = tempfile::tempdir().unwrap();
-    let raw_api: Api<Secret> = Api::namespaced(admin.clone(), "raw");
-    let started = Instant::now();
-    create_all(&raw_api, (0..n).map(plain_secret).collect()).await;
-    let raw = n as f64 / started.elapsed().as_secs_f64();
+    let raw = raw_rate(&admin, n).await;
     let bitnami = BitnamiController::start(&plane, dir.path(), &[])
         .await
         .unwrap();
@@ -324,10 +309,7 @@ async fn bitnami_stock(n: usize, limit: Duration) {
 async fn side_by_side(n: usize, noise: bool) {
     let (plane, admin) = plane().await;
     let dir = tempfile::tempdir().unwrap();
-    let raw_api: Api<Secret> = Api::namespaced(admin.clone(), "raw");
-    let started = Instant::now();
-    create_all(&raw_api, (0..n).map(plain_secret).collect()).await;
-    let raw = n as f64 / started.elapsed().as_secs_f64();
+    let raw = raw_rate(&admin, n).await;
     println!("  {n:>6} apiserver raw Secret creates: {raw:.0}/s ({CONCURRENCY} in flight)");
 
     let kseal_metrics = kseal_tests::ports::free_port().unwrap();

@@ -18,14 +18,10 @@ use common::{CONCURRENCY, create_all, wait_count};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kseal_core::manifest::SecretInput;
 use kseal_core::recipients::{RecipientSet, parse_cert};
 use kseal_core::resource::SealedSecret;
-use kseal_core::scope::Scope;
-use kseal_core::sealing::seal_secret;
 use kseal_tests::cluster::{ControlPlane, Options};
 use kube::api::{Api, PostParams};
-use zeroize::Zeroizing;
 
 fn plain_secret(i: usize, labelled: bool) -> Secret {
     let mut s: Secret = serde_json::from_value(serde_json::json!({
@@ -121,23 +117,7 @@ async fn round(n: usize, noise: bool) {
     };
     eprintln!("    [{n}] recipients published");
     let recipients = RecipientSet::new(parse_cert(&doc).unwrap()).unwrap();
-    let sealed: Vec<SealedSecret> = (0..n)
-        .map(|i| {
-            let mut input = SecretInput {
-                name: Some(format!("ss-{i:05}")),
-                namespace: Some("bench".into()),
-                ..SecretInput::default()
-            };
-            input.data.insert(
-                "password".into(),
-                Zeroizing::new(format!("value-{i}").into_bytes()),
-            );
-            input
-                .data
-                .insert("username".into(), Zeroizing::new(b"admin".to_vec()));
-            seal_secret(&input, Scope::Strict, &recipients).unwrap()
-        })
-        .collect();
+    let sealed = common::sealed_objects(&recipients, "bench", n);
 
     let api: Api<SealedSecret> = Api::namespaced(admin.clone(), "bench");
     let started = Instant::now();

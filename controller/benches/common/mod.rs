@@ -6,7 +6,13 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
+use kseal_core::manifest::SecretInput;
+use kseal_core::recipients::RecipientSet;
+use kseal_core::resource::SealedSecret;
+use kseal_core::scope::Scope;
+use kseal_core::sealing::seal_secret;
 use kube::api::{Api, ListParams, PostParams};
+use zeroize::Zeroizing;
 
 /// Creates in flight at once.
 pub const CONCURRENCY: usize = 32;
@@ -77,4 +83,26 @@ pub fn rss_kib(pid: u32) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
+}
+
+/// `n` strict SealedSecrets `ss-00000`… in `namespace`, each with two items (`password`
+/// different in each, `username`), sealed to `recipients`.
+pub fn sealed_objects(recipients: &RecipientSet, namespace: &str, n: usize) -> Vec<SealedSecret> {
+    (0..n)
+        .map(|i| {
+            let mut input = SecretInput {
+                name: Some(format!("ss-{i:05}")),
+                namespace: Some(namespace.into()),
+                ..SecretInput::default()
+            };
+            input.data.insert(
+                "password".into(),
+                Zeroizing::new(format!("value-{i}").into_bytes()),
+            );
+            input
+                .data
+                .insert("username".into(), Zeroizing::new(b"admin".to_vec()));
+            seal_secret(&input, Scope::Strict, recipients).unwrap()
+        })
+        .collect()
 }
