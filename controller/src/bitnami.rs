@@ -105,7 +105,7 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
         owner,
     );
     drop(unsealed);
-    write_secret(&secrets, &name, secret).await
+    write_secret(&secrets, &name, secret, &ctx.metrics).await
 }
 
 /// Writes Bitnami's `Synced` condition when it changes (or the generation does).

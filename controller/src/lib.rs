@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod http;
 pub mod keys;
 pub mod metrics;
+pub mod owned;
 pub mod reconcile;
 pub mod requests;
 pub mod services;
@@ -262,6 +263,10 @@ async fn controllers(
     if at_rest.is_some() && verdict_rx.wait_for(Option::is_some).await.is_err() {
         return;
     }
+    let apis: Vec<(Api<SealedSecret>, Api<PartialObjectMeta<Secret>>)> =
+        api_pairs(&client, &args.watch_namespaces);
+    // One cache of the Secrets kseal wrote per watched namespace (or one for all).
+    let (caches, writers): (Vec<_>, Vec<_>) = apis.iter().map(|_| reflector::store()).unzip();
     let ctx = Arc::new(Context {
         client: client.clone(),
         keys,
@@ -274,9 +279,9 @@ async fn controllers(
         namespace: args.namespace.clone(),
         deny_namespaces: args.deny_namespaces.clone(),
         allow_template_metadata: args.allow_template_metadata.clone(),
+        owned: owned::OwnedSecrets::new(caches),
+        recent: Mutex::new(Default::default()),
     });
-    let apis: Vec<(Api<SealedSecret>, Api<PartialObjectMeta<Secret>>)> =
-        api_pairs(&client, &args.watch_namespaces);
     // Requests are answered once a key is loaded (right after the very first start the
     // key this leader just created may still be on its way through the key watch).
     let answering = tokio::spawn({
@@ -294,31 +299,34 @@ async fn controllers(
         }
     });
     let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
-    let runs = apis.into_iter().map(|(sealed, secrets)| {
-        // Everything is reconciled again when the keys change or the at-rest verdict does.
-        let trigger = futures::stream::select(
-            tokio_stream::wrappers::WatchStream::new(keys_changed.clone()).map(|_| ()),
-            tokio_stream::wrappers::WatchStream::new(verdict_rx.clone())
-                .map(|v| v.map(|v| v.as_str()))
-                .scan(None, |last, now| {
-                    let changed = *last != Some(now);
-                    *last = Some(now);
-                    futures::future::ready(Some(changed))
-                })
-                .filter(|changed| futures::future::ready(*changed))
-                .map(|_| ()),
-        );
-        unsealing_controller(
-            sealed,
-            secrets,
-            owned.clone(),
-            trigger,
-            args.concurrency,
-            reconcile,
-            error_policy,
-            ctx.clone(),
-        )
-    });
+    let runs = apis
+        .into_iter()
+        .zip(writers)
+        .map(|((sealed, secrets), cache)| {
+            // Everything is reconciled again when the keys change or the at-rest verdict does.
+            let trigger = futures::stream::select(
+                tokio_stream::wrappers::WatchStream::new(keys_changed.clone()).map(|_| ()),
+                tokio_stream::wrappers::WatchStream::new(verdict_rx.clone())
+                    .map(|v| v.map(|v| v.as_str()))
+                    .scan(None, |last, now| {
+                        let changed = *last != Some(now);
+                        *last = Some(now);
+                        futures::future::ready(Some(changed))
+                    })
+                    .filter(|changed| futures::future::ready(*changed))
+                    .map(|_| ()),
+            );
+            unsealing_controller(
+                sealed,
+                reconcile::compact,
+                (secrets, owned.clone(), Some(cache)),
+                trigger,
+                args.concurrency,
+                reconcile,
+                error_policy,
+                ctx.clone(),
+            )
+        });
     // Drop-in: Bitnami SealedSecrets too, once the Bitnami keys are loaded (a first pass
     // without them would mark every one failed).
     let bitnami_runs = args.bitnami_drop_in.then(|| {
@@ -338,8 +346,8 @@ async fn controllers(
             let runs = apis.into_iter().map(|(sealed, secrets)| {
                 unsealing_controller(
                     sealed,
-                    secrets,
-                    owned.clone(),
+                    |ss: &mut kseal_core::bitnami::SealedSecret| ss.managed_fields_mut().clear(),
+                    (secrets, owned.clone(), None),
                     tokio_stream::wrappers::WatchStream::new(bitnami_loaded.clone()).map(|_| ()),
                     args.concurrency,
                     bitnami::reconcile,
@@ -388,17 +396,26 @@ where
         .collect()
 }
 
+/// How a Controller watches the Secrets it owns: their API, the label filter, and the
+/// cache to keep them in (kseal's own SealedSecrets), if any.
+type OwnedWatch = (
+    Api<PartialObjectMeta<Secret>>,
+    watcher::Config,
+    Option<reflector::store::Writer<owned::Cached>>,
+);
+
 /// A Controller unsealing the objects of `sealed` (kseal's SealedSecrets, or Bitnami's
 /// in drop-in mode) into the Secrets it owns, reconciling everything again on `trigger`.
 ///
-/// managedFields are dropped before anything is cached: memory then grows with the
-/// SealedSecrets' own content only. Owned Secrets are watched metadata-only and
-/// label-filtered (`owned`), never cached: memory does not grow with other Secrets.
+/// `compact` shrinks each object before it is cached (at least: managedFields dropped),
+/// so memory grows with what the reconciler reads. Owned Secrets are watched
+/// metadata-only and label-filtered (`owned`), so memory does not grow with other
+/// Secrets; with a `cache`, they are kept there compacted ([`owned::compact`]).
 #[allow(clippy::too_many_arguments)]
 fn unsealing_controller<K, Fut>(
     sealed: Api<K>,
-    secrets: Api<PartialObjectMeta<Secret>>,
-    owned: watcher::Config,
+    compact: impl Fn(&mut K) + Send + Sync + 'static,
+    (secrets, owned, cache): OwnedWatch,
     trigger: impl futures::Stream<Item = ()> + Send + Sync + 'static,
     concurrency: u16,
     reconcile: impl FnMut(Arc<K>, Arc<Context>) -> Fut,
@@ -420,13 +437,16 @@ where
     let (reader, writer) = reflector::store::<K>();
     let sealed_stream = watcher(sealed, watcher::Config::default())
         .default_backoff()
-        .modify(|ss| ss.managed_fields_mut().clear())
+        .modify(compact)
         .reflect(writer)
         .applied_objects();
-    let owned_stream = watcher(secrets, owned)
+    let owned_events = watcher(secrets, owned)
         .default_backoff()
-        .modify(|s| s.managed_fields_mut().clear())
-        .touched_objects();
+        .modify(owned::compact);
+    let owned_stream = match cache {
+        Some(cache) => owned_events.reflect(cache).touched_objects().boxed(),
+        None => owned_events.touched_objects().boxed(),
+    };
     Controller::for_stream(sealed_stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .owns_stream(owned_stream)

@@ -23,6 +23,12 @@ pub struct VerdictLabel {
     pub verdict: String,
 }
 
+/// What an API write by the reconciler was for.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WriteLabel {
+    pub object: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
     pub version: String,
@@ -31,6 +37,12 @@ pub struct BuildLabel {
 pub struct Metrics {
     pub registry: Registry,
     pub unseals: Counter,
+    /// Sealed items opened (one decryption each).
+    pub items_opened: Counter,
+    /// Reconciles that found the Secret and the status already as they would make them.
+    pub up_to_date: Counter,
+    /// API writes by the reconciler: `secret`, `status`, `event`.
+    pub writes: Family<WriteLabel, Counter>,
     pub failures: Family<Reason, Counter>,
     pub reconcile_seconds: Histogram,
     pub keys: Gauge,
@@ -45,6 +57,9 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("kseal");
         let unseals = Counter::default();
+        let items_opened = Counter::default();
+        let up_to_date = Counter::default();
+        let writes = Family::<WriteLabel, Counter>::default();
         let failures = Family::<Reason, Counter>::default();
         let reconcile_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let keys = Gauge::default();
@@ -60,6 +75,21 @@ impl Default for Metrics {
             "unseals",
             "SealedSecrets unsealed into Secrets",
             unseals.clone(),
+        );
+        registry.register(
+            "items_opened",
+            "Sealed items decrypted",
+            items_opened.clone(),
+        );
+        registry.register(
+            "up_to_date",
+            "Reconciles that found nothing to do: no decryption, no write",
+            up_to_date.clone(),
+        );
+        registry.register(
+            "api_writes",
+            "API writes by the reconciler, by object (secret, status, event)",
+            writes.clone(),
         );
         registry.register(
             "unseal_failures",
@@ -98,6 +128,9 @@ impl Default for Metrics {
         Metrics {
             registry,
             unseals,
+            items_opened,
+            up_to_date,
+            writes,
             failures,
             reconcile_seconds,
             keys,
@@ -110,6 +143,11 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Counts one API write for `object` (`secret`, `status` or `event`).
+    pub fn wrote(&self, object: &'static str) {
+        self.writes.get_or_create(&WriteLabel { object }).inc();
+    }
+
     pub fn failure(&self, reason: &str) {
         self.failures
             .get_or_create(&Reason {

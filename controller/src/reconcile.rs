@@ -2,6 +2,15 @@
 //! binding against the object's real namespace and name), then server-side apply the
 //! whole Secret at once. Nothing is written unless every item opened, so a Secret never
 //! holds partial data, and a broken SealedSecret leaves its existing Secret untouched.
+//!
+//! Steady state costs nothing: a SealedSecret whose status records its generation as
+//! unsealed, and whose Secret (in the watch cache) still holds every field kseal's last
+//! apply set ([`crate::owned`]), is neither decrypted nor written, after a restart, a
+//! failover, a key change or a resync alike. Otherwise a reconcile makes at most one
+//! write for the Secret and one for the status, and reads nothing beyond the watches: the
+//! apply carries the cache's view as a precondition (the cached Secret's uid, or "create
+//! only" when the cache knows none), so a Secret the cache did not know makes the apply
+//! fail, and only then is it read.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -11,8 +20,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kseal_core::policy;
 use kseal_core::resource::{SealedSecret, SealedSecretStatus, SecretTemplate};
 use kseal_core::sealing::{ItemError, unseal};
@@ -23,6 +32,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
+use crate::owned::{self, OwnedSecrets};
 
 pub const MANAGER: &str = "kseal-controller";
 /// Label on every Secret the controller writes; its Secret watch is filtered by it, so
@@ -55,6 +65,78 @@ pub struct Context {
     /// Label and annotation prefixes the operator allows in templates
     /// (`--allow-template-metadata`).
     pub allow_template_metadata: Vec<String>,
+    /// The Secrets kseal wrote, as its watch caches them.
+    pub owned: OwnedSecrets,
+    /// SealedSecrets written in the last moments: their own watch events may not have
+    /// reached the caches yet.
+    pub recent: Mutex<Recent>,
+}
+
+/// How long after a write the caches are given to show it: until then a reconcile that
+/// does not find it there looks again shortly instead of decrypting and writing again.
+const SETTLE: Duration = Duration::from_secs(30);
+
+/// The resourceVersion sent as the apply's precondition when the cache knows no Secret:
+/// "create only". etcd numbers revisions from 1 and its first write already makes 2, so
+/// no stored object has resourceVersion 1: an existing Secret makes the apply conflict
+/// (kube-apiserver checks a resourceVersion in an update), while an absent one is
+/// created (a create ignores it). A uid cannot serve: kube-apiserver refuses a create
+/// that names one.
+const ABSENT_RESOURCE_VERSION: &str = "1";
+
+/// SealedSecrets (by uid) written in the last [`SETTLE`], with the generation written.
+/// An entry leaves when the caches show the write, or at the next sweep after it
+/// expires (its object deleted meanwhile, say).
+#[derive(Default)]
+pub struct Recent {
+    written: HashMap<String, (Option<i64>, Instant)>,
+    swept: Option<Instant>,
+}
+
+impl Context {
+    /// Whether `uid` was written at `generation` a moment ago.
+    fn just_written(&self, uid: &str, generation: Option<i64>) -> bool {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        match recent.written.get(uid) {
+            Some((written, at)) if *written == generation && at.elapsed() < SETTLE => true,
+            Some(_) => {
+                recent.written.remove(uid);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn wrote(&self, uid: String, generation: Option<i64>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if recent
+            .swept
+            .is_none_or(|at| now.duration_since(at) >= SETTLE)
+        {
+            recent.written.retain(|_, (_, at)| at.elapsed() < SETTLE);
+            recent.swept = Some(now);
+        }
+        recent.written.insert(uid, (generation, now));
+    }
+
+    fn settled(&self, uid: &str) {
+        self.recent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .written
+            .remove(uid);
+    }
+}
+
+/// What a successful reconcile did.
+pub(crate) enum Outcome {
+    /// Unsealed and written.
+    Written,
+    /// Nothing to do: the Secret and the status are as this reconcile would make them.
+    UpToDate,
+    /// Written a moment ago, and the caches do not show it yet: looked at again shortly.
+    Settling,
 }
 
 /// Why a reconcile failed. Permanent ones wait for a change (or a new key); transient
@@ -79,6 +161,10 @@ pub enum Error {
     /// fields, never values.
     #[error("the API refused the Secret: {0}")]
     SecretRejected(String),
+    /// The Secret changed between the cache's view and the write (created, deleted or
+    /// replaced): retried at once from the API's view.
+    #[error("the Secret {0:?} changed while it was written")]
+    SecretChanged(String),
     #[error("the SealedSecret has no namespace")]
     NoNamespace,
     #[error(transparent)]
@@ -107,6 +193,7 @@ impl Error {
             Error::Bitnami(e) => e.reason(),
             Error::SecretNotOwned(_) => "SecretNotOwned",
             Error::SecretRejected(_) => "SecretRejected",
+            Error::SecretChanged(_) => "ApiError",
             Error::NoNamespace => "InvalidSealedSecret",
             Error::Policy(e) => e.reason(),
             Error::EncryptionAtRestNotConfigured => "EncryptionAtRestNotConfigured",
@@ -115,7 +202,7 @@ impl Error {
     }
 
     fn permanent(&self) -> bool {
-        !matches!(self, Error::Kube(_))
+        !matches!(self, Error::Kube(_) | Error::SecretChanged(_))
     }
 }
 
@@ -129,12 +216,21 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
-    match &result {
-        Ok(()) => {
-            ctx.failures
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&key_of(&ss));
+    let forget_failures = || {
+        ctx.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&key_of(&ss));
+    };
+    match result {
+        Ok(Outcome::Settling) => Ok(Action::requeue(Duration::from_secs(1))),
+        Ok(Outcome::UpToDate) => {
+            ctx.metrics.up_to_date.inc();
+            forget_failures();
+            Ok(Action::requeue(Duration::from_secs(3600)))
+        }
+        Ok(Outcome::Written) => {
+            forget_failures();
             ctx.metrics.unseals.inc();
             let changed = set_status(
                 &ss,
@@ -144,6 +240,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                 "all items unsealed into the Secret",
             )
             .await?;
+            ctx.wrote(ss.uid().unwrap_or_default(), ss.metadata.generation);
             if changed {
                 publish_event(
                     &ss,
@@ -165,7 +262,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                     publish_event(&ss, &ctx, true, "UnsealFailed", e.to_string()).await;
                 }
             }
-            Err(result.err().unwrap_or(Error::NoKeys))
+            Err(e)
         }
     }
 }
@@ -188,7 +285,7 @@ pub fn error_policy(ss: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> 
     Action::requeue(Duration::from_secs(delay))
 }
 
-async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
+async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> {
     if crate::atrest::blocks(ctx.at_rest_policy, ctx.at_rest.borrow().as_ref()) {
         // Existing Secrets are left alone: only new plaintext is refused.
         return Err(Error::EncryptionAtRestNotConfigured);
@@ -196,43 +293,166 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
     let namespace = ss.namespace().ok_or(Error::NoNamespace)?;
     policy::check_namespace(&namespace, &ctx.namespace, &ctx.deny_namespaces)?;
     policy::check_template(ss.spec.template.as_ref(), &ctx.allow_template_metadata)?;
-    let name = ss.name_any();
     let keyring = ctx.keys.keyring();
     if keyring.is_empty() {
         return Err(Error::NoKeys);
     }
-    let sealed = ss.clone();
+    // Before its first complete list, the cache's silence about a Secret means nothing.
+    ctx.owned.ready().await;
+    let uid = ss.uid().unwrap_or_default();
+    let name = ss.name_any();
+    let template = ss.spec.template.clone().unwrap_or_default();
+    let cached = ctx.owned.get(&namespace, &name);
+    let ours = |meta| {
+        ownership_of(
+            &name,
+            meta,
+            &uid,
+            &[MANAGED_ANNOTATION],
+            &[PATCH_ANNOTATION],
+        )
+    };
+    let patch_mode = match &cached {
+        Some(s) => ours(&s.metadata)?,
+        None => false,
+    };
+    if let Some(secret) = &cached
+        && unsealed(ss)
+        && hint_held(ss, &keyring)
+    {
+        // The Secret this reconcile would write, less its values: kseal's apply entry
+        // must still hold its every field.
+        let shape: BTreeMap<String, zeroize::Zeroizing<Vec<u8>>> = ss
+            .spec
+            .encrypted_data
+            .keys()
+            .map(|k| (k.clone(), Default::default()))
+            .collect();
+        let desired = desired_secret(
+            &name,
+            &namespace,
+            &template,
+            &shape,
+            patch_mode,
+            owner_of(ss),
+        );
+        if owned::holds(&secret.metadata, &owned::desired_fields(&desired)) {
+            tracing::debug!(sealedsecret = %key_of(ss), "up to date");
+            ctx.settled(&uid);
+            return Ok(Outcome::UpToDate);
+        }
+    }
+    if ctx.just_written(&uid, ss.metadata.generation) {
+        // The watch events of that write are on their way.
+        return Ok(Outcome::Settling);
+    }
+    tracing::debug!(sealedsecret = %key_of(ss), cached = cached.is_some(), unsealed = unsealed(ss), "not up to date: unsealing");
+    // Work to do. The cache drops an unsealed object's ciphertexts: read them back.
+    let full = if ss.spec.encrypted_data.values().any(String::is_empty) {
+        let api: Api<SealedSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+        let full = api.get(&name).await?;
+        if full.uid() != ss.uid() {
+            // Replaced meanwhile: the new one's own watch event reconciles it.
+            return Err(Error::SecretChanged(name));
+        }
+        Arc::new(full)
+    } else {
+        ss.clone()
+    };
+    let opened = full.spec.encrypted_data.len() as u64;
     let items = ctx
         .crypto
-        .run(move || unseal(&sealed, &keyring))
+        .run(move || unseal(&full, &keyring))
         .await
         .map_err(Error::Unseal)?;
+    ctx.metrics.items_opened.inc_by(opened);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let uid = ss.uid().unwrap_or_default();
-    let patch_mode = ownership(
-        &secrets,
-        &name,
-        &uid,
-        &[MANAGED_ANNOTATION],
-        &[PATCH_ANNOTATION],
+    let write = |patch_mode, uid: Option<String>| {
+        let mut secret = desired_secret(
+            &name,
+            &namespace,
+            &template,
+            &items,
+            patch_mode,
+            owner_of(ss),
+        );
+        match uid {
+            Some(uid) => secret.metadata.uid = Some(uid),
+            None => secret.metadata.resource_version = Some(ABSENT_RESOURCE_VERSION.into()),
+        }
+        write_secret(&secrets, &name, secret, &ctx.metrics)
+    };
+    match write(
+        patch_mode,
+        cached.as_ref().and_then(|s| s.metadata.uid.clone()),
     )
-    .await?;
-    let template = ss.spec.template.clone().unwrap_or_default();
-    let skip_owner = template
-        .metadata
-        .as_ref()
-        .and_then(|m| m.annotations.get(SKIP_OWNER_ANNOTATION))
-        .is_some_and(|v| v == "true");
-    let owner = (!skip_owner)
-        .then(|| ss.controller_owner_ref(&()))
-        .flatten();
-    let secret = desired_secret(&name, &namespace, &template, &items, patch_mode, owner);
-    write_secret(&secrets, &name, secret).await
+    .await
+    {
+        Err(Error::SecretChanged(_)) => {
+            // A Secret the cache did not know (one kseal did not write, or one its watch
+            // has not delivered yet), or one replaced since: decided from the API's view.
+            match secrets.get_metadata_opt(&name).await? {
+                Some(existing) => {
+                    write(ours(&existing.metadata)?, existing.metadata.uid.clone()).await?
+                }
+                None => write(false, None).await?,
+            }
+        }
+        other => other?,
+    }
+    Ok(Outcome::Written)
 }
 
-/// Whether the Secret `name` may be written for the owner `uid`, and how: `Ok(false)` to
-/// own it (it is absent, owned by `uid`, or annotated with one of `managed`), `Ok(true)`
-/// to merge into it without owning it (annotated with one of `patch`).
+/// The owner reference the Secret gets, unless the template asks for none
+/// (`kseal.dev/skip-owner-reference: "true"`).
+fn owner_of(ss: &SealedSecret) -> Option<OwnerReference> {
+    let skip = ss
+        .spec
+        .template
+        .as_ref()
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.annotations.get(SKIP_OWNER_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    (!skip).then(|| ss.controller_owner_ref(&())).flatten()
+}
+
+/// Whether the status records this generation as unsealed.
+pub(crate) fn unsealed(ss: &SealedSecret) -> bool {
+    let generation = ss.metadata.generation;
+    ss.status.as_ref().is_some_and(|s| {
+        s.observed_generation == generation
+            && s.conditions.iter().any(|c| {
+                c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation
+            })
+    })
+}
+
+/// Whether a key the recipients hint names is still held: after a key is retired, an
+/// object sealed only to it fails again, as decrypting it would. An empty hint names
+/// none and is not held against the object.
+fn hint_held(ss: &SealedSecret, keyring: &kseal_core::keys::Keyring) -> bool {
+    ss.spec.recipients.is_empty() || ss.spec.recipients.iter().any(|f| keyring.get(f).is_some())
+}
+
+/// What the cache keeps of a SealedSecret: no managedFields, no `kubectl apply` copy of
+/// the whole object, and once its status records it unsealed, its item keys without
+/// their ciphertexts (read back only if it must be decrypted again).
+pub fn compact(ss: &mut SealedSecret) {
+    ss.managed_fields_mut().clear();
+    if let Some(annotations) = ss.metadata.annotations.as_mut() {
+        for a in kseal_core::resource::DROPPED_ANNOTATIONS {
+            annotations.remove(*a);
+        }
+    }
+    if unsealed(ss) {
+        for v in ss.spec.encrypted_data.values_mut() {
+            *v = String::new();
+        }
+    }
+}
+
+/// Whether the Secret `name` may be written for the owner `uid`, and how, read from the
+/// API: see [`ownership_of`].
 pub(crate) async fn ownership(
     secrets: &Api<Secret>,
     name: &str,
@@ -242,15 +462,37 @@ pub(crate) async fn ownership(
 ) -> Result<bool, Error> {
     // Metadata only: ownership is decided from it, and the Secret's values never need to
     // be read.
-    let Some(existing) = secrets.get_metadata_opt(name).await? else {
-        return Ok(false);
-    };
-    let owned = existing.owner_references().iter().any(|o| o.uid == uid);
-    let annotations = existing.annotations();
+    match secrets.get_metadata_opt(name).await? {
+        Some(existing) => ownership_of(name, &existing.metadata, uid, managed, patch),
+        None => Ok(false),
+    }
+}
+
+/// Whether the existing Secret `name` may be written for the owner `uid`, and how:
+/// `Ok(false)` to own it (owned by `uid`, annotated with one of `managed`, or written by
+/// kseal for a template that asked for no owner reference), `Ok(true)` to merge into it
+/// without owning it (annotated with one of `patch`).
+pub(crate) fn ownership_of(
+    name: &str,
+    existing: &ObjectMeta,
+    uid: &str,
+    managed: &[&str],
+    patch: &[&str],
+) -> Result<bool, Error> {
+    let owners = existing.owner_references.as_deref().unwrap_or_default();
     let set = |keys: &[&str]| {
-        keys.iter()
-            .any(|k| annotations.get(*k).is_some_and(|v| v == "true"))
+        keys.iter().any(|k| {
+            existing
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(*k))
+                .is_some_and(|v| v == "true")
+        })
     };
+    let owned = owners.iter().any(|o| o.uid == uid)
+        || (owners.is_empty()
+            && set(&[SKIP_OWNER_ANNOTATION])
+            && owned::written_by_kseal(existing));
     let (managed, patch_mode) = (set(managed), set(patch));
     if !owned && !managed && !patch_mode {
         return Err(Error::SecretNotOwned(name.to_owned()));
@@ -258,11 +500,14 @@ pub(crate) async fn ownership(
     Ok(patch_mode && !owned && !managed)
 }
 
-/// Server-side applies `secret` (and wipes its values once sent).
+/// Server-side applies `secret` (and wipes its values once sent). A uid or a
+/// resourceVersion in `secret` is a precondition: the apply fails with
+/// [`Error::SecretChanged`] when the Secret does not match it.
 pub(crate) async fn write_secret(
     secrets: &Api<Secret>,
     name: &str,
     mut secret: Secret,
+    metrics: &Metrics,
 ) -> Result<(), Error> {
     // Every write is a server-side apply by one manager, so items removed from the
     // SealedSecret leave the Secret. (Creating with POST first would record a separate
@@ -275,9 +520,19 @@ pub(crate) async fn write_secret(
             &Patch::Apply(&secret),
         )
         .await;
+    metrics.wrote("secret");
     // Request bodies hold plaintext: wiped as soon as they are sent.
     crate::keys::wipe_data(&mut secret);
     match result {
+        // A forced apply has no field conflicts: a conflict is a failed precondition (a
+        // resourceVersion that differs, a uid and no object). Another uid than the
+        // object's is refused as invalid, since the uid is immutable.
+        Err(kube::Error::Api(status))
+            if status.code == 409
+                || (status.code == 422 && status.message.contains("metadata.uid")) =>
+        {
+            Err(Error::SecretChanged(name.to_owned()))
+        }
         Err(kube::Error::Api(status)) if status.code == 422 => {
             Err(Error::SecretRejected(status.message))
         }
@@ -399,6 +654,7 @@ async fn set_status(
         &Patch::Merge(&patch),
     )
     .await?;
+    ctx.metrics.wrote("status");
     Ok(true)
 }
 
@@ -426,6 +682,7 @@ async fn publish_event(
     event.metadata.name = Some(event_name(&ss.name_any()));
     event.metadata.namespace = Some(namespace.clone());
     let api: Api<Event> = Api::namespaced(ctx.client.clone(), &namespace);
+    ctx.metrics.wrote("event");
     tokio::spawn(async move {
         if let Err(e) = api.create(&PostParams::default(), &event).await {
             tracing::warn!(error = %e, "could not publish an event");

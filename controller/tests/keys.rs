@@ -1,6 +1,7 @@
 //! Keys and high availability, end to end: rotations keep old objects unsealable,
-//! replicas racing at first start leave exactly one key, and killing the leader lets the
-//! other replica take over within the lease duration.
+//! replicas racing at first start leave exactly one key, killing the leader lets the
+//! other replica take over within the lease duration, and a restart with nothing changed
+//! costs no decryption and no write.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -559,5 +560,233 @@ async fn watch_namespaces_limits_the_controller() {
             .await
             .unwrap()
             .is_none()
+    );
+}
+
+/// The controller's own requests in the apiserver's audit log from line `from` on, as
+/// (verb, resource with its subresource, namespace/name).
+fn controller_requests(log: &std::path::Path, from: usize) -> Vec<(String, String, String)> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .skip(from)
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|e| {
+            e["stage"] == "ResponseComplete"
+                && e["user"]["username"] == "system:serviceaccount:kseal-system:kseal-controller"
+        })
+        .map(|e| {
+            let o = &e["objectRef"];
+            let resource = match o["subresource"].as_str() {
+                Some(sub) => format!("{}/{sub}", o["resource"].as_str().unwrap_or_default()),
+                None => o["resource"].as_str().unwrap_or_default().to_owned(),
+            };
+            let at = format!(
+                "{}/{}",
+                o["namespace"].as_str().unwrap_or_default(),
+                o["name"].as_str().unwrap_or_default()
+            );
+            (
+                e["verb"].as_str().unwrap_or_default().to_owned(),
+                resource,
+                at,
+            )
+        })
+        .collect()
+}
+
+fn audit_lines(log: &std::path::Path) -> usize {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .count()
+}
+
+/// Requests that write, or that read one object, on resources outside the controller's
+/// own namespace (its lease, keys and recipients live there).
+fn writes_and_reads(requests: &[(String, String, String)]) -> Vec<&(String, String, String)> {
+    requests
+        .iter()
+        .filter(|(verb, resource, at)| {
+            !resource.is_empty()
+                && !at.starts_with("kseal-system/")
+                && matches!(
+                    verb.as_str(),
+                    "create" | "update" | "patch" | "delete" | "get"
+                )
+        })
+        .collect()
+}
+
+/// Steady state costs nothing. A new SealedSecret costs one write for its Secret and one
+/// for its status, and no read. A restarted controller with every object up to date
+/// decrypts nothing and writes nothing (its own metrics and the apiserver's audit log
+/// agree) and reads nothing beyond its watches. An edit of one Secret's data by hand is
+/// undone at once, and that Secret is the only thing written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_nothing_changed_costs_nothing_and_an_edit_is_undone() {
+    use kseal_core::manifest::SecretInput;
+    use kseal_core::recipients::{RecipientSet, parse_cert};
+    use kube::api::{Patch, PatchParams, PostParams};
+
+    let audit = tempfile::tempdir().unwrap();
+    let (policy, log) = (
+        audit.path().join("policy.yaml"),
+        audit.path().join("audit.log"),
+    );
+    std::fs::write(
+        &policy,
+        "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n",
+    )
+    .unwrap();
+    let mut cluster = Cluster::with_options(Options {
+        apiserver_flags: vec![
+            format!("--audit-policy-file={}", policy.display()),
+            format!("--audit-log-path={}", log.display()),
+            "--audit-log-mode=blocking".into(),
+        ],
+        ..Options::default()
+    })
+    .await;
+    cluster.start_controller("replica-a");
+    let cert = std::fs::read_to_string(cluster.recipients().await).unwrap();
+    let recipients = RecipientSet::new(parse_cert(&cert).unwrap()).unwrap();
+
+    // 40 objects in two namespaces: plain ones, one with a template (labels, annotations,
+    // a type), one whose Secret has no owner reference.
+    let before_create = audit_lines(&log);
+    let mut names = Vec::new();
+    for i in 0..40 {
+        let ns = if i % 2 == 0 { "shop" } else { "web" };
+        let name = format!("app-{i:02}");
+        let mut input = SecretInput {
+            name: Some(name.clone()),
+            namespace: Some(ns.into()),
+            ..SecretInput::default()
+        };
+        for (k, v) in [
+            ("password", format!("pw-{i}")),
+            ("username", "admin".into()),
+        ] {
+            input
+                .data
+                .insert(k.into(), zeroize::Zeroizing::new(v.into_bytes()));
+        }
+        if i == 3 {
+            input.labels.insert("app".into(), "web".into());
+            input.annotations.insert("team".into(), "payments".into());
+            input.type_ = Some("kubernetes.io/basic-auth".into());
+        }
+        if i == 5 {
+            input.annotations.insert(
+                kseal_core::policy::SKIP_OWNER_ANNOTATION.into(),
+                "true".into(),
+            );
+        }
+        let sealed =
+            kseal_core::sealing::seal_secret(&input, kseal_core::scope::Scope::Strict, &recipients)
+                .unwrap();
+        cluster
+            .sealed(ns)
+            .create(&PostParams::default(), &sealed)
+            .await
+            .unwrap();
+        names.push((ns, name));
+    }
+    for (ns, name) in &names {
+        assert_eq!(cluster.ready(ns, name).await.0, "True", "{ns}/{name}");
+    }
+    // Each new object: one Secret write and one status write, no read.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let created = controller_requests(&log, before_create);
+    let costly = writes_and_reads(&created);
+    for (ns, name) in &names {
+        let at = format!("{ns}/{name}");
+        let of = |resource: &str| {
+            costly
+                .iter()
+                .filter(|(_, r, a)| r == resource && *a == at)
+                .map(|(v, _, _)| v.as_str())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of("secrets"), ["patch"], "{at}: {costly:?}");
+        assert_eq!(of("sealedsecrets/status"), ["patch"], "{at}");
+        assert!(
+            of("sealedsecrets").is_empty(),
+            "{at}: {:?}",
+            of("sealedsecrets")
+        );
+    }
+    let opened = cluster
+        .metric("replica-a", "kseal_items_opened_total")
+        .unwrap();
+    assert_eq!(opened, 80.0, "two items per object, each opened once");
+
+    // A restart: nothing to do.
+    cluster.stop_controller("replica-a");
+    let before_restart = audit_lines(&log);
+    cluster.start_controller("replica-b");
+    // Every object looked at, at least once (the initial list and the keys loading both
+    // reconcile everything).
+    wait_for("the new leader to look at every object", || async {
+        cluster
+            .metric("replica-b", "kseal_up_to_date_total")
+            .filter(|n| *n >= 40.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        cluster.metric("replica-b", "kseal_items_opened_total"),
+        Some(0.0)
+    );
+    let metrics = cluster.metrics("replica-b");
+    assert!(
+        !metrics.contains("kseal_api_writes_total{"),
+        "no writes: {metrics}"
+    );
+    let restarted = controller_requests(&log, before_restart);
+    assert!(
+        writes_and_reads(&restarted).is_empty(),
+        "after the restart: {:?}",
+        writes_and_reads(&restarted)
+    );
+    for (ns, name) in &names {
+        assert_eq!(cluster.ready(ns, name).await.0, "True");
+    }
+
+    // An edit of one Secret's data by hand: undone, and nothing else written.
+    let secrets = cluster.secrets("web");
+    let before_edit = audit_lines(&log);
+    secrets
+        .patch(
+            "app-07",
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"stringData": {"password": "tampered"}})),
+        )
+        .await
+        .unwrap();
+    wait_for("the edit to be undone", || async {
+        let s = secrets.get("app-07").await.ok()?;
+        let value = s.data?.get("password")?.0.clone();
+        (value == b"pw-7").then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let edited = controller_requests(&log, before_edit);
+    let writes: Vec<_> = writes_and_reads(&edited)
+        .into_iter()
+        .filter(|(verb, _, _)| verb != "get")
+        .collect();
+    assert_eq!(
+        writes,
+        [&(
+            "patch".to_owned(),
+            "secrets".to_owned(),
+            "web/app-07".to_owned()
+        )],
+        "only the edited Secret is written"
+    );
+    assert_eq!(
+        cluster.metric("replica-b", "kseal_items_opened_total"),
+        Some(2.0)
     );
 }

@@ -1,16 +1,22 @@
-//! What the controller benchmarks share: creating objects all at once, counting Secrets,
-//! reading a process's memory.
+//! What the controller benchmarks share: starting kseal-controller, creating objects all
+//! at once, counting Secrets, reading a process's memory, CPU time and metrics.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kseal_core::manifest::SecretInput;
 use kseal_core::recipients::RecipientSet;
+use kseal_core::recipients::parse_cert;
 use kseal_core::resource::SealedSecret;
 use kseal_core::scope::Scope;
 use kseal_core::sealing::seal_secret;
+use kseal_tests::cluster::ControlPlane;
+use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use zeroize::Zeroizing;
 
@@ -105,4 +111,73 @@ pub fn sealed_objects(recipients: &RecipientSet, namespace: &str, n: usize) -> V
             seal_secret(&input, Scope::Strict, recipients).unwrap()
         })
         .collect()
+}
+
+/// An unrelated two-item Secret `s-<i>`.
+pub fn plain_secret(i: usize) -> Secret {
+    serde_json::from_value(serde_json::json!({
+        "metadata": {"name": format!("s-{i:05}")},
+        "data": {"password": "c2VjcmV0LXZhbHVlLTAxMjM0NTY3ODk=", "username": "YWRtaW4="},
+    }))
+    .unwrap()
+}
+
+/// User + system CPU seconds of a process (clock ticks of 1/100 s).
+pub fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = fields
+        .get(11..13)
+        .map(|f| f.iter().filter_map(|v| v.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    ticks as f64 / 100.0
+}
+
+/// A counter from a Prometheus endpoint on 127.0.0.1 (0 when absent or unreachable).
+pub fn metric(port: u16, name: &str) -> f64 {
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return 0.0;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let _ = write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n");
+    let mut body = String::new();
+    let _ = stream.read_to_string(&mut body);
+    body.lines()
+        .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// A release kseal-controller on `plane` as its admin, metrics on 127.0.0.1:`metrics`.
+pub fn start_kseal(plane: &ControlPlane, dir: &Path, metrics: u16) -> Child {
+    let kubeconfig = dir.join("kubeconfig");
+    plane
+        .write_kubeconfig(&kubeconfig, &plane.admin, "kseal-system")
+        .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
+        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
+        .args(["--log-level", "warn", "--identity", "bench"])
+        .args(["--listen-addr", "127.0.0.1:0"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// `n` SealedSecrets for namespace `namespace` ([`sealed_objects`]), sealed to the
+/// recipients the controller published.
+pub async fn kseal_objects(admin: &Client, namespace: &str, n: usize) -> Vec<SealedSecret> {
+    let cms: Api<ConfigMap> = Api::namespaced(admin.clone(), "kseal-system");
+    let started = Instant::now();
+    let doc = loop {
+        if let Ok(Some(cm)) = cms.get_opt("kseal-recipients").await {
+            break cm.data.unwrap()["recipients.json"].clone();
+        }
+        assert!(started.elapsed() < Duration::from_secs(60), "no recipients");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let recipients = RecipientSet::new(parse_cert(&doc).unwrap()).unwrap();
+    sealed_objects(&recipients, namespace, n)
 }
