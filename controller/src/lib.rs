@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
 use kseal_core::resource::SealedSecret;
 use kube::Client;
@@ -265,8 +265,6 @@ async fn controllers(
     }
     let apis: Vec<(Api<SealedSecret>, Api<PartialObjectMeta<Secret>>)> =
         api_pairs(&client, &args.watch_namespaces);
-    // One cache of the Secrets kseal wrote per watched namespace (or one for all).
-    let (caches, writers): (Vec<_>, Vec<_>) = apis.iter().map(|_| reflector::store()).unzip();
     let ctx = Arc::new(Context {
         client: client.clone(),
         keys,
@@ -279,7 +277,8 @@ async fn controllers(
         namespace: args.namespace.clone(),
         deny_namespaces: args.deny_namespaces.clone(),
         allow_template_metadata: args.allow_template_metadata.clone(),
-        owned: owned::OwnedSecrets::new(caches),
+        // One view of the Secrets kseal wrote per watched namespace (or one for all).
+        owned: owned::OwnedSecrets::new(apis.len()),
         recent: Mutex::new(Default::default()),
     });
     // Requests are answered once a key is loaded (right after the very first start the
@@ -301,11 +300,19 @@ async fn controllers(
     let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
     let runs = apis
         .into_iter()
-        .zip(writers)
-        .map(|((sealed, secrets), cache)| {
-            // Everything is reconciled again when the keys change or the at-rest verdict does.
+        .enumerate()
+        .map(|(watch, (sealed, secrets))| {
+            // Everything is reconciled again when the keys change or the at-rest verdict
+            // does, and every hour.
+            let resync = tokio::time::interval_at(
+                tokio::time::Instant::now() + reconcile::RESYNC,
+                reconcile::RESYNC,
+            );
             let trigger = futures::stream::select(
-                tokio_stream::wrappers::WatchStream::new(keys_changed.clone()).map(|_| ()),
+                futures::stream::select(
+                    tokio_stream::wrappers::WatchStream::new(keys_changed.clone()).map(|_| ()),
+                    tokio_stream::wrappers::IntervalStream::new(resync).map(|_| ()),
+                ),
                 tokio_stream::wrappers::WatchStream::new(verdict_rx.clone())
                     .map(|v| v.map(|v| v.as_str()))
                     .scan(None, |last, now| {
@@ -319,7 +326,7 @@ async fn controllers(
             unsealing_controller(
                 sealed,
                 reconcile::compact,
-                (secrets, owned.clone(), Some(cache)),
+                (secrets, owned.clone(), Some(watch)),
                 trigger,
                 args.concurrency,
                 reconcile,
@@ -397,11 +404,12 @@ where
 }
 
 /// How a Controller watches the Secrets it owns: their API, the label filter, and the
-/// cache to keep them in (kseal's own SealedSecrets), if any.
+/// number of its view in `Context::owned` to record them in (kseal's own SealedSecrets),
+/// if any.
 type OwnedWatch = (
     Api<PartialObjectMeta<Secret>>,
     watcher::Config,
-    Option<reflector::store::Writer<owned::Cached>>,
+    Option<usize>,
 );
 
 /// A Controller unsealing the objects of `sealed` (kseal's SealedSecrets, or Bitnami's
@@ -410,12 +418,12 @@ type OwnedWatch = (
 /// `compact` shrinks each object before it is cached (at least: managedFields dropped),
 /// so memory grows with what the reconciler reads. Owned Secrets are watched
 /// metadata-only and label-filtered (`owned`), so memory does not grow with other
-/// Secrets; with a `cache`, they are kept there compacted ([`owned::compact`]).
+/// Secrets; with a view number, each is recorded there as an [`owned::Owned`].
 #[allow(clippy::too_many_arguments)]
 fn unsealing_controller<K, Fut>(
     sealed: Api<K>,
     compact: impl Fn(&mut K) + Send + Sync + 'static,
-    (secrets, owned, cache): OwnedWatch,
+    (secrets, owned, view): OwnedWatch,
     trigger: impl futures::Stream<Item = ()> + Send + Sync + 'static,
     concurrency: u16,
     reconcile: impl FnMut(Arc<K>, Arc<Context>) -> Fut,
@@ -440,11 +448,15 @@ where
         .modify(compact)
         .reflect(writer)
         .applied_objects();
-    let owned_events = watcher(secrets, owned)
-        .default_backoff()
-        .modify(owned::compact);
-    let owned_stream = match cache {
-        Some(cache) => owned_events.reflect(cache).touched_objects().boxed(),
+    let owned_events = watcher(secrets, owned).default_backoff();
+    let owned_stream = match view {
+        Some(view) => {
+            let ctx = ctx.clone();
+            owned_events
+                .inspect_ok(move |event| ctx.owned.record(view, event))
+                .touched_objects()
+                .boxed()
+        }
         None => owned_events.touched_objects().boxed(),
     };
     Controller::for_stream(sealed_stream, reader)

@@ -8,28 +8,30 @@
 //! the field leaves that entry. So the entry still holding every field kseal would set
 //! now means nobody changed them since, and the values are the ones kseal wrote. The
 //! cache keeps that entry as a digest of its field names (never values: managedFields
-//! hold none).
+//! hold none), in an [`Owned`] of about a hundred bytes per Secret.
 //!
 //! Someone who applies as `kseal-controller` on purpose can hide an edit from this; they
 //! already hold write access to the Secret.
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
 
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
+#[cfg(test)]
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::FieldsV1;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ManagedFieldsEntry, ObjectMeta};
 use kube::core::PartialObjectMeta;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 use serde_json::Value;
 
 use crate::reconcile::MANAGER;
 
-/// A cached Secret: metadata only, compacted by [`compact`].
-pub type Cached = PartialObjectMeta<Secret>;
+/// A Secret as its metadata-only watch delivers it.
+pub type Watched = PartialObjectMeta<Secret>;
 
 /// Annotations of an existing Secret that ownership decisions read (kseal's and
 /// Bitnami's take-over and merge annotations, and kseal's skip-owner-reference).
-const READ_ANNOTATIONS: &[&str] = &[
+pub const READ_ANNOTATIONS: &[&str] = &[
     crate::reconcile::MANAGED_ANNOTATION,
     crate::reconcile::PATCH_ANNOTATION,
     kseal_core::policy::SKIP_OWNER_ANNOTATION,
@@ -37,57 +39,71 @@ const READ_ANNOTATIONS: &[&str] = &[
     "sealedsecrets.bitnami.com/patch",
 ];
 
-/// Shrinks a watched Secret to what the reconciler reads: its name, namespace, uid and
-/// owner references, the ownership annotations, and kseal's own apply entry with its
-/// fields reduced to a digest. Everything else (labels, other annotations, other
-/// managers' entries, timestamps) is dropped before caching.
-pub fn compact(secret: &mut Cached) {
-    let meta = &mut secret.metadata;
-    let applied = meta
-        .managed_fields
-        .take()
-        .unwrap_or_default()
-        .into_iter()
-        .find(is_kseal_apply)
-        .map(|mut entry| {
-            let digest = entry.fields_v1.as_ref().map(|f| digest(&held(&f.0)));
-            entry.fields_v1 = digest.map(|d| FieldsV1(Value::String(d)));
-            entry.time = None;
-            entry.api_version = None;
-            entry.fields_type = None;
-            entry
-        });
-    meta.managed_fields = applied.map(|e| vec![e]);
-    meta.labels = None;
-    if let Some(annotations) = &mut meta.annotations {
-        annotations.retain(|k, _| READ_ANNOTATIONS.contains(&k.as_str()));
+/// What the controller keeps of a Secret: its uid, its owners' uids, which of
+/// [`READ_ANNOTATIONS`] it sets to `"true"`, and a digest of the field names kseal's
+/// apply entry holds. About a hundred bytes; labels, values, other annotations, other
+/// managers' entries and timestamps are never kept.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owned {
+    pub uid: String,
+    pub owners: Vec<String>,
+    /// Bit `i` set: `READ_ANNOTATIONS[i]` is `"true"`.
+    annotations: u8,
+    /// `None` when kseal's apply entry is absent.
+    applied: Option<[u8; 16]>,
+}
+
+impl Owned {
+    pub fn from_meta(meta: &ObjectMeta) -> Self {
+        let annotations = READ_ANNOTATIONS
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| {
+                meta.annotations
+                    .as_ref()
+                    .and_then(|a| a.get(**k))
+                    .is_some_and(|v| v == "true")
+            })
+            .fold(0u8, |bits, (i, _)| bits | (1 << i));
+        Owned {
+            uid: meta.uid.clone().unwrap_or_default(),
+            owners: meta
+                .owner_references
+                .iter()
+                .flatten()
+                .map(|o| o.uid.clone())
+                .collect(),
+            annotations,
+            applied: meta
+                .managed_fields
+                .iter()
+                .flatten()
+                .find(|e| is_kseal_apply(e))
+                .map(|e| digest(&e.fields_v1.as_ref().map(|f| held(&f.0)).unwrap_or_default())),
+        }
     }
-    meta.creation_timestamp = None;
-    meta.generation = None;
-    meta.finalizers = None;
+
+    /// Whether the annotation `key` (one of [`READ_ANNOTATIONS`]) is `"true"`.
+    pub fn annotated(&self, key: &str) -> bool {
+        READ_ANNOTATIONS
+            .iter()
+            .position(|k| *k == key)
+            .is_some_and(|i| self.annotations & (1 << i) != 0)
+    }
+
+    /// Whether kseal's apply entry exists on this Secret (kseal wrote it).
+    pub fn written_by_kseal(&self) -> bool {
+        self.applied.is_some()
+    }
+
+    /// Whether kseal's apply entry holds exactly `fields`.
+    pub fn holds(&self, fields: &BTreeSet<String>) -> bool {
+        self.applied == Some(digest(fields))
+    }
 }
 
 fn is_kseal_apply(entry: &ManagedFieldsEntry) -> bool {
     entry.manager.as_deref() == Some(MANAGER) && entry.operation.as_deref() == Some("Apply")
-}
-
-/// Whether kseal's apply entry exists on this Secret (kseal wrote it).
-pub fn written_by_kseal(meta: &ObjectMeta) -> bool {
-    meta.managed_fields.iter().flatten().any(is_kseal_apply)
-}
-
-/// Whether kseal's apply entry on a (compacted or full) Secret holds exactly `fields`.
-pub fn holds(meta: &ObjectMeta, fields: &BTreeSet<String>) -> bool {
-    let want = digest(fields);
-    meta.managed_fields
-        .iter()
-        .flatten()
-        .filter(|e| is_kseal_apply(e))
-        .filter_map(|e| e.fields_v1.as_ref())
-        .any(|f| match &f.0 {
-            Value::String(d) => *d == want,
-            full => digest(&held(full)) == want,
-        })
 }
 
 /// The fields of a managedFields `fieldsV1` set that kseal's decisions cover, as
@@ -160,48 +176,98 @@ pub fn desired_fields(secret: &Secret) -> BTreeSet<String> {
     out
 }
 
-fn digest(fields: &BTreeSet<String>) -> String {
+fn digest(fields: &BTreeSet<String>) -> [u8; 16] {
     let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
     for f in fields {
         ctx.update(f.as_bytes());
         ctx.update(b"\n");
     }
-    ctx.finish().as_ref()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&ctx.finish().as_ref()[..16]);
+    out
 }
 
-/// The caches of the Secrets kseal wrote: one per watched namespace (or one for all).
+type Key = (String, String);
+
+/// One watch's view (one namespace, or all): the Secrets it listed and saw since.
+#[derive(Default)]
+struct View {
+    live: HashMap<Key, Owned>,
+    /// A relist in progress: it replaces `live` when it completes.
+    relist: Option<HashMap<Key, Owned>>,
+    listed: bool,
+}
+
+/// The caches of the Secrets kseal wrote: one view per watched namespace (or one for
+/// all), each fed by that namespace's Secret watch through [`OwnedSecrets::record`].
 pub struct OwnedSecrets {
-    stores: Vec<Store<Cached>>,
-    ready: tokio::sync::watch::Receiver<bool>,
+    views: Vec<Arc<RwLock<View>>>,
+    ready: tokio::sync::watch::Sender<usize>,
+}
+
+fn key_of(secret: &Watched) -> Key {
+    (
+        secret.metadata.namespace.clone().unwrap_or_default(),
+        secret.metadata.name.clone().unwrap_or_default(),
+    )
 }
 
 impl OwnedSecrets {
-    /// Starts a task that marks the caches ready once each holds its first list. (kube's
-    /// own `Store::wait_until_ready` wakes only the last of several waiters.)
-    pub fn new(stores: Vec<Store<Cached>>) -> Self {
-        let (tx, ready) = tokio::sync::watch::channel(false);
-        let waiting = stores.clone();
-        tokio::spawn(async move {
-            for store in &waiting {
-                let _ = store.wait_until_ready().await;
-            }
-            let _ = tx.send(true);
-        });
-        OwnedSecrets { stores, ready }
+    /// Caches for `watches` Secret watches.
+    pub fn new(watches: usize) -> Self {
+        OwnedSecrets {
+            views: (0..watches).map(|_| Default::default()).collect(),
+            ready: tokio::sync::watch::channel(0).0,
+        }
     }
 
-    /// Waits until every cache holds its first complete list (before then, a missing
+    /// Records an event of watch number `watch`.
+    pub fn record(&self, watch: usize, event: &watcher::Event<Watched>) {
+        let Some(view) = self.views.get(watch) else {
+            return;
+        };
+        let mut view = view.write().unwrap_or_else(|p| p.into_inner());
+        match event {
+            watcher::Event::Init => view.relist = Some(HashMap::new()),
+            watcher::Event::InitApply(s) => {
+                if let Some(relist) = view.relist.as_mut() {
+                    relist.insert(key_of(s), Owned::from_meta(&s.metadata));
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(relist) = view.relist.take() {
+                    view.live = relist;
+                }
+                if !view.listed {
+                    view.listed = true;
+                    self.ready.send_modify(|n| *n += 1);
+                }
+            }
+            watcher::Event::Apply(s) => {
+                view.live.insert(key_of(s), Owned::from_meta(&s.metadata));
+            }
+            watcher::Event::Delete(s) => {
+                view.live.remove(&key_of(s));
+            }
+        }
+    }
+
+    /// Waits until every watch has completed its first list (before then, a missing
     /// Secret means nothing).
     pub async fn ready(&self) {
-        let _ = self.ready.clone().wait_for(|r| *r).await;
+        let want = self.views.len();
+        let _ = self.ready.subscribe().wait_for(|n| *n >= want).await;
     }
 
-    pub fn get(&self, namespace: &str, name: &str) -> Option<Arc<Cached>> {
-        let key = ObjectRef::<Cached>::new_with(name, ()).within(namespace);
-        self.stores.iter().find_map(|s| s.get(&key))
+    pub fn get(&self, namespace: &str, name: &str) -> Option<Owned> {
+        let key = (namespace.to_owned(), name.to_owned());
+        self.views.iter().find_map(|v| {
+            v.read()
+                .unwrap_or_else(|p| p.into_inner())
+                .live
+                .get(&key)
+                .cloned()
+        })
     }
 }
 
@@ -245,22 +311,26 @@ mod tests {
         })
     }
 
+    fn meta(entries: Vec<ManagedFieldsEntry>) -> ObjectMeta {
+        ObjectMeta {
+            managed_fields: Some(entries),
+            ..Default::default()
+        }
+    }
+
     #[test]
-    fn an_untouched_secret_holds_what_kseal_wrote_before_and_after_compaction() {
+    fn an_untouched_secret_holds_what_kseal_wrote() {
         let desired = desired_fields(&written());
-        let mut cached = Cached::default();
-        cached.metadata.managed_fields = Some(vec![
+        let owned = Owned::from_meta(&meta(vec![
             entry(
                 "kubectl-label",
                 "Update",
                 serde_json::json!({"f:metadata": {}}),
             ),
             entry(MANAGER, "Apply", applied_fields()),
-        ]);
-        assert!(holds(&cached.metadata, &desired));
-        compact(&mut cached);
-        assert_eq!(cached.metadata.managed_fields.as_ref().unwrap().len(), 1);
-        assert!(holds(&cached.metadata, &desired));
+        ]));
+        assert!(owned.written_by_kseal());
+        assert!(owned.holds(&desired));
     }
 
     #[test]
@@ -272,22 +342,61 @@ mod tests {
             .as_object_mut()
             .unwrap()
             .remove("f:password");
-        let mut cached = Cached::default();
-        cached.metadata.managed_fields = Some(vec![entry(MANAGER, "Apply", edited)]);
-        compact(&mut cached);
-        assert!(!holds(&cached.metadata, &desired));
+        let owned = Owned::from_meta(&meta(vec![entry(MANAGER, "Apply", edited)]));
+        assert!(!owned.holds(&desired));
         // An Update by kseal's manager name is not its apply.
-        let mut cached = Cached::default();
-        cached.metadata.managed_fields = Some(vec![entry(MANAGER, "Update", applied_fields())]);
-        assert!(!holds(&cached.metadata, &desired));
+        let owned = Owned::from_meta(&meta(vec![entry(MANAGER, "Update", applied_fields())]));
+        assert!(!owned.written_by_kseal());
+        assert!(!owned.holds(&desired));
         // A new item in the SealedSecret is a field kseal does not hold yet.
         let mut more = written();
         more.data
             .as_mut()
             .unwrap()
             .insert("token".into(), k8s_openapi::ByteString(b"t".to_vec()));
-        let mut cached = Cached::default();
-        cached.metadata.managed_fields = Some(vec![entry(MANAGER, "Apply", applied_fields())]);
-        assert!(!holds(&cached.metadata, &desired_fields(&more)));
+        let owned = Owned::from_meta(&meta(vec![entry(MANAGER, "Apply", applied_fields())]));
+        assert!(!owned.holds(&desired_fields(&more)));
+    }
+
+    /// A relist replaces the view only when it completes: a Secret deleted while the
+    /// watch was down leaves it, and until the first list completes nothing is ready.
+    #[tokio::test]
+    async fn a_relist_replaces_the_view_when_it_completes() {
+        let secret = |name: &str| {
+            let mut s = Watched::default();
+            s.metadata.name = Some(name.into());
+            s.metadata.namespace = Some("shop".into());
+            s.metadata.uid = Some(format!("uid-{name}"));
+            s
+        };
+        let cache = OwnedSecrets::new(1);
+        cache.record(0, &watcher::Event::Init);
+        cache.record(0, &watcher::Event::InitApply(secret("a")));
+        cache.record(0, &watcher::Event::InitApply(secret("b")));
+        assert!(
+            cache.get("shop", "a").is_none(),
+            "not before the list completes"
+        );
+        let ready = tokio::time::timeout(std::time::Duration::from_millis(50), cache.ready());
+        assert!(
+            ready.await.is_err(),
+            "not ready before the first list completes"
+        );
+        cache.record(0, &watcher::Event::InitDone);
+        cache.ready().await;
+        assert_eq!(cache.get("shop", "a").unwrap().uid, "uid-a");
+        cache.record(0, &watcher::Event::Init);
+        cache.record(0, &watcher::Event::InitApply(secret("a")));
+        assert!(
+            cache.get("shop", "b").is_some(),
+            "the old view serves meanwhile"
+        );
+        cache.record(0, &watcher::Event::InitDone);
+        assert!(
+            cache.get("shop", "b").is_none(),
+            "deleted while the watch was down"
+        );
+        cache.record(0, &watcher::Event::Delete(secret("a")));
+        assert!(cache.get("shop", "a").is_none());
     }
 }

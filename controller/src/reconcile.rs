@@ -20,8 +20,8 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kseal_core::policy;
 use kseal_core::resource::{SealedSecret, SealedSecretStatus, SecretTemplate};
 use kseal_core::sealing::{ItemError, unseal};
@@ -32,7 +32,7 @@ use kube::{Client, Resource, ResourceExt};
 
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
-use crate::owned::{self, OwnedSecrets};
+use crate::owned::{self, Owned, OwnedSecrets};
 
 pub const MANAGER: &str = "kseal-controller";
 /// Label on every Secret the controller writes; its Secret watch is filtered by it, so
@@ -71,6 +71,10 @@ pub struct Context {
     /// reached the caches yet.
     pub recent: Mutex<Recent>,
 }
+
+/// How often everything is reconciled again, with nothing changed: one timer for all
+/// objects, not one per object.
+pub const RESYNC: Duration = Duration::from_secs(3600);
 
 /// How long after a write the caches are given to show it: until then a reconcile that
 /// does not find it there looks again shortly instead of decrypting and writing again.
@@ -227,7 +231,9 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
         Ok(Outcome::UpToDate) => {
             ctx.metrics.up_to_date.inc();
             forget_failures();
-            Ok(Action::requeue(Duration::from_secs(3600)))
+            // The hourly resync reconciles everything at once (`RESYNC`): no timer per
+            // object.
+            Ok(Action::await_change())
         }
         Ok(Outcome::Written) => {
             forget_failures();
@@ -251,7 +257,9 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                 )
                 .await;
             }
-            Ok(Action::requeue(Duration::from_secs(3600)))
+            // The hourly resync reconciles everything at once (`RESYNC`): no timer per
+            // object.
+            Ok(Action::await_change())
         }
         Err(e) => {
             ctx.metrics.failure(e.reason());
@@ -303,17 +311,17 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> 
     let name = ss.name_any();
     let template = ss.spec.template.clone().unwrap_or_default();
     let cached = ctx.owned.get(&namespace, &name);
-    let ours = |meta| {
+    let ours = |found: &Owned| {
         ownership_of(
             &name,
-            meta,
+            found,
             &uid,
             &[MANAGED_ANNOTATION],
             &[PATCH_ANNOTATION],
         )
     };
     let patch_mode = match &cached {
-        Some(s) => ours(&s.metadata)?,
+        Some(found) => ours(found)?,
         None => false,
     };
     if let Some(secret) = &cached
@@ -336,7 +344,7 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> 
             patch_mode,
             owner_of(ss),
         );
-        if owned::holds(&secret.metadata, &owned::desired_fields(&desired)) {
+        if secret.holds(&owned::desired_fields(&desired)) {
             tracing::debug!(sealedsecret = %key_of(ss), "up to date");
             ctx.settled(&uid);
             return Ok(Outcome::UpToDate);
@@ -382,18 +390,14 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> 
         }
         write_secret(&secrets, &name, secret, &ctx.metrics)
     };
-    match write(
-        patch_mode,
-        cached.as_ref().and_then(|s| s.metadata.uid.clone()),
-    )
-    .await
-    {
+    match write(patch_mode, cached.map(|found| found.uid)).await {
         Err(Error::SecretChanged(_)) => {
             // A Secret the cache did not know (one kseal did not write, or one its watch
             // has not delivered yet), or one replaced since: decided from the API's view.
             match secrets.get_metadata_opt(&name).await? {
                 Some(existing) => {
-                    write(ours(&existing.metadata)?, existing.metadata.uid.clone()).await?
+                    let found = Owned::from_meta(&existing.metadata);
+                    write(ours(&found)?, Some(found.uid)).await?
                 }
                 None => write(false, None).await?,
             }
@@ -434,11 +438,14 @@ fn hint_held(ss: &SealedSecret, keyring: &kseal_core::keys::Keyring) -> bool {
     ss.spec.recipients.is_empty() || ss.spec.recipients.iter().any(|f| keyring.get(f).is_some())
 }
 
-/// What the cache keeps of a SealedSecret: no managedFields, no `kubectl apply` copy of
-/// the whole object, and once its status records it unsealed, its item keys without
-/// their ciphertexts (read back only if it must be decrypted again).
+/// What the cache keeps of a SealedSecret: no managedFields, resourceVersion or creation
+/// time, no `kubectl apply` copy of the whole object, and once its status records it
+/// unsealed, its item keys without their ciphertexts (read back only if it must be
+/// decrypted again).
 pub fn compact(ss: &mut SealedSecret) {
     ss.managed_fields_mut().clear();
+    ss.metadata.resource_version = None;
+    ss.metadata.creation_timestamp = None;
     if let Some(annotations) = ss.metadata.annotations.as_mut() {
         for a in kseal_core::resource::DROPPED_ANNOTATIONS {
             annotations.remove(*a);
@@ -463,7 +470,13 @@ pub(crate) async fn ownership(
     // Metadata only: ownership is decided from it, and the Secret's values never need to
     // be read.
     match secrets.get_metadata_opt(name).await? {
-        Some(existing) => ownership_of(name, &existing.metadata, uid, managed, patch),
+        Some(existing) => ownership_of(
+            name,
+            &Owned::from_meta(&existing.metadata),
+            uid,
+            managed,
+            patch,
+        ),
         None => Ok(false),
     }
 }
@@ -474,26 +487,17 @@ pub(crate) async fn ownership(
 /// without owning it (annotated with one of `patch`).
 pub(crate) fn ownership_of(
     name: &str,
-    existing: &ObjectMeta,
+    existing: &Owned,
     uid: &str,
     managed: &[&str],
     patch: &[&str],
 ) -> Result<bool, Error> {
-    let owners = existing.owner_references.as_deref().unwrap_or_default();
-    let set = |keys: &[&str]| {
-        keys.iter().any(|k| {
-            existing
-                .annotations
-                .as_ref()
-                .and_then(|a| a.get(*k))
-                .is_some_and(|v| v == "true")
-        })
-    };
-    let owned = owners.iter().any(|o| o.uid == uid)
-        || (owners.is_empty()
-            && set(&[SKIP_OWNER_ANNOTATION])
-            && owned::written_by_kseal(existing));
-    let (managed, patch_mode) = (set(managed), set(patch));
+    let owned = existing.owners.iter().any(|o| o == uid)
+        || (existing.owners.is_empty()
+            && existing.annotated(SKIP_OWNER_ANNOTATION)
+            && existing.written_by_kseal());
+    let managed = managed.iter().any(|k| existing.annotated(k));
+    let patch_mode = patch.iter().any(|k| existing.annotated(k));
     if !owned && !managed && !patch_mode {
         return Err(Error::SecretNotOwned(name.to_owned()));
     }

@@ -146,7 +146,7 @@ pub fn metric(port: u16, name: &str) -> f64 {
     body.lines()
         .filter(|l| l.starts_with(name) && !l.starts_with('#'))
         .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
-        .sum()
+        .fold(0.0, |a, b| a + b)
 }
 
 /// A release kseal-controller on `plane` as its admin, metrics on 127.0.0.1:`metrics`.
