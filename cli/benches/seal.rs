@@ -4,8 +4,9 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::Write;
-use std::process::{Command, Stdio};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use kseal_core::item;
@@ -59,24 +60,7 @@ fn process_seal(c: &mut Criterion) {
     std::fs::write(&recipients, format!("{}\n", key.recipient())).unwrap();
     let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: app\n  namespace: prod\nstringData:\n  a: alpha\n  b: bravo\n  c: charlie\n  d: delta\n  e: echo\n";
     c.bench_function("kseal seal process, 5-item Secret", |b| {
-        b.iter(|| {
-            let mut child = Command::new(env!("CARGO_BIN_EXE_kseal"))
-                .args(["seal", "-R"])
-                .arg(&recipients)
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .spawn()
-                .unwrap();
-            child
-                .stdin
-                .take()
-                .unwrap()
-                .write_all(secret.as_bytes())
-                .unwrap();
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success());
-            out.stdout.len()
-        })
+        b.iter(|| common::seal_process(&recipients, secret).stdout.len())
     });
 }
 

@@ -9,7 +9,8 @@
 //! Run: `cargo bench -p kseal-cli --bench unseal` (needs `openssl` on the PATH).
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
+mod common;
+
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -80,21 +81,7 @@ fn process_unseal(openssl: Option<f64>) {
     for i in 0..items {
         secret.push_str(&format!("  item-{i:04}: value-{i:04}-0123456789abcdef\n"));
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kseal"))
-        .args(["seal", "-R"])
-        .arg(&recipients)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(secret.as_bytes())
-        .unwrap();
-    let sealed = child.wait_with_output().unwrap();
-    assert!(sealed.status.success());
+    let sealed = common::seal_process(&recipients, &secret);
     let file = dir.path().join("sealed.yaml");
     std::fs::write(&file, &sealed.stdout).unwrap();
     let runs = 5;
