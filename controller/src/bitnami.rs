@@ -85,7 +85,7 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
     let name = ss.name_any();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let uid = ss.uid().unwrap_or_default();
-    let patch_mode = ownership(
+    let (patch_mode, _) = ownership(
         &secrets,
         &name,
         &uid,

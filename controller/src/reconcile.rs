@@ -394,13 +394,15 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> 
         Err(Error::SecretChanged(_)) => {
             // A Secret the cache did not know (one kseal did not write, or one its watch
             // has not delivered yet), or one replaced since: decided from the API's view.
-            match secrets.get_metadata_opt(&name).await? {
-                Some(existing) => {
-                    let found = Owned::from_meta(&existing.metadata);
-                    write(ours(&found)?, Some(found.uid)).await?
-                }
-                None => write(false, None).await?,
-            }
+            let (patch_mode, existing) = ownership(
+                &secrets,
+                &name,
+                &uid,
+                &[MANAGED_ANNOTATION],
+                &[PATCH_ANNOTATION],
+            )
+            .await?;
+            write(patch_mode, existing).await?;
         }
         other => other?,
     }
@@ -459,25 +461,23 @@ pub fn compact(ss: &mut SealedSecret) {
 }
 
 /// Whether the Secret `name` may be written for the owner `uid`, and how, read from the
-/// API: see [`ownership_of`].
+/// API (see [`ownership_of`]); with the existing Secret's uid, `None` when there is none.
 pub(crate) async fn ownership(
     secrets: &Api<Secret>,
     name: &str,
     uid: &str,
     managed: &[&str],
     patch: &[&str],
-) -> Result<bool, Error> {
+) -> Result<(bool, Option<String>), Error> {
     // Metadata only: ownership is decided from it, and the Secret's values never need to
     // be read.
     match secrets.get_metadata_opt(name).await? {
-        Some(existing) => ownership_of(
-            name,
-            &Owned::from_meta(&existing.metadata),
-            uid,
-            managed,
-            patch,
-        ),
-        None => Ok(false),
+        Some(existing) => {
+            let found = Owned::from_meta(&existing.metadata);
+            let patch_mode = ownership_of(name, &found, uid, managed, patch)?;
+            Ok((patch_mode, Some(found.uid)))
+        }
+        None => Ok((false, None)),
     }
 }
 
