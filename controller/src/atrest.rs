@@ -2,7 +2,8 @@
 //! (kube-apiserver flags, health, metrics, a canary Secret in its own namespace) at start
 //! and every `--at-rest-interval`, and reports the verdict as a metric, an Event on the
 //! recipients ConfigMap and annotations on it (read by `kseal status`). Under
-//! `--require-encryption-at-rest=enforce`, a plaintext verdict stops unsealing.
+//! `--require-encryption-at-rest=enforce`, a plaintext verdict stops unsealing until a
+//! check finds Secrets encrypted.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -27,6 +28,16 @@ pub const VERDICT_ANNOTATION: &str = "kseal.dev/encryption-at-rest";
 pub const DETAIL_ANNOTATION: &str = "kseal.dev/encryption-at-rest-detail";
 pub const CHECKED_ANNOTATION: &str = "kseal.dev/encryption-at-rest-checked-at";
 const FIELD_MANAGER: &str = "kseal-controller-at-rest";
+
+/// The verdict unsealing goes by: the one just reached, except that `unknown` does not
+/// lift an earlier `plaintext`. A check that could not run (an apiserver restarting
+/// before its RBAC caches fill, a permission taken away) says nothing new about storage.
+pub fn gating(last: Option<&Verdict>, reached: &Verdict) -> Verdict {
+    match (last, reached) {
+        (Some(Verdict::Plaintext), Verdict::Unknown) => Verdict::Plaintext,
+        _ => reached.clone(),
+    }
+}
 
 /// Whether this verdict stops unsealing under this policy.
 pub fn blocks(policy: AtRestPolicy, verdict: Option<&Verdict>) -> bool {
@@ -92,7 +103,8 @@ pub async fn run(
             event(&client, &namespace, &identity, &verdict.verdict, &summary).await;
             last = Some(verdict.verdict.clone());
         }
-        let _ = verdicts.send(Some(verdict.verdict));
+        let gate = gating(verdicts.borrow().as_ref(), &verdict.verdict);
+        let _ = verdicts.send(Some(gate));
         tokio::time::sleep(interval).await;
     }
 }
@@ -166,5 +178,28 @@ async fn event(client: &Client, namespace: &str, identity: &str, verdict: &Verdi
         .await
     {
         tracing::warn!(error = %e, "could not publish an event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_known_verdict_lifts_plaintext() {
+        let encrypted = Verdict::Encrypted("kms:v2:vault".into());
+        let plaintext = Some(&Verdict::Plaintext);
+        assert_eq!(gating(plaintext, &Verdict::Unknown), Verdict::Plaintext);
+        assert_eq!(gating(plaintext, &encrypted), encrypted);
+        // With nothing known before, or after encrypted, unknown is what was reached:
+        // it does not block (a managed control plane gives no evidence either way).
+        assert_eq!(gating(None, &Verdict::Unknown), Verdict::Unknown);
+        assert_eq!(
+            gating(Some(&encrypted), &Verdict::Unknown),
+            Verdict::Unknown
+        );
+        assert!(!blocks(AtRestPolicy::Enforce, Some(&Verdict::Unknown)));
+        assert!(blocks(AtRestPolicy::Enforce, Some(&Verdict::Plaintext)));
+        assert!(!blocks(AtRestPolicy::Warn, Some(&Verdict::Plaintext)));
     }
 }

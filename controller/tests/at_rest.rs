@@ -115,13 +115,36 @@ async fn enforce_holds_unsealing_until_secrets_are_encrypted_at_rest() {
         .await;
     assert!(events.contains("EncryptionAtRestNotConfigured"), "{events}");
 
-    // The apiserver now encrypts Secrets: at the next check everything unseals.
+    // Taking away what the checks read turns the verdict unknown, which does not lift
+    // plaintext: a new object is still held. (An apiserver that restarts answers its
+    // first requests before its RBAC caches fill, which does the same for a moment.)
+    let binding = "kseal-controller-monitoring";
+    cluster
+        .kubectl(&["delete", "clusterrolebinding", binding])
+        .await;
+    verdict_metric(&cluster, "unknown").await;
+    seal_and_apply(&cluster, cert, "cache", "pw-at-rest-1").await;
+    let (status, reason) = cluster.ready("shop", "cache").await;
+    assert_eq!(
+        (status.as_str(), reason.as_str()),
+        ("False", "EncryptionAtRestNotConfigured")
+    );
+    let status = kseal_status(&cluster);
+    assert!(status.contains("encryption at rest: unknown"), "{status}");
+    let role = "--clusterrole=system:monitoring";
+    let account = "--serviceaccount=kseal-system:kseal-controller";
+    cluster
+        .kubectl(&["create", "clusterrolebinding", binding, role, account])
+        .await;
+
+    // The apiserver now encrypts Secrets: once a check finds that, everything unseals.
     cluster
         .plane
         .set_encryption_config(Some(KMS_V2))
         .await
         .unwrap();
-    for name in ["db", "api"] {
+    verdict_metric(&cluster, "encrypted").await;
+    for name in ["db", "api", "cache"] {
         wait_for("the Secret", || async {
             cluster.secrets("shop").get_opt(name).await.ok().flatten()
         })
