@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -82,10 +82,20 @@ pub async fn wait_count(api: &Api<Secret>, n: usize, limit: Duration) -> (Durati
 
 /// A process's resident memory, in KiB.
 pub fn rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "VmRSS:")
+}
+
+/// The part of a process's resident memory that is its binary and libraries mapped from
+/// files (`RssFile`), in KiB: the rest is its heap and stacks.
+pub fn file_rss_kib(pid: u32) -> u64 {
+    status_kib(pid, "RssFile:")
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmRSS:"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
@@ -150,12 +160,21 @@ pub fn metric(port: u16, name: &str) -> f64 {
 }
 
 /// A release kseal-controller on `plane` as its admin, metrics on 127.0.0.1:`metrics`.
+/// The controller the benches run: this build's, or the one `KSEAL_CONTROLLER_BIN`
+/// names, such as the `dist` build the image ships (`scripts/build-dist.sh`), whose
+/// resident memory is what users see.
+pub fn controller_binary() -> PathBuf {
+    std::env::var_os("KSEAL_CONTROLLER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_kseal-controller").into())
+}
+
 pub fn start_kseal(plane: &ControlPlane, dir: &Path, metrics: u16) -> Child {
     let kubeconfig = dir.join("kubeconfig");
     plane
         .write_kubeconfig(&kubeconfig, &plane.admin, "kseal-system")
         .unwrap();
-    Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
+    Command::new(controller_binary())
         .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
         .args(["--log-level", "warn", "--identity", "bench"])
         .args(["--listen-addr", "127.0.0.1:0"])
