@@ -101,6 +101,32 @@ pub fn render<T: Serialize>(docs: &[T], format: OutputFormat) -> Result<Zeroizin
     Ok(out)
 }
 
+/// `print!`, returning a failed write instead of panicking: a reader that went away
+/// (`kseal … | head`) ends the command quietly (see `main`).
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::io::write_output(None, format!($($arg)*).as_bytes())
+    };
+}
+
+/// `println!`, returning a failed write instead of panicking (see [`out!`]).
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::io::write_output(None, format!("{}\n", format_args!($($arg)*)).as_bytes())
+    };
+}
+
+pub(crate) use {out, outln};
+
+/// Whether an error is a write to a pipe whose reader has gone (`kseal … | head`).
+pub fn closed_pipe(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Writes `content` to stdout, or replaces `dest` atomically: a temporary file in the
 /// same directory, synced, then renamed over the target. An existing file keeps its mode.
 pub fn write_output(dest: Option<&Path>, content: &[u8]) -> Result<()> {

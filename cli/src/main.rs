@@ -30,6 +30,9 @@ fn main() -> ExitCode {
     };
     match run(cli) {
         Ok(code) => code,
+        // The reader went away (`kseal … | head`): stop quietly with the status a shell
+        // reports for a process ended by SIGPIPE, as kubectl and age do.
+        Err(e) if io::closed_pipe(&e) => ExitCode::from(141),
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -52,13 +55,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let connected = cluster::Cluster::connect(&cluster)?.ok_or_else(|| {
                 anyhow::anyhow!("no kubeconfig: pass --kubeconfig or set $KUBECONFIG")
             })?;
-            print!("{}", connected.status()?);
-            Ok(())
+            io::out!("{}", connected.status()?)
         }
         Command::Completion { shell } => {
-            let mut command = Cli::command();
-            clap_complete::generate(shell, &mut command, "kseal", &mut std::io::stdout());
-            Ok(())
+            // Into a buffer: clap_complete panics when its own write fails.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "kseal", &mut script);
+            io::write_output(None, &script)
         }
         Command::AtRest(command) => return cmd::atrest::run(&command),
         Command::Man { dir } => {

@@ -324,3 +324,37 @@ fn unseal_allows_no_core_dump() {
     let _ = child.wait();
     assert_eq!(limits, "0 0", "soft and hard core limits");
 }
+
+/// `kseal … | head`: when the reader goes away, a command stops quietly (status 141, what
+/// a shell reports for a process ended by SIGPIPE, as for kubectl and age): no panic, no
+/// error line. For each kind of command that writes to stdout.
+#[test]
+fn a_closed_pipe_ends_a_command_quietly() {
+    let dir = sandbox();
+    let commands: &[&[&str]] = &[
+        &["completion", "bash"],
+        &["seal", "-f", "secret.yaml", "-R", "cluster.recipients"],
+        &["inspect", "sealed.yaml"],
+        &["validate", "sealed.yaml"],
+        &["unseal", "-f", "sealed.yaml", "-i", "cluster-key.txt"],
+        &["at-rest", "lint", "--help"],
+    ];
+    for args in commands {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = kseal()
+            .args(*args)
+            .current_dir(dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(writer)
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap();
+        let err = stderr(&out);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        if !args.contains(&"--help") {
+            assert_eq!(out.status.code(), Some(141), "{args:?}: {err}");
+            assert_eq!(err, "", "{args:?}");
+        }
+    }
+}

@@ -264,7 +264,7 @@ async fn verify_and_reseal_through_the_api() {
     let out = cluster.kseal(&["verify", "app.yaml", "--kubeconfig", admin], b"");
     assert!(
         String::from_utf8_lossy(&out.stdout)
-            .contains("shop/app: the cluster can unseal it (1 items)"),
+            .contains("shop/app: the cluster can unseal it (1 item)"),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );

@@ -19,6 +19,7 @@ use kseal_core::atrest::stored::{self, Standing, Stored, StoredProvider};
 use serde::Serialize;
 
 use crate::cluster::{Cluster, ClusterArgs};
+use crate::io::{out, outln};
 
 /// The check ran and found a problem (plaintext, an invalid config, stale data).
 pub const EXIT_FAILED: u8 = 3;
@@ -123,9 +124,9 @@ fn lint(args: &LintArgs) -> Result<ExitCode> {
             lint: &result,
             result: if result.failed() { "fail" } else { "pass" },
         };
-        println!("{}", serde_json::to_string_pretty(&out)?);
+        outln!("{}", serde_json::to_string_pretty(&out)?)?;
     } else {
-        print!("{}", render_lint(&input.name, &result));
+        out!("{}", render_lint(&input.name, &result))?;
     }
     Ok(exit(if result.failed() { EXIT_FAILED } else { 0 }))
 }
@@ -201,15 +202,15 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
             verdict: &'a ClusterVerdict,
             evidence: &'a [evidence::ApiserverEvidence],
         }
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&Out {
                 verdict: &verdict,
                 evidence: &gathered
             })?
-        );
+        )?;
     } else {
-        print!("{}", render_check(&verdict));
+        out!("{}", render_check(&verdict))?;
     }
     Ok(exit(match verdict.verdict {
         Verdict::Encrypted(_) => 0,
@@ -291,9 +292,9 @@ fn scan(args: &ScanArgs) -> Result<ExitCode> {
         .build()?;
     let result = runtime.block_on(scan_etcd(args, tls, coverage.as_ref()))?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        outln!("{}", serde_json::to_string_pretty(&result)?)?;
     } else {
-        print!("{}", render_scan(&result, coverage.is_some()));
+        out!("{}", render_scan(&result, coverage.is_some()))?;
     }
     let failed =
         !(result.plaintext.is_empty() && result.stale.is_empty() && result.unreadable.is_empty());

@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::cluster::{Cluster, ClusterArgs};
+use crate::io::outln;
 
 #[derive(Debug, Args)]
 pub struct RewriteArgs {
@@ -180,30 +181,30 @@ pub fn run(args: &RewriteArgs) -> Result<ExitCode> {
 
     if args.dry_run {
         if args.json {
-            println!(
+            outln!(
                 "{}",
                 serde_json::json!({ "dry_run": true, "would_rewrite": would })
-            );
+            )?;
         } else {
             for key in &would {
-                println!("would rewrite {key}");
+                outln!("would rewrite {key}")?;
             }
-            println!(
+            outln!(
                 "dry run: {} to write back (nothing written)",
                 super::plural(would.len(), "Secret")
-            );
+            )?;
         }
     } else if args.json {
-        println!("{}", serde_json::to_string_pretty(&progress)?);
+        outln!("{}", serde_json::to_string_pretty(&progress)?)?;
     } else {
-        println!(
+        outln!(
             "rewrote {}: {} stored again, {} already current, {} deleted meanwhile, {} conflicts retried",
             progress.selection,
             progress.rewritten,
             progress.already_current,
             progress.gone,
             progress.conflicts_retried
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -19,7 +19,7 @@ use kseal_core::resource::{
 use super::doc_label;
 use crate::cli::{OutputFormat, ServiceArgs};
 use crate::cluster::Cluster;
-use crate::io::{read_file, render, replace_file};
+use crate::io::{outln, read_file, render, replace_file};
 
 fn post(url: &str, path: &str, body: &[u8]) -> Result<(u16, serde_json::Value)> {
     let agent = ureq::Agent::config_builder()
@@ -160,11 +160,11 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
             let label = doc_label(&input.name, i, docs.len());
             let sealed = sealed_from_value(doc).with_context(|| label.clone())?;
             match controller.ask(RequestOperation::Verify, doc, &sealed)? {
-                Ok(body) => println!(
-                    "{label}: {}: the cluster can unseal it ({} items)",
+                Ok(body) => outln!(
+                    "{label}: {}: the cluster can unseal it ({})",
                     who(&sealed),
-                    body["items"]
-                ),
+                    super::plural(body["items"].as_u64().unwrap_or(0) as usize, "item")
+                )?,
                 Err(why) => {
                     failed += 1;
                     eprintln!(

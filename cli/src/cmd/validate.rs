@@ -8,7 +8,7 @@ use kseal_core::resource::printable;
 
 use super::{doc_label, plural};
 use crate::cli::ValidateArgs;
-use crate::io::read_input;
+use crate::io::{outln, read_input};
 
 pub fn run(args: &ValidateArgs) -> Result<()> {
     // Checked against recipients given as flags, or the cluster's when a kubeconfig is named.
@@ -50,12 +50,12 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
             let who = sealed.location();
             let found = problems(&sealed, expected.as_deref());
             if found.is_empty() {
-                println!(
+                outln!(
                     "{label}: {who}: ok ({}, {} scope, {})",
                     plural(sealed.spec.encrypted_data.len(), "item"),
                     sealed.spec.scope,
                     plural(sealed.spec.recipients.len(), "recipient")
-                );
+                )?;
             } else {
                 failed += 1;
                 for p in found {
