@@ -233,7 +233,9 @@ pub struct ValidateArgs {
 
 #[derive(Debug, Args)]
 pub struct UnsealArgs {
-    /// An age identity file holding one or more private keys; repeatable
+    /// An age identity file holding one or more private keys, or a backup of the
+    /// controller's key Secrets (`kubectl get secret -n kseal-system -l kseal.dev/key -o
+    /// yaml`); repeatable
     #[arg(short = 'i', long = "identity", value_name = "FILE", required = true, env = "KSEAL_IDENTITY", value_hint = ValueHint::FilePath)]
     pub identities: Vec<PathBuf>,
     /// Read SealedSecrets from this file instead of stdin

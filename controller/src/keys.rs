@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 pub const KEY_LABEL: &str = "kseal.dev/key";
 pub const ACTIVE: &str = "active";
 pub const CREATED_ANNOTATION: &str = "kseal.dev/created";
-pub const IDENTITY_KEY: &str = "identity.txt";
+pub use kseal_core::keys::IDENTITY_KEY;
 pub const RECIPIENTS_CONFIGMAP: &str = "kseal-recipients";
 pub const RECIPIENTS_KEY: &str = "recipients.json";
 const MANAGER: &str = "kseal-controller";

@@ -86,6 +86,40 @@ async fn rotations_keep_every_retained_key_working() {
         );
     }
     assert_eq!(key_secrets(&cluster).await, 4);
+
+    // Recovery from the backup docs/operations.md tells users to make (a List of the four
+    // key Secrets), in YAML and in JSON: each object opens with it, offline.
+    for format in ["yaml", "json"] {
+        let backup = cluster
+            .kubectl(&[
+                "get",
+                "secret",
+                "-n",
+                "kseal-system",
+                "-l",
+                "kseal.dev/key",
+                "-o",
+                format,
+            ])
+            .await;
+        let file = format!("kseal-keys.backup.{format}");
+        std::fs::write(cluster.path(&file), backup).unwrap();
+        for round in 0..4 {
+            let sealed = format!("gen{round}.yaml");
+            let out = cluster.kseal(&["unseal", "-i", &file, "-f", &sealed, "-o", "json"], b"");
+            let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let value = secret["data"]["password"].as_str().unwrap();
+            use base64::Engine as _;
+            let value = base64::engine::general_purpose::STANDARD
+                .decode(value)
+                .unwrap();
+            assert_eq!(
+                value,
+                format!("value-{round}").as_bytes(),
+                "{file}: {sealed}"
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

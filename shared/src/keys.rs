@@ -163,6 +163,59 @@ pub enum KeyError {
     PluginIdentity(usize),
     #[error("no identities found")]
     Empty,
+    #[error(
+        "document {0}: not a kseal key Secret (kind Secret with data.{IDENTITY_KEY}; the backup is `kubectl get secret -n kseal-system -l kseal.dev/key -o yaml`)"
+    )]
+    NotKeySecret(usize),
+    #[error("document {0}: data.{IDENTITY_KEY}: {1}")]
+    InKeySecret(usize, Box<KeyError>),
+    #[error(transparent)]
+    Manifest(#[from] crate::manifest::ManifestError),
+    #[error("not UTF-8 text")]
+    NotText,
+}
+
+/// The item of a controller's key Secret that holds its age identity file.
+pub const IDENTITY_KEY: &str = "identity.txt";
+
+/// The keys in an identity file (see [`parse_identity_file`]), or in a backup of the
+/// controller's key Secrets: a Secret, several YAML documents, or a `List`, in YAML or
+/// JSON (`kubectl get secret -n kseal-system -l kseal.dev/key -o yaml`).
+pub fn parse_identities(bytes: &[u8]) -> Result<Vec<Key>, KeyError> {
+    let text = std::str::from_utf8(bytes).map_err(|_| KeyError::NotText)?;
+    let first = text
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('#'));
+    let manifest = first.is_some_and(|l| {
+        l.starts_with(['{', '['])
+            || l.starts_with("---")
+            || l.starts_with("apiVersion:")
+            || l.starts_with("kind:")
+    });
+    if !manifest {
+        return parse_identity_file(text);
+    }
+    let (_, docs) = crate::manifest::parse_documents(bytes)?;
+    let mut keys = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        let identity = (doc["kind"] == "Secret")
+            .then(|| doc["data"][IDENTITY_KEY].as_str())
+            .flatten()
+            .and_then(|b64| {
+                use base64::Engine as _;
+                base64::engine::general_purpose::STANDARD
+                    .decode(b64)
+                    .ok()
+                    .map(Zeroizing::new)
+            })
+            .ok_or(KeyError::NotKeySecret(i + 1))?;
+        let text = std::str::from_utf8(&identity).map_err(|_| KeyError::NotKeySecret(i + 1))?;
+        keys.extend(
+            parse_identity_file(text).map_err(|e| KeyError::InKeySecret(i + 1, Box::new(e)))?,
+        );
+    }
+    Ok(keys)
 }
 
 /// Parses age's identity-file format: one `AGE-SECRET-KEY-1…` per line, `#` comments and
@@ -320,5 +373,55 @@ mod tests {
         let mut short = copy();
         short.body.pop();
         assert!(matches!(key.opener.unwrap_stanza(&short), Some(Err(_))));
+    }
+
+    /// A backup of the controller's key Secrets (what `kubectl get secret -l
+    /// kseal.dev/key -o yaml|json` prints) reads as the keys in it; anything else in it is
+    /// named by its document, never by its content.
+    #[test]
+    fn a_key_secret_backup_reads_as_its_keys() {
+        use base64::Engine as _;
+        let keys: Vec<Key> = (0..3).map(|_| Key::generate()).collect();
+        let secret = |key: &Key| {
+            let file = key.to_identity_file("2026-12-02T00:00:00Z");
+            serde_json::json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "k", "namespace": "kseal-system"},
+                "data": {IDENTITY_KEY: base64::engine::general_purpose::STANDARD.encode(file)},
+            })
+        };
+        let list = serde_json::json!({
+            "apiVersion": "v1", "kind": "List",
+            "items": keys.iter().map(secret).collect::<Vec<_>>(),
+        });
+        let yaml = serde_saphyr::to_string(&list).unwrap();
+        for backup in [list.to_string(), yaml] {
+            let read = parse_identities(backup.as_bytes()).unwrap();
+            let fingerprints: Vec<_> = read.iter().map(Key::fingerprint).collect();
+            let want: Vec<_> = keys.iter().map(Key::fingerprint).collect();
+            assert_eq!(fingerprints, want);
+        }
+
+        let mut other = secret(&keys[0]);
+        other["kind"] = "ConfigMap".into();
+        let mut broken = secret(&keys[0]);
+        let garbage = base64::engine::general_purpose::STANDARD.encode("AGE-SECRET-KEY-1hunter2");
+        broken["data"][IDENTITY_KEY] = garbage.into();
+        for (doc, want) in [
+            (other, "document 2: not a kseal key Secret"),
+            (
+                broken,
+                "document 2: data.identity.txt: line 1: not an age X25519 identity",
+            ),
+        ] {
+            let list = serde_json::json!({"kind": "List", "items": [secret(&keys[1]), doc]});
+            let e = parse_identities(list.to_string().as_bytes())
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(e.starts_with(want), "{e}");
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        assert_eq!(parse_identities(b"\xff").err(), Some(KeyError::NotText));
     }
 }

@@ -4,10 +4,10 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use kseal_core::keys::{Keyring, parse_identity_file};
+use kseal_core::keys::{Keyring, parse_identities};
 use kseal_core::manifest::{parse_documents, sealed_from_value};
 use kseal_core::sealing::unseal;
 use serde_json::{Map, Value, json};
@@ -24,10 +24,8 @@ pub fn run(args: &UnsealArgs) -> Result<()> {
     let mut keyring = Keyring::default();
     for path in &args.identities {
         let file = read_file(path).context("--identity")?;
-        let text = std::str::from_utf8(&file.bytes)
-            .map_err(|_| anyhow!("--identity {}: not UTF-8 text", file.name))?;
         keyring.extend(
-            parse_identity_file(text).with_context(|| format!("--identity {}", file.name))?,
+            parse_identities(&file.bytes).with_context(|| format!("--identity {}", file.name))?,
         );
     }
     let input = read_input(args.file.as_deref(), "reading SealedSecrets from stdin")?;
