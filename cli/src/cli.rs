@@ -45,6 +45,9 @@ pub enum Command {
     Status {
         #[command(flatten)]
         cluster: crate::cluster::ClusterArgs,
+        /// Count only the SealedSecrets in this namespace [default: every namespace]
+        #[arg(short = 'n', long, value_name = "NAMESPACE")]
+        namespace: Option<String>,
     },
     /// Is the cluster storing Secrets encrypted? Lint its config, ask its apiservers, scan etcd
     #[command(name = "at-rest", subcommand)]

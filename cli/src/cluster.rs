@@ -141,8 +141,9 @@ impl Cluster {
         Ok(self.configmap()?.sealing_recipient()?)
     }
 
-    /// `kseal status`: keys, leader, and SealedSecrets by readiness.
-    pub fn status(&self) -> Result<String> {
+    /// `kseal status`: keys, leader, and SealedSecrets by readiness (in `namespace`, or in
+    /// every namespace).
+    pub fn status(&self, namespace: Option<&str>) -> Result<String> {
         use std::fmt::Write;
         let mut out = String::new();
         let (doc, annotations) = self.configmap_with_annotations()?;
@@ -199,7 +200,13 @@ impl Cluster {
                 );
             }
         }
-        let sealed: Api<SealedSecret> = Api::all(self.client.clone());
+        let (sealed, label): (Api<SealedSecret>, _) = match namespace {
+            Some(ns) => (
+                Api::namespaced(self.client.clone(), ns),
+                format!("sealedsecrets in {ns}"),
+            ),
+            None => (Api::all(self.client.clone()), "sealedsecrets".to_owned()),
+        };
         match self.runtime.block_on(sealed.list(&ListParams::default())) {
             Ok(list) => {
                 let mut by_reason: std::collections::BTreeMap<String, usize> = Default::default();
@@ -226,13 +233,13 @@ impl Cluster {
                     by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
                 let _ = writeln!(
                     out,
-                    "sealedsecrets: {} [{}]",
+                    "{label}: {} [{}]",
                     list.items.len(),
                     summary.join(", ")
                 );
             }
             Err(e) => {
-                let _ = writeln!(out, "sealedsecrets: unknown ({})", describe(&e));
+                let _ = writeln!(out, "{label}: unknown ({})", describe(&e));
             }
         }
         Ok(out)

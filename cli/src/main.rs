@@ -6,6 +6,7 @@ mod cmd;
 mod io;
 mod recipients;
 
+use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches};
@@ -23,7 +24,7 @@ fn main() -> ExitCode {
     if invoked_as.as_deref() == Some("kubectl-kseal") {
         command = command.bin_name("kubectl kseal");
     }
-    let matches = command.get_matches();
+    let matches = command.get_matches_from(namespace_after_subcommand(std::env::args_os()));
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -40,6 +41,26 @@ fn main() -> ExitCode {
     }
 }
 
+/// kubectl users put the namespace first (`kubectl kseal -n shop status`): a leading
+/// `-n NS`, `-nNS`, `--namespace NS` or `--namespace=NS` moves after the subcommand's name,
+/// where each subcommand that takes a namespace reads it (and any other refuses it).
+fn namespace_after_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut args: Vec<OsString> = args.into_iter().collect();
+    let mut end = 1;
+    while let Some(arg) = args.get(end).and_then(|a| a.to_str()) {
+        end += match arg {
+            "-n" | "--namespace" => 2,
+            _ if arg.starts_with("--namespace=") || (arg.starts_with("-n") && arg.len() > 2) => 1,
+            _ => break,
+        };
+    }
+    let subcommand = args.get(end).and_then(|a| a.to_str());
+    if end > 1 && end < args.len() && subcommand.is_some_and(|s| !s.starts_with('-')) {
+        args[1..=end].rotate_right(1);
+    }
+    args
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Seal(args) => cmd::seal::run(&args),
@@ -51,11 +72,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => cmd::services::verify(&args),
         Command::Reseal(args) => cmd::services::reseal(&args),
         Command::Migrate(args) => cmd::migrate::run(&args),
-        Command::Status { cluster } => {
+        Command::Status { cluster, namespace } => {
             let connected = cluster::Cluster::connect(&cluster)?.ok_or_else(|| {
                 anyhow::anyhow!("no kubeconfig: pass --kubeconfig or set $KUBECONFIG")
             })?;
-            io::out!("{}", connected.status()?)
+            io::out!("{}", connected.status(namespace.as_deref())?)
         }
         Command::Completion { shell } => {
             // Into a buffer: clap_complete panics when its own write fails.
@@ -74,4 +95,39 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
     }
     .map(|()| ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn moved(args: &[&str]) -> Vec<String> {
+        namespace_after_subcommand(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn a_leading_namespace_moves_after_the_subcommand() {
+        assert_eq!(
+            moved(&["k", "-n", "shop", "status"]),
+            ["k", "status", "-n", "shop"]
+        );
+        assert_eq!(
+            moved(&["k", "--namespace=shop", "seal", "-f", "s.yaml"]),
+            ["k", "seal", "--namespace=shop", "-f", "s.yaml"]
+        );
+        assert_eq!(moved(&["k", "-nshop", "status"]), ["k", "status", "-nshop"]);
+        // Nothing to move, or nothing to move it after: left for clap to judge.
+        assert_eq!(
+            moved(&["k", "status", "-n", "shop"]),
+            ["k", "status", "-n", "shop"]
+        );
+        assert_eq!(moved(&["k", "-n", "shop"]), ["k", "-n", "shop"]);
+        assert_eq!(
+            moved(&["k", "-n", "shop", "--help"]),
+            ["k", "-n", "shop", "--help"]
+        );
+    }
 }

@@ -381,6 +381,13 @@ async fn seal_from_the_cluster_and_status() {
         status.contains("sealedsecrets: 1 [1 ready (Unsealed)]"),
         "{status}"
     );
+    // kubectl's habit, the namespace first (`kubectl kseal -n shop status`).
+    for (ns, want) in [("shop", 1), ("default", 0)] {
+        let args = ["-n", ns, "status", "--kubeconfig", admin.to_str().unwrap()];
+        let status = String::from_utf8(cluster.kseal(&args, b"").stdout).unwrap();
+        let line = format!("sealedsecrets in {ns}: {want} [");
+        assert!(status.contains(&line), "{status}");
+    }
     let doc: kseal_core::recipients::RecipientsDocument =
         serde_json::from_str(&std::fs::read_to_string(cluster.path("recipients.json")).unwrap())
             .unwrap();
