@@ -54,7 +54,7 @@ pub struct RunArgs {
     #[arg(
         long,
         global = true,
-        env = "KSEAL_NAMESPACE",
+        env = "KSEAL_CONTROLLER_NAMESPACE",
         default_value = "kseal-system"
     )]
     pub namespace: String,

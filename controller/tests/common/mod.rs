@@ -307,6 +307,9 @@ impl Cluster {
         let kubeconfig = kubeconfig.map_or_else(|| self.controller_kubeconfig(), Path::to_path_buf);
         Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
             .args(["rotate-key", "--kubeconfig", kubeconfig.to_str().unwrap()])
+            // What a shell that uses the CLI exports (its namespace for Secrets): the
+            // controller's own namespace is KSEAL_CONTROLLER_NAMESPACE, never this.
+            .env("KSEAL_NAMESPACE", "shop")
             .output()
             .unwrap()
     }
