@@ -44,6 +44,9 @@ impl RecipientArgs {
     fn resolve_flags(&self) -> Result<RecipientSet> {
         let mut all: Vec<Recipient> = Vec::new();
         for r in &self.recipients {
+            if std::path::Path::new(r).is_file() && !r.starts_with("age1") {
+                anyhow::bail!("--recipient {r}: a file, not a recipient: did you mean -R {r}?");
+            }
             all.push(
                 r.trim()
                     .parse()

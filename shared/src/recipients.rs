@@ -81,6 +81,10 @@ pub enum RecipientError {
     #[error("not a valid age recipient (age1…)")]
     Invalid,
     #[error(
+        "several recipients in one value: give one per --recipient, or one per line in a --recipients-file"
+    )]
+    Several,
+    #[error(
         "this is a private key (AGE-SECRET-KEY-1…), not a recipient: pass its public key (age-keygen -y prints it), and keep the private key out of logs"
     )]
     PrivateKey,
@@ -108,6 +112,10 @@ impl FromStr for Recipient {
             || s.starts_with("-----BEGIN")
         {
             return Err(RecipientError::PrivateKey);
+        }
+        let words: Vec<&str> = s.split_whitespace().collect();
+        if words.len() > 1 && words.iter().all(|w| w.starts_with("age1")) {
+            return Err(RecipientError::Several);
         }
         // `age1pq1…`, `age1tag1…` and plugin recipients (`age1<name>1…`) carry a second
         // separator; SSH keys start with their key type. Only that type is named.
