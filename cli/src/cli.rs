@@ -76,11 +76,12 @@ pub enum InspectFormat {
     Json,
 }
 
-/// Where the public keys to seal to come from. At least one is required; every item is
-/// sealed to all of them, and any one of the matching private keys can open it.
+/// The recipients (public keys): the ones `seal` and `merge` seal to (every item to all of
+/// them, so any one of the matching private keys opens it), and the ones `validate`
+/// expects. At least one is required.
 #[derive(Debug, Args, Default)]
 pub struct RecipientArgs {
-    /// Seal to this age recipient (age1…); repeatable
+    /// An age recipient (age1…); repeatable, or comma-separated
     #[arg(
         short = 'r',
         long = "recipient",
@@ -89,10 +90,10 @@ pub struct RecipientArgs {
         value_delimiter = ','
     )]
     pub recipients: Vec<String>,
-    /// Seal to every recipient in this file (age's format: one per line, # comments); repeatable
+    /// Every recipient in this file (age's format: one per line, # comments); repeatable
     #[arg(short = 'R', long = "recipients-file", value_name = "FILE", env = "KSEAL_RECIPIENTS_FILE", value_hint = ValueHint::FilePath)]
     pub recipients_files: Vec<PathBuf>,
-    /// Seal to the newest key of a cluster's published recipients document (a file or an http(s) URL); repeatable
+    /// The newest key of a cluster's published recipients document (a file or an http(s) URL); repeatable
     #[arg(long = "cert", value_name = "FILE|URL", env = "KSEAL_CERT")]
     pub certs: Vec<String>,
     /// Without any of the above, the cluster's newest key is read from the kseal-recipients

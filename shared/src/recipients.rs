@@ -81,7 +81,7 @@ pub enum RecipientError {
     #[error("not a valid age recipient (age1…)")]
     Invalid,
     #[error(
-        "several recipients in one value: give one per --recipient, or one per line in a --recipients-file"
+        "several recipients in one value: separate them with commas or give one per --recipient, or one per line in a --recipients-file"
     )]
     Several,
     #[error(
