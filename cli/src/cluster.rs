@@ -265,6 +265,13 @@ impl Cluster {
             if !limited || std::time::Instant::now() + pause > deadline {
                 return Ok(answer);
             }
+            // Once per run: a slow run should say why.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                eprintln!(
+                    "note: the controller's rate limit for {namespace} (--rate-limit, requests per second per namespace) throttles these requests: asking again, more slowly"
+                );
+            });
             std::thread::sleep(pause);
             pause = (pause * 2).min(std::time::Duration::from_secs(4));
         }

@@ -824,3 +824,61 @@ async fn a_restart_with_nothing_changed_costs_nothing_and_an_edit_is_undone() {
         Some(2.0)
     );
 }
+
+/// `kseal verify` among other requests in its namespace, at one request per second: every
+/// file is answered, and the user is told once why it is slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_verify_says_so_once_and_finishes() {
+    use kseal_core::resource::{
+        RequestOperation, RequestTarget, SealedSecretRequest, SealedSecretRequestSpec,
+    };
+    let mut cluster = Cluster::new().await;
+    let limit = ["--rate-limit", "1", "--rate-limit-burst", "1"];
+    cluster.start_controller_with("replica-a", &limit);
+    let cert = cluster.recipients().await;
+    let admin = cluster.path("admin");
+    let mut args = vec![
+        "verify",
+        "-n",
+        "shop",
+        "--kubeconfig",
+        admin.to_str().unwrap(),
+    ];
+    let files: Vec<String> = (0..3).map(|i| format!("app{i}.yaml")).collect();
+    for (i, file) in files.iter().enumerate() {
+        let input = secret_yaml("shop", &format!("app{i}"), &[("password", "pw-throttled")]);
+        cluster.kseal(
+            &["seal", "--cert", cert.to_str().unwrap(), "-w", file],
+            input.as_bytes(),
+        );
+        args.push(file);
+    }
+    let requests: Api<SealedSecretRequest> = Api::namespaced(cluster.admin.clone(), "shop");
+    let spec = SealedSecretRequestSpec {
+        operation: RequestOperation::Verify,
+        target: RequestTarget {
+            namespace: "shop".into(),
+            name: "x".into(),
+        },
+        sealed_secret: serde_json::from_value(serde_json::json!({"encryptedData": {}})).unwrap(),
+    };
+    // Other requests in the namespace, ten a second for three seconds, while it runs.
+    let others = tokio::spawn(async move {
+        for i in 0..30 {
+            let request = SealedSecretRequest::new(&format!("other-{i}"), spec.clone());
+            let params = kube::api::PostParams::default();
+            requests.create(&params, &request).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    let out = cluster.kseal(&args, b"");
+    others.await.unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        stdout.matches("the cluster can unseal it").count(),
+        3,
+        "{stdout}"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.matches("rate limit").count(), 1, "{stderr}");
+}
