@@ -154,7 +154,7 @@ impl Cluster {
                 "  {}  {}  created {}",
                 r.fingerprint,
                 r.recipient,
-                r.created.as_deref().unwrap_or("?")
+                r.created.as_deref().map_or_else(|| "?".to_owned(), seconds)
             );
         }
         let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.controller_namespace);
@@ -167,7 +167,7 @@ impl Cluster {
                     .unwrap_or_else(|| "none".into());
                 let renewed = spec
                     .renew_time
-                    .map(|t| t.0.to_string())
+                    .map(|t| seconds(&t.0.to_string()))
                     .unwrap_or_else(|| "never".into());
                 let _ = writeln!(out, "leader: {holder} (renewed {renewed})");
             }
@@ -186,8 +186,7 @@ impl Cluster {
             Some(verdict) => {
                 let at = annotations
                     .get("kseal.dev/encryption-at-rest-checked-at")
-                    .map(String::as_str)
-                    .unwrap_or("?");
+                    .map_or_else(|| "?".to_owned(), |t| seconds(t));
                 let _ = writeln!(out, "encryption at rest: {verdict} (checked {at})");
                 if let Some(detail) = annotations.get("kseal.dev/encryption-at-rest-detail") {
                     let _ = writeln!(out, "  {detail}");
@@ -327,10 +326,36 @@ impl Cluster {
     }
 }
 
+/// An RFC 3339 time to the second, as `kseal status` prints every time (the API gives
+/// them in seconds, microseconds or nanoseconds); anything else as it is.
+fn seconds(time: &str) -> String {
+    match time.parse::<k8s_openapi::jiff::Timestamp>() {
+        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Err(_) => time.to_owned(),
+    }
+}
+
 /// One line for an API error: the server's message, not a debug dump.
 fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_times_are_to_the_second() {
+        for t in [
+            "2026-12-02T17:01:23Z",
+            "2026-12-02T17:01:23.066136Z",
+            "2026-12-02T17:01:23.145993188Z",
+        ] {
+            assert_eq!(seconds(t), "2026-12-02T17:01:23Z");
+        }
+        assert_eq!(seconds("?"), "?");
     }
 }

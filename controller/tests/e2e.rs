@@ -377,6 +377,8 @@ async fn seal_from_the_cluster_and_status() {
     )
     .unwrap();
     assert!(status.contains("leader: replica-a"), "{status}");
+    let renewed = status.split("(renewed ").nth(1).unwrap_or_default();
+    assert_eq!(renewed.find(')'), Some(20), "to the second: {status}");
     assert!(
         status.contains("sealedsecrets: 1 [1 ready (Unsealed)]"),
         "{status}"
