@@ -110,12 +110,16 @@ impl Cluster {
         let cm = self
             .runtime
             .block_on(api.get(RECIPIENTS_CONFIGMAP))
-            .map_err(|e| {
-                anyhow!(
+            .map_err(|e| match e {
+                kube::Error::Api(status) if status.code == 404 => anyhow!(
+                    "ConfigMap {0}/{RECIPIENTS_CONFIGMAP} not found: is kseal-controller installed and running in namespace {0}? (another namespace: --controller-namespace)",
+                    self.controller_namespace
+                ),
+                e => anyhow!(
                     "reading ConfigMap {}/{RECIPIENTS_CONFIGMAP}: {}",
                     self.controller_namespace,
                     describe(&e)
-                )
+                ),
             })?;
         let annotations = cm.metadata.annotations.clone().unwrap_or_default();
         let text = cm
@@ -146,9 +150,19 @@ impl Cluster {
     pub fn status(&self, namespace: Option<&str>) -> Result<String> {
         use std::fmt::Write;
         let mut out = String::new();
-        let (doc, annotations) = self.configmap_with_annotations()?;
-        let _ = writeln!(out, "keys (newest first, the first seals):");
-        for r in &doc.recipients {
+        // Before the controller has published (or where it is not installed), the rest is
+        // still worth showing.
+        let (recipients, annotations) = match self.configmap_with_annotations() {
+            Ok((doc, annotations)) => {
+                let _ = writeln!(out, "keys (newest first, the first seals):");
+                (doc.recipients, annotations)
+            }
+            Err(e) => {
+                let _ = writeln!(out, "keys: none published ({e:#})");
+                Default::default()
+            }
+        };
+        for r in &recipients {
             let _ = writeln!(
                 out,
                 "  {}  {}  created {}",

@@ -336,6 +336,25 @@ async fn assert_no_plaintext(cluster: &Cluster) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seal_from_the_cluster_and_status() {
     let mut cluster = Cluster::new().await;
+    // Before any controller runs: status says what is missing and goes on; seal says where
+    // it looked.
+    let admin = cluster.path("admin");
+    let admin = admin.to_str().unwrap();
+    let status = cluster.kseal(&["status", "--kubeconfig", admin], b"");
+    let status = String::from_utf8(status.stdout).unwrap();
+    let missing = "ConfigMap kseal-system/kseal-recipients not found: is kseal-controller installed and running in namespace kseal-system?";
+    assert!(
+        status.contains(&format!("keys: none published ({missing}")),
+        "{status}"
+    );
+    assert!(status.contains("leader: none"), "{status}");
+    let secret = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n  namespace: shop\nstringData:\n  password: p\n";
+    let out = cluster.kseal_unchecked(&["seal", "--kubeconfig", admin], secret.as_bytes());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(missing),
+        "{out:?}"
+    );
+
     cluster.start_controller("replica-a");
     cluster.recipients().await;
     let token = cluster.plane.user("dev", &[]).unwrap();
