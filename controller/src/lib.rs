@@ -453,7 +453,18 @@ where
         Some(view) => {
             let ctx = ctx.clone();
             owned_events
-                .inspect_ok(move |event| ctx.owned.record(view, event))
+                .inspect_ok(move |event| {
+                    ctx.owned.record(view, event);
+                    // Deleted: whatever kseal wrote last is gone, so a reconcile of its
+                    // owner stops waiting for that write to show and writes it again.
+                    // (Any other change still waits: until the status echoes too, it
+                    // cannot tell an edit from its own write on its way.)
+                    if let watcher::Event::Delete(s) = event {
+                        for owner in s.metadata.owner_references.iter().flatten() {
+                            ctx.settled(&owner.uid);
+                        }
+                    }
+                })
                 .touched_objects()
                 .boxed()
         }

@@ -124,7 +124,8 @@ impl Context {
         recent.written.insert(uid, (generation, now));
     }
 
-    fn settled(&self, uid: &str) {
+    /// The caches show `uid`'s Secret as it is now: no write of it is on its way.
+    pub(crate) fn settled(&self, uid: &str) {
         self.recent
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -246,7 +247,6 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                 "all items unsealed into the Secret",
             )
             .await?;
-            ctx.wrote(ss.uid().unwrap_or_default(), ss.metadata.generation);
             if changed {
                 publish_event(
                     &ss,
@@ -406,6 +406,9 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> 
         }
         other => other?,
     }
+    // At once, before the status: a watch event of this Secret from now on (its deletion,
+    // say) shows at least this write, and ends the wait for it ([`Context::settled`]).
+    ctx.wrote(uid, ss.metadata.generation);
     Ok(Outcome::Written)
 }
 

@@ -27,6 +27,63 @@ fn data_of(secret: &k8s_openapi::api::core::v1::Secret, key: &str) -> Option<Str
         .map(|v| String::from_utf8_lossy(&v.0).into_owned())
 }
 
+/// A Secret deleted right after the controller wrote it, while it is still writing the
+/// status, is written again at once: the deletion ends the wait for that write to show
+/// in the caches (it used to wait out the 30 s given to a write's own watch events). The
+/// controller reaches the apiserver through a proxy adding 300 ms to each request, so
+/// each deletion lands while its status write is in flight. Five rounds, each an update
+/// then a deletion as soon as the API shows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_deleted_right_after_a_write_comes_back_at_once() {
+    let mut cluster = Cluster::with_fault_proxy(Options::default()).await;
+    cluster
+        .proxy
+        .as_ref()
+        .unwrap()
+        .set_faults(kseal_tests::faults::Faults {
+            latency: Duration::from_millis(300),
+            ..Default::default()
+        });
+    cluster.start_controller("replica-a");
+    let recipients = cluster.recipients().await;
+    let cert = recipients.to_str().unwrap();
+    let secrets = cluster.secrets("shop");
+    let input = secret_yaml("shop", "db", &[("password", "v0")]);
+    cluster.kseal(&["seal", "--cert", cert, "-w", "db.yaml"], input.as_bytes());
+    let file = cluster.path("db.yaml");
+    let file = file.to_str().unwrap();
+    cluster.kubectl(&["apply", "-f", file]).await;
+    let holds = |value: String| {
+        let secrets = secrets.clone();
+        async move {
+            let secret = secrets.get_opt("db").await.ok().flatten()?;
+            (data_of(&secret, "password")? == value).then_some(())
+        }
+    };
+    wait_for("the Secret", || holds("v0".into())).await;
+    for round in 1..=5 {
+        let value = format!("v{round}");
+        let literal = format!("password={value}");
+        let merge = [
+            "merge",
+            "db.yaml",
+            "--from-literal",
+            &literal,
+            "--cert",
+            cert,
+        ];
+        cluster.kseal(&merge, b"");
+        cluster.kubectl(&["apply", "-f", file]).await;
+        wait_for("the update", || holds(value.clone())).await;
+        secrets
+            .delete("db", &DeleteParams::default())
+            .await
+            .unwrap();
+        let limit = Duration::from_secs(15);
+        wait_for_within("the Secret again", limit, || holds(value.clone())).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_secret_lifecycle() {
     let mut cluster = Cluster::new().await;
