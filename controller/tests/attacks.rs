@@ -377,14 +377,7 @@ async fn a_request_flood_in_one_namespace_does_not_delay_another() {
         .seal_and_apply(&cert, "shop", "db", &[("password", "v1")])
         .await;
     let dev: Api<SealedSecretRequest> = Api::namespaced(cluster.admin.clone(), "dev");
-    let spec = SealedSecretRequestSpec {
-        operation: RequestOperation::Verify,
-        target: RequestTarget {
-            namespace: "dev".into(),
-            name: "x".into(),
-        },
-        sealed_secret: serde_json::from_value(json!({"encryptedData": {}})).unwrap(),
-    };
+    let spec = empty_verify_request("dev");
     let creates = (0..300).map(|i| {
         let (dev, spec) = (dev.clone(), spec.clone());
         async move {

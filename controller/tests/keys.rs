@@ -829,9 +829,7 @@ async fn a_restart_with_nothing_changed_costs_nothing_and_an_edit_is_undone() {
 /// file is answered, and the user is told once why it is slow.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throttled_verify_says_so_once_and_finishes() {
-    use kseal_core::resource::{
-        RequestOperation, RequestTarget, SealedSecretRequest, SealedSecretRequestSpec,
-    };
+    use kseal_core::resource::SealedSecretRequest;
     let mut cluster = Cluster::new().await;
     let limit = ["--rate-limit", "1", "--rate-limit-burst", "1"];
     cluster.start_controller_with("replica-a", &limit);
@@ -854,14 +852,7 @@ async fn a_throttled_verify_says_so_once_and_finishes() {
         args.push(file);
     }
     let requests: Api<SealedSecretRequest> = Api::namespaced(cluster.admin.clone(), "shop");
-    let spec = SealedSecretRequestSpec {
-        operation: RequestOperation::Verify,
-        target: RequestTarget {
-            namespace: "shop".into(),
-            name: "x".into(),
-        },
-        sealed_secret: serde_json::from_value(serde_json::json!({"encryptedData": {}})).unwrap(),
-    };
+    let spec = empty_verify_request("shop");
     // Other requests in the namespace, ten a second for three seconds, while it runs.
     let others = tokio::spawn(async move {
         for i in 0..30 {

@@ -557,3 +557,17 @@ pub fn secret_yaml(ns: &str, name: &str, items: &[(&str, &str)]) -> String {
     }
     s
 }
+
+/// A request that asks the controller to verify an empty SealedSecret `x` in `namespace`:
+/// cheap to answer, and still counted by the controller's rate limit.
+pub fn empty_verify_request(namespace: &str) -> kseal_core::resource::SealedSecretRequestSpec {
+    use kseal_core::resource::{RequestOperation, RequestTarget, SealedSecretRequestSpec};
+    SealedSecretRequestSpec {
+        operation: RequestOperation::Verify,
+        target: RequestTarget {
+            namespace: namespace.into(),
+            name: "x".into(),
+        },
+        sealed_secret: serde_json::from_value(serde_json::json!({"encryptedData": {}})).unwrap(),
+    }
+}
