@@ -101,13 +101,31 @@ async fn converges_through_faults_without_partial_secrets() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     cluster.plane.restart(Component::ApiServer).await.unwrap();
 
-    // Cuts and compactions go on for 3 s more, then stop; the errors 10 s more, then
-    // stop too. (Under a 20% error rate for good, an object whose reconciles keep failing
-    // backs off exponentially, 1 s doubling to 5 min: each reconcile makes several
+    // Cuts and compactions go on for 3 s more, and until they have happened (a cut watch,
+    // a compaction's `410 Gone`), then stop; the errors 10 s more, and until more than ten
+    // were injected, then stop too. How many requests the controller makes, and so how
+    // many faults land, depends on how fast it converges: the phases end on counts, not on
+    // a clock alone. (Under a 20% error rate for good, an object whose reconciles keep
+    // failing backs off exponentially, 1 s doubling to 5 min: each reconcile makes several
     // requests, so half of them fail, and one object in twenty would take minutes.)
     tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_for_within(
+        "cut watches and a 410 Gone",
+        Duration::from_secs(60),
+        || async {
+            let injected = proxy_of(&cluster).injected();
+            (injected.cut_watches > 2 && injected.gone > 0).then_some(())
+        },
+    )
+    .await;
     chaos.abort();
     tokio::time::sleep(Duration::from_secs(10)).await;
+    wait_for_within(
+        "more than ten injected errors",
+        Duration::from_secs(60),
+        || async { (proxy_of(&cluster).injected().errors > 10).then_some(()) },
+    )
+    .await;
     let injected = proxy_of(&cluster).injected();
     proxy_of(&cluster).set_faults(Faults::default());
     let secrets = cluster.secrets("load");
