@@ -26,32 +26,32 @@ pub enum Command {
     /// Seal Secrets (YAML or JSON, one or more documents) into SealedSecrets
     Seal(SealArgs),
     /// Add, replace or remove items in an existing SealedSecret file
+    #[command(visible_long_flag_alias = "merge-into")]
     Merge(MergeArgs),
     /// Generate an age identity (private key) and print its recipient (public key)
     Keygen(KeygenArgs),
+    /// Print the cluster's recipients document (its public keys, which --cert reads), or the fingerprints of recipients
+    #[command(visible_long_flag_alias = "fetch-cert")]
+    Recipients(RecipientsArgs),
     /// Show a SealedSecret's scope, items, recipients and format, without any key
     Inspect(InspectArgs),
-    /// Check SealedSecret files offline: structure, format and recipients (for CI)
+    /// Check SealedSecret files for CI: structure, format and recipients; offline unless --cluster
+    #[command(mut_arg("with_cluster", |a| a.help("Check the recipients against the keys the cluster publishes (read through the kubeconfig): each object must be sealed to one of them, and to nothing else but the recipients named with -r/-R/--cert. One sealed to an older key the cluster still holds passes, with a notice to reseal it")))]
     Validate(ValidateArgs),
     /// Disaster recovery: open a SealedSecret with a private key and print the Secret
     Unseal(UnsealArgs),
     /// Ask the cluster's controller whether it can unseal these files (no plaintext returned)
     Verify(ServiceArgs),
     /// Re-encrypt files to the cluster's newest key through its controller, in place
+    #[command(visible_long_flag_alias = "re-encrypt")]
     Reseal(ServiceArgs),
     /// Convert Bitnami sealed-secrets files (bitnami.com/v1alpha1) into kseal SealedSecrets, in place
     Migrate(MigrateArgs),
     /// Show the cluster's keys, the controller's leader and SealedSecrets by readiness
-    Status {
-        #[command(flatten)]
-        cluster: crate::cluster::ClusterArgs,
-        /// Count only the SealedSecrets in this namespace [default: every namespace]
-        #[arg(short = 'n', long, value_name = "NAMESPACE")]
-        namespace: Option<String>,
-    },
+    Status(StatusArgs),
     /// Is the cluster storing Secrets encrypted? Lint its config, ask its apiservers, scan etcd
     #[command(name = "at-rest", subcommand)]
-    AtRest(crate::cmd::atrest::AtRest),
+    AtRest(AtRest),
     /// Write man pages (kseal.1 and one per subcommand) into a directory
     Man {
         #[arg(value_name = "DIR", value_hint = ValueHint::DirPath)]
@@ -96,10 +96,13 @@ pub struct RecipientArgs {
     /// The newest key of a cluster's published recipients document (a file or an http(s) URL); repeatable
     #[arg(long = "cert", value_name = "FILE|URL", env = "KSEAL_CERT")]
     pub certs: Vec<String>,
-    /// Without any of the above, the cluster's newest key is read from the kseal-recipients
-    /// ConfigMap through the kubeconfig
+    /// The cluster's newest key too, read through the kubeconfig from the kseal-recipients
+    /// ConfigMap: with the flags above, "the cluster plus these". Without any of them,
+    /// the cluster's key is used anyway
+    #[arg(long = "cluster")]
+    pub with_cluster: bool,
     #[command(flatten)]
-    pub cluster: crate::cluster::ClusterArgs,
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -172,7 +175,7 @@ pub struct ServiceArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
     #[command(flatten)]
-    pub cluster: crate::cluster::ClusterArgs,
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -209,6 +212,28 @@ pub struct MigrateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct RecipientsArgs {
+    /// Output format [default: json for the cluster's document, as --cert reads it; text,
+    /// one `FINGERPRINT RECIPIENT` line each, for recipients named with -r/-R/--cert]
+    #[arg(short = 'o', long = "output", value_enum)]
+    pub output: Option<InspectFormat>,
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Count only the SealedSecrets in this namespace [default: every namespace]
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Output format
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
+    pub output: InspectFormat,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct KeygenArgs {
     /// Write the identity to this file (mode 0600; never overwrites) and print only the recipient
     #[arg(short = 'o', long = "output", value_name = "FILE", value_hint = ValueHint::FilePath)]
@@ -230,7 +255,8 @@ pub struct ValidateArgs {
     /// SealedSecret files to check ('-' for stdin)
     #[arg(value_name = "FILE", required = true, value_hint = ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
-    /// Also require every item to be sealed to exactly these recipients
+    /// The recipients every object must be sealed to: exactly these, or with --cluster,
+    /// these beside one of the cluster's keys. Without any, only the structure is checked
     #[command(flatten)]
     pub recipients: RecipientArgs,
 }
@@ -250,7 +276,156 @@ pub struct UnsealArgs {
     pub output: OutputFormat,
 }
 
+/// kubeseal's flags that kseal spells differently (the ones spelled the same, and
+/// `--fetch-cert`, `--merge-into` and `--re-encrypt`, just work), with what to use instead.
+/// clap's own suggestion for them points the wrong way (`--secret-file` is not
+/// `--recipients-file`).
+pub const KUBESEAL_FLAGS: &[(&str, &str)] = &[
+    (
+        "--secret-file",
+        "-f/--file FILE (kseal seal -f secret.yaml)",
+    ),
+    (
+        "--sealed-secret-file",
+        "-w/--write FILE (kseal seal -f secret.yaml -w sealed.yaml)",
+    ),
+    ("--format", "-o/--output yaml|json"),
+    ("--recovery-unseal", "kseal unseal -i KEY -f sealed.yaml"),
+    ("--recovery-private-key", "kseal unseal -i/--identity KEY"),
+    (
+        "--validate",
+        "kseal validate FILE (offline), or kseal verify FILE (asks the controller)",
+    ),
+    (
+        "--controller-name",
+        "--controller-namespace NAMESPACE (the controller is found by its namespace)",
+    ),
+    (
+        "--key-cutoff-time",
+        "kseal reseal FILE (re-encrypts to the cluster's newest key)",
+    ),
+];
+
 fn parse_scope(s: &str) -> Result<Scope, String> {
     s.parse()
         .map_err(|e: kseal_core::scope::UnknownScope| e.to_string())
+}
+
+/// Where the cluster is and where kseal-controller runs in it.
+#[derive(Debug, Args, Default, Clone)]
+pub struct ClusterArgs {
+    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)
+    #[arg(long, value_name = "FILE", env = "KUBECONFIG", value_hint = clap::ValueHint::FilePath)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// Namespace kseal-controller runs in
+    #[arg(
+        long,
+        value_name = "NAMESPACE",
+        env = "KSEAL_CONTROLLER_NAMESPACE",
+        default_value = "kseal-system"
+    )]
+    pub controller_namespace: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AtRest {
+    /// Lint an EncryptionConfiguration file (YAML or JSON): validity, and what it does to Secrets
+    Lint(LintArgs),
+    /// Ask each apiserver how it stores Secrets: flags, health, metrics and a canary write
+    Check(CheckArgs),
+    /// Read every Secret's stored value from etcd and classify it (plaintext, provider, key)
+    ScanEtcd(ScanArgs),
+    /// Write Secrets back unchanged so the apiserver stores them under its current provider and key
+    Rewrite(RewriteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// The file kube-apiserver's --encryption-provider-config names
+    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub file: PathBuf,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Namespace for the canary Secret [default: the context's namespace]
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Do not write the canary Secret (the verdict then rests on flags and metrics only)
+    #[arg(long)]
+    pub no_canary: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// etcd endpoints, comma-separated (as etcdctl's --endpoints)
+    #[arg(
+        long,
+        value_name = "URLS",
+        value_delimiter = ',',
+        default_value = "127.0.0.1:2379"
+    )]
+    pub endpoints: Vec<String>,
+    /// CA bundle that signed etcd's serving certificate (kubeadm: /etc/kubernetes/pki/etcd/ca.crt)
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub cacert: Option<PathBuf>,
+    /// Client certificate (kubeadm: /etc/kubernetes/pki/apiserver-etcd-client.crt)
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, requires = "key")]
+    pub cert: Option<PathBuf>,
+    /// Client key for --cert
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, requires = "cert")]
+    pub key: Option<PathBuf>,
+    /// kube-apiserver's --etcd-prefix
+    #[arg(long, value_name = "PREFIX", default_value = "/registry")]
+    pub prefix: String,
+    /// The EncryptionConfiguration the apiservers run: marks values on an old provider or key as stale
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub config: Option<PathBuf>,
+    /// Keys read per request
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
+    pub page_size: i64,
+    /// Give up on an unreachable endpoint after this many seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    pub timeout: u64,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RewriteArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Only Secrets in this namespace [default: every namespace]
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Only the Secrets a `kseal at-rest scan-etcd --json` report lists as plaintext or stale
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub from_scan: Option<PathBuf>,
+    /// Record progress here after each page, and resume from it when it exists
+    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
+    pub checkpoint: Option<PathBuf>,
+    /// Secrets per page (one list request, then one checkpoint)
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub page_size: u32,
+    /// Secrets rewritten at once
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Print the Secrets it would rewrite, and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON
+    #[arg(long)]
+    pub json: bool,
 }

@@ -6,36 +6,16 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, anyhow};
-use clap::Args;
-use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kseal_core::recipients::{Recipient, RecipientsDocument};
-use kseal_core::resource::SealedSecret;
-use kube::api::{Api, ListParams};
+use kube::api::Api;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+
+use crate::cli::ClusterArgs;
 
 pub const RECIPIENTS_CONFIGMAP: &str = "kseal-recipients";
 pub const RECIPIENTS_KEY: &str = "recipients.json";
 pub const LEADER_LEASE: &str = "kseal-controller-leader";
-
-/// Where the cluster is and where kseal-controller runs in it.
-#[derive(Debug, Args, Default, Clone)]
-pub struct ClusterArgs {
-    /// Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)
-    #[arg(long, value_name = "FILE", env = "KUBECONFIG", value_hint = clap::ValueHint::FilePath)]
-    pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use
-    #[arg(long, value_name = "NAME")]
-    pub context: Option<String>,
-    /// Namespace kseal-controller runs in
-    #[arg(
-        long,
-        value_name = "NAMESPACE",
-        env = "KSEAL_CONTROLLER_NAMESPACE",
-        default_value = "kseal-system"
-    )]
-    pub controller_namespace: String,
-}
 
 /// A connection: a runtime for the blocking CLI, a client, and the context's namespace.
 pub struct Cluster {
@@ -55,7 +35,38 @@ fn kubeconfig_path(args: &ClusterArgs) -> Option<PathBuf> {
     })
 }
 
+/// A kubeconfig problem in kubectl's words: the file, and what is wrong with it, once.
+/// The YAML parser's own message is left out: it can quote the file, tokens included.
+fn kubeconfig_error(path: &std::path::Path, e: kube::config::KubeconfigError) -> anyhow::Error {
+    use kube::config::KubeconfigError as E;
+    let path = path.display();
+    match e {
+        E::ReadConfig(io, _) if io.kind() == std::io::ErrorKind::NotFound => {
+            anyhow!("kubeconfig {path}: no such file")
+        }
+        E::ReadConfig(io, _) => anyhow!("kubeconfig {path}: cannot read it: {io}"),
+        E::Parse(_) => anyhow!("kubeconfig {path}: not valid kubeconfig YAML"),
+        E::LoadContext(context) => anyhow!("context {context:?} does not exist (in {path})"),
+        E::LoadClusterOfContext(cluster) => {
+            anyhow!("cluster {cluster:?} does not exist (in {path})")
+        }
+        E::CurrentContextNotSet => anyhow!(
+            "kubeconfig {path}: no current context: pass --context NAME, or `kubectl config use-context NAME`"
+        ),
+        other => anyhow!("kubeconfig {path}: {other}"),
+    }
+}
+
 impl Cluster {
+    /// Connects, or says that no kubeconfig was found.
+    pub fn require(args: &ClusterArgs) -> Result<Cluster> {
+        Cluster::connect(args)?.ok_or_else(|| {
+            anyhow!(
+                "no kubeconfig: pass --kubeconfig FILE, set $KUBECONFIG, or create ~/.kube/config"
+            )
+        })
+    }
+
     /// Connects, or says why not. `None` when no kubeconfig exists at all.
     pub fn connect(args: &ClusterArgs) -> Result<Option<Cluster>> {
         let Some(path) = kubeconfig_path(args) else {
@@ -65,15 +76,14 @@ impl Cluster {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
-        let kubeconfig = Kubeconfig::read_from(&path)
-            .with_context(|| format!("--kubeconfig {}", path.display()))?;
+        let kubeconfig = Kubeconfig::read_from(&path).map_err(|e| kubeconfig_error(&path, e))?;
         let options = KubeConfigOptions {
             context: args.context.clone(),
             ..Default::default()
         };
         let config = runtime
             .block_on(kube::Config::from_custom_kubeconfig(kubeconfig, &options))
-            .with_context(|| format!("--kubeconfig {}", path.display()))?;
+            .map_err(|e| kubeconfig_error(&path, e))?;
         let default_namespace = config.default_namespace.clone();
         // The client's connection pool needs the runtime in scope when it is built.
         let client = {
@@ -100,7 +110,7 @@ impl Cluster {
 
     /// The recipients document, and the ConfigMap's annotations (where the controller
     /// records its encryption-at-rest verdict).
-    fn configmap_with_annotations(
+    pub fn configmap_with_annotations(
         &self,
     ) -> Result<(
         RecipientsDocument,
@@ -118,7 +128,7 @@ impl Cluster {
                 e => anyhow!(
                     "reading ConfigMap {}/{RECIPIENTS_CONFIGMAP}: {}",
                     self.controller_namespace,
-                    describe(&e)
+                    self.describe(&e)
                 ),
             })?;
         let annotations = cm.metadata.annotations.clone().unwrap_or_default();
@@ -145,117 +155,14 @@ impl Cluster {
         Ok(self.configmap()?.sealing_recipient()?)
     }
 
-    /// `kseal status`: keys, leader, and SealedSecrets by readiness (in `namespace`, or in
-    /// every namespace).
-    pub fn status(&self, namespace: Option<&str>) -> Result<String> {
-        use std::fmt::Write;
-        let mut out = String::new();
-        // Before the controller has published (or where it is not installed), the rest is
-        // still worth showing.
-        let (recipients, annotations) = match self.configmap_with_annotations() {
-            Ok((doc, annotations)) => {
-                let _ = writeln!(out, "keys (newest first, the first seals):");
-                (doc.recipients, annotations)
-            }
-            Err(e) => {
-                let _ = writeln!(out, "keys: none published ({e:#})");
-                Default::default()
-            }
-        };
-        for r in &recipients {
-            let _ = writeln!(
-                out,
-                "  {}  {}  created {}",
-                r.fingerprint,
-                r.recipient,
-                r.created.as_deref().map_or_else(|| "?".to_owned(), seconds)
-            );
-        }
-        let leases: Api<Lease> = Api::namespaced(self.client.clone(), &self.controller_namespace);
-        match self.runtime.block_on(leases.get_opt(LEADER_LEASE)) {
-            Ok(Some(lease)) => {
-                let spec = lease.spec.unwrap_or_default();
-                let holder = spec
-                    .holder_identity
-                    .filter(|h| !h.is_empty())
-                    .unwrap_or_else(|| "none".into());
-                let renewed = spec
-                    .renew_time
-                    .map(|t| seconds(&t.0.to_string()))
-                    .unwrap_or_else(|| "never".into());
-                let _ = writeln!(out, "leader: {holder} (renewed {renewed})");
-            }
-            Ok(None) => {
-                let _ = writeln!(
-                    out,
-                    "leader: none (no Lease {}/{LEADER_LEASE})",
-                    self.controller_namespace
-                );
-            }
-            Err(e) => {
-                let _ = writeln!(out, "leader: unknown ({})", describe(&e));
-            }
-        }
-        match annotations.get("kseal.dev/encryption-at-rest") {
-            Some(verdict) => {
-                let at = annotations
-                    .get("kseal.dev/encryption-at-rest-checked-at")
-                    .map_or_else(|| "?".to_owned(), |t| seconds(t));
-                let _ = writeln!(out, "encryption at rest: {verdict} (checked {at})");
-                if let Some(detail) = annotations.get("kseal.dev/encryption-at-rest-detail") {
-                    let _ = writeln!(out, "  {detail}");
-                }
-            }
-            None => {
-                let _ = writeln!(
-                    out,
-                    "encryption at rest: not checked by the controller (--require-encryption-at-rest=off?)"
-                );
-            }
-        }
-        let (sealed, label): (Api<SealedSecret>, _) = match namespace {
-            Some(ns) => (
-                Api::namespaced(self.client.clone(), ns),
-                format!("sealedsecrets in {ns}"),
-            ),
-            None => (Api::all(self.client.clone()), "sealedsecrets".to_owned()),
-        };
-        match self.runtime.block_on(sealed.list(&ListParams::default())) {
-            Ok(list) => {
-                let mut by_reason: std::collections::BTreeMap<String, usize> = Default::default();
-                for ss in &list.items {
-                    let reason = ss
-                        .status
-                        .as_ref()
-                        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
-                        .map(|c| {
-                            format!(
-                                "{} ({})",
-                                if c.status == "True" {
-                                    "ready"
-                                } else {
-                                    "not ready"
-                                },
-                                c.reason
-                            )
-                        })
-                        .unwrap_or_else(|| "pending".into());
-                    *by_reason.entry(reason).or_default() += 1;
-                }
-                let summary: Vec<String> =
-                    by_reason.iter().map(|(r, n)| format!("{n} {r}")).collect();
-                let _ = writeln!(
-                    out,
-                    "{label}: {} [{}]",
-                    list.items.len(),
-                    summary.join(", ")
-                );
-            }
-            Err(e) => {
-                let _ = writeln!(out, "{label}: unknown ({})", describe(&e));
-            }
-        }
-        Ok(out)
+    /// Every key the cluster publishes, newest first: the ones its controller unseals with.
+    pub fn published_keys(&self) -> Result<Vec<Recipient>> {
+        self.configmap()?.keys().with_context(|| {
+            format!(
+                "ConfigMap {}/{RECIPIENTS_CONFIGMAP}",
+                self.controller_namespace
+            )
+        })
     }
 }
 
@@ -308,7 +215,7 @@ impl Cluster {
             .map_err(|e| {
                 anyhow!(
                     "creating a SealedSecretRequest in {namespace}: {}",
-                    describe(&e)
+                    self.describe(&e)
                 )
             })?;
         let name = created.metadata.name.clone().unwrap_or_default();
@@ -328,7 +235,7 @@ impl Cluster {
                 Err(e) => {
                     break Err(anyhow!(
                         "SealedSecretRequest {namespace}/{name}: {}",
-                        describe(&e)
+                        self.describe(&e)
                     ));
                 }
             }
@@ -340,36 +247,24 @@ impl Cluster {
     }
 }
 
-/// An RFC 3339 time to the second, as `kseal status` prints every time (the API gives
-/// them in seconds, microseconds or nanoseconds); anything else as it is.
-fn seconds(time: &str) -> String {
-    match time.parse::<k8s_openapi::jiff::Timestamp>() {
-        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
-        Err(_) => time.to_owned(),
+impl Cluster {
+    /// The namespace kseal-controller runs in.
+    pub fn controller_namespace(&self) -> &str {
+        &self.controller_namespace
     }
-}
 
-/// One line for an API error: the server's message, not a debug dump.
-fn describe(e: &kube::Error) -> String {
-    match e {
-        kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
-        other => other.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn status_times_are_to_the_second() {
-        for t in [
-            "2026-12-02T17:01:23Z",
-            "2026-12-02T17:01:23.066136Z",
-            "2026-12-02T17:01:23.145993188Z",
-        ] {
-            assert_eq!(seconds(t), "2026-12-02T17:01:23Z");
+    /// One line for a failed request: the server's message and code, or, when the
+    /// apiserver was not reached, its address and the root cause (not a debug dump).
+    pub fn describe(&self, e: &kube::Error) -> String {
+        match e {
+            kube::Error::Api(s) => format!("{} ({})", s.message, s.code),
+            other => {
+                let mut cause: &dyn std::error::Error = other;
+                while let Some(next) = cause.source() {
+                    cause = next;
+                }
+                format!("cannot reach {}: {cause}", self.config.cluster_url)
+            }
         }
-        assert_eq!(seconds("?"), "?");
     }
 }

@@ -24,7 +24,17 @@ fn main() -> ExitCode {
     if invoked_as.as_deref() == Some("kubectl-kseal") {
         command = command.bin_name("kubectl kseal");
     }
-    let matches = command.get_matches_from(namespace_after_subcommand(std::env::args_os()));
+    let matches =
+        match command.try_get_matches_from(namespace_after_subcommand(std::env::args_os())) {
+            Ok(matches) => matches,
+            Err(e) => {
+                if let Some(hint) = kubeseal_hint(&e) {
+                    eprintln!("error: {hint}");
+                    return ExitCode::from(2);
+                }
+                e.exit()
+            }
+        };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -61,23 +71,36 @@ fn namespace_after_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<O
     args
 }
 
+/// For a kubeseal flag kseal does not take: what to use instead, in place of clap's
+/// nearest-spelling suggestion.
+fn kubeseal_hint(e: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument {
+        return None;
+    }
+    let Some(ContextValue::String(given)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let flag = given.split('=').next().unwrap_or(given);
+    let (_, instead) = cli::KUBESEAL_FLAGS.iter().find(|(k, _)| *k == flag)?;
+    Some(format!(
+        "unexpected argument '{flag}': that is kubeseal's; in kseal use {instead}"
+    ))
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Seal(args) => cmd::seal::run(&args),
         Command::Merge(args) => cmd::merge::run(&args),
         Command::Keygen(args) => cmd::keygen::run(&args),
+        Command::Recipients(args) => cmd::recipients::run(&args),
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Unseal(args) => cmd::unseal::run(&args),
         Command::Verify(args) => cmd::services::verify(&args),
         Command::Reseal(args) => cmd::services::reseal(&args),
         Command::Migrate(args) => cmd::migrate::run(&args),
-        Command::Status { cluster, namespace } => {
-            let connected = cluster::Cluster::connect(&cluster)?.ok_or_else(|| {
-                anyhow::anyhow!("no kubeconfig: pass --kubeconfig or set $KUBECONFIG")
-            })?;
-            io::out!("{}", connected.status(namespace.as_deref())?)
-        }
+        Command::Status(args) => cmd::status::run(&args),
         Command::Completion { shell } => {
             // Into a buffer: clap_complete panics when its own write fails.
             let mut script = Vec::new();

@@ -4,7 +4,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use kseal_core::recipients::{Recipient, RecipientSet, parse_cert, parse_recipients_file};
+use kseal_core::recipients::{
+    Fingerprint, Recipient, RecipientSet, parse_cert, parse_recipients_file,
+};
 
 use crate::cli::RecipientArgs;
 use crate::io::read_file;
@@ -12,36 +14,54 @@ use crate::io::read_file;
 /// Largest recipients document accepted from a URL.
 const MAX_CERT_BYTES: u64 = 1024 * 1024;
 
+/// The recipients to seal to, and what the cluster added to them.
+pub struct Resolved {
+    pub set: RecipientSet,
+    /// The cluster's newest key, and the kubeconfig context's namespace, when the
+    /// cluster's key is among them.
+    pub cluster: Option<(Fingerprint, String)>,
+}
+
 impl RecipientArgs {
     pub fn is_empty(&self) -> bool {
         self.recipients.is_empty() && self.recipients_files.is_empty() && self.certs.is_empty()
     }
 
-    /// Every recipient named by the flags, deduplicated; without flags, the cluster's
-    /// newest key (through the kubeconfig). Errors name the flag and source.
-    pub fn resolve(&self) -> Result<RecipientSet> {
-        Ok(self.resolve_with_cluster()?.0)
-    }
-
-    /// As [`resolve`](Self::resolve), also returning the kubeconfig context's namespace
-    /// when the recipients came from the cluster.
-    pub fn resolve_with_cluster(&self) -> Result<(RecipientSet, Option<String>)> {
-        if self.is_empty() {
-            let Some(cluster) = crate::cluster::Cluster::connect(&self.cluster)? else {
-                bail!(
-                    "no recipients: pass --recipient age1…, --recipients-file FILE or --cert FILE|URL, or a kubeconfig (--kubeconfig, $KUBECONFIG) to use the cluster's key"
-                );
-            };
-            let recipient = cluster.sealing_recipient()?;
-            return Ok((
-                RecipientSet::new([recipient])?,
-                Some(cluster.default_namespace.clone()),
-            ));
+    /// Every recipient named by the flags, deduplicated, plus the cluster's newest key
+    /// (through the kubeconfig) when no flag names one or `--cluster` asks for it too.
+    /// Errors name the flag and source.
+    pub fn resolve(&self) -> Result<Resolved> {
+        let mut all = self.named()?;
+        let mut cluster = None;
+        if self.is_empty() || self.with_cluster {
+            let connected = self.connect()?;
+            let recipient = connected.sealing_recipient()?;
+            cluster = Some((recipient.fingerprint(), connected.default_namespace.clone()));
+            all.push(recipient);
         }
-        Ok((self.resolve_flags()?, None))
+        Ok(Resolved {
+            set: RecipientSet::new(all)?,
+            cluster,
+        })
     }
 
-    fn resolve_flags(&self) -> Result<RecipientSet> {
+    /// The cluster named by the kubeconfig flags; an error when there is no kubeconfig.
+    pub fn connect(&self) -> Result<crate::cluster::Cluster> {
+        crate::cluster::Cluster::connect(&self.cluster)?.ok_or_else(|| {
+            if self.is_empty() {
+                anyhow::anyhow!(
+                    "no recipients: pass --recipient age1…, --recipients-file FILE or --cert FILE|URL, or a kubeconfig (--kubeconfig, $KUBECONFIG) to use the cluster's key"
+                )
+            } else {
+                anyhow::anyhow!(
+                    "--cluster: no kubeconfig to find the cluster with (--kubeconfig, $KUBECONFIG, ~/.kube/config)"
+                )
+            }
+        })
+    }
+
+    /// The recipients the flags name (none without flags).
+    pub fn named(&self) -> Result<Vec<Recipient>> {
         let mut all: Vec<Recipient> = Vec::new();
         for r in &self.recipients {
             if std::path::Path::new(r).is_file() && !r.starts_with("age1") {
@@ -66,7 +86,7 @@ impl RecipientArgs {
             let text = fetch_cert(cert)?;
             all.extend(parse_cert(&text).with_context(|| format!("--cert {cert}"))?);
         }
-        Ok(RecipientSet::new(all)?)
+        Ok(all)
     }
 }
 

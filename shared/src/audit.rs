@@ -56,9 +56,97 @@ pub fn summarize_item(key: &str, sealed: &str) -> ItemSummary {
     summary
 }
 
-/// Every problem found, as one-line messages; empty when the object passes.
-/// `expected`: the recipients (sorted fingerprints) the items must be sealed to.
-pub fn problems(sealed: &SealedSecret, expected: Option<&[Fingerprint]>) -> Vec<String> {
+/// What the recipients recorded in a SealedSecret are checked against.
+#[derive(Clone, Debug, Default)]
+pub struct ExpectedRecipients {
+    /// Recipients named on the command line: each must be recorded.
+    pub named: Vec<Fingerprint>,
+    /// The keys a cluster publishes, newest first, when checking against a cluster: one
+    /// of them must be recorded. Without a cluster, the named recipients must be exactly
+    /// the recorded ones.
+    pub cluster: Option<Vec<Fingerprint>>,
+}
+
+/// How a SealedSecret's recorded recipients compare with the expected ones.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecipientsCheck {
+    Pass,
+    /// It opens with a key the cluster still holds, but not its newest: a pass, with a
+    /// notice that `kseal reseal` moves it to the newest.
+    OlderClusterKey {
+        sealed_to: Fingerprint,
+        newest: Fingerprint,
+    },
+    Fail(String),
+}
+
+fn show(fps: &[&Fingerprint]) -> String {
+    let names: Vec<&str> = fps.iter().map(|f| f.0.as_str()).collect();
+    format!("[{}]", names.join(", "))
+}
+
+/// Compares `recorded` (a SealedSecret's `spec.recipients`) with `expected`.
+pub fn check_recipients(
+    recorded: &[Fingerprint],
+    expected: &ExpectedRecipients,
+) -> RecipientsCheck {
+    let recorded_all: Vec<&Fingerprint> = recorded.iter().collect();
+    let Some(cluster) = &expected.cluster else {
+        let mut named: Vec<&Fingerprint> = expected.named.iter().collect();
+        named.sort();
+        named.dedup();
+        let mut sorted = recorded_all.clone();
+        sorted.sort();
+        if sorted == named {
+            return RecipientsCheck::Pass;
+        }
+        return RecipientsCheck::Fail(format!(
+            "sealed to recipients {}, expected {}",
+            show(&recorded_all),
+            show(&named)
+        ));
+    };
+    let missing: Vec<&Fingerprint> = expected
+        .named
+        .iter()
+        .filter(|f| !recorded.contains(f))
+        .collect();
+    if !missing.is_empty() {
+        return RecipientsCheck::Fail(format!(
+            "not sealed to {}, which were asked for (sealed to {})",
+            show(&missing),
+            show(&recorded_all)
+        ));
+    }
+    let Some(held) = cluster.iter().find(|f| recorded.contains(f)) else {
+        return RecipientsCheck::Fail(format!(
+            "sealed to {}, none of them a key the cluster holds (its keys: {}): the controller cannot unseal it; seal it again",
+            show(&recorded_all),
+            show(&cluster.iter().collect::<Vec<_>>())
+        ));
+    };
+    let strangers: Vec<&Fingerprint> = recorded
+        .iter()
+        .filter(|f| !cluster.contains(f) && !expected.named.contains(f))
+        .collect();
+    if !strangers.is_empty() {
+        return RecipientsCheck::Fail(format!(
+            "also sealed to {}: neither the cluster's keys nor asked for (pass them with -r/-R/--cert if they belong)",
+            show(&strangers)
+        ));
+    }
+    match cluster.first() {
+        Some(newest) if newest != held => RecipientsCheck::OlderClusterKey {
+            sealed_to: held.clone(),
+            newest: newest.clone(),
+        },
+        _ => RecipientsCheck::Pass,
+    }
+}
+
+/// Every problem found, as one-line messages; empty when the object passes. The
+/// recipients are checked apart, by [`check_recipients`].
+pub fn problems(sealed: &SealedSecret) -> Vec<String> {
     let mut out = Vec::new();
     let spec = &sealed.spec;
     if spec.format_version != crate::envelope::VERSION {
@@ -86,21 +174,6 @@ pub fn problems(sealed: &SealedSecret, expected: Option<&[Fingerprint]>) -> Vec<
     }
     if spec.recipients.is_empty() {
         out.push("spec.recipients is empty: no record of which keys sealed it".into());
-    }
-    if let Some(expected) = expected
-        && spec.recipients != expected
-    {
-        let show = |fps: &[Fingerprint]| {
-            fps.iter()
-                .map(|f| f.0.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        out.push(format!(
-            "sealed to recipients [{}], expected [{}]",
-            show(&spec.recipients),
-            show(expected)
-        ));
     }
     for (key, value) in &spec.encrypted_data {
         if let Err(e) = validate_item_key(key) {
@@ -130,4 +203,79 @@ pub fn problems(sealed: &SealedSecret, expected: Option<&[Fingerprint]>) -> Vec<
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fps(names: &[&str]) -> Vec<Fingerprint> {
+        names.iter().map(|n| Fingerprint((*n).to_owned())).collect()
+    }
+
+    fn against_cluster(named: &[&str], cluster: &[&str]) -> ExpectedRecipients {
+        ExpectedRecipients {
+            named: fps(named),
+            cluster: Some(fps(cluster)),
+        }
+    }
+
+    #[test]
+    fn without_a_cluster_the_named_recipients_are_exactly_the_recorded_ones() {
+        let exact = ExpectedRecipients {
+            named: fps(&["b", "a"]),
+            cluster: None,
+        };
+        assert_eq!(
+            check_recipients(&fps(&["a", "b"]), &exact),
+            RecipientsCheck::Pass
+        );
+        let RecipientsCheck::Fail(why) = check_recipients(&fps(&["a"]), &exact) else {
+            panic!("a missing recipient passed");
+        };
+        assert_eq!(why, "sealed to recipients [a], expected [a, b]");
+    }
+
+    #[test]
+    fn an_older_key_the_cluster_still_holds_passes_with_a_notice() {
+        let rotated = against_cluster(&[], &["new", "old"]);
+        assert_eq!(
+            check_recipients(&fps(&["new"]), &rotated),
+            RecipientsCheck::Pass
+        );
+        assert_eq!(
+            check_recipients(&fps(&["old"]), &rotated),
+            RecipientsCheck::OlderClusterKey {
+                sealed_to: Fingerprint("old".into()),
+                newest: Fingerprint("new".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn a_key_the_cluster_lost_or_a_stranger_fails() {
+        let cluster = against_cluster(&[], &["new", "old"]);
+        let RecipientsCheck::Fail(why) = check_recipients(&fps(&["gone"]), &cluster) else {
+            panic!("a key the cluster does not hold passed");
+        };
+        assert!(
+            why.contains("none of them a key the cluster holds"),
+            "{why}"
+        );
+        // One recipient nobody asked for beside the cluster's key: where would it come from?
+        let RecipientsCheck::Fail(why) = check_recipients(&fps(&["new", "x"]), &cluster) else {
+            panic!("an unexpected extra recipient passed");
+        };
+        assert!(why.starts_with("also sealed to [x]"), "{why}");
+        // Named beside the cluster: escrow keys.
+        let escrow = against_cluster(&["escrow"], &["new", "old"]);
+        assert_eq!(
+            check_recipients(&fps(&["escrow", "new"]), &escrow),
+            RecipientsCheck::Pass
+        );
+        let RecipientsCheck::Fail(why) = check_recipients(&fps(&["new"]), &escrow) else {
+            panic!("a missing escrow recipient passed");
+        };
+        assert!(why.starts_with("not sealed to [escrow]"), "{why}");
+    }
 }

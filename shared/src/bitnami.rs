@@ -32,9 +32,9 @@ use crate::sealing::{SealingError, seal_items};
 
 pub const API_VERSION: &str = "bitnami.com/v1alpha1";
 /// On a SealedSecret (and, from kubeseal, its template): the scope is cluster-wide.
-pub const CLUSTER_WIDE_ANNOTATION: &str = "sealedsecrets.bitnami.com/cluster-wide";
+pub use crate::resource::BITNAMI_CLUSTER_WIDE_ANNOTATION as CLUSTER_WIDE_ANNOTATION;
 /// On a SealedSecret (and its template): the scope is namespace-wide.
-pub const NAMESPACE_WIDE_ANNOTATION: &str = "sealedsecrets.bitnami.com/namespace-wide";
+pub use crate::resource::BITNAMI_NAMESPACE_WIDE_ANNOTATION as NAMESPACE_WIDE_ANNOTATION;
 /// In a template: the Secret gets no owner reference.
 pub const SKIP_OWNER_REFERENCES_ANNOTATION: &str =
     "sealedsecrets.bitnami.com/skip-set-owner-references";

@@ -94,6 +94,10 @@ pub enum RecipientError {
         #[source]
         source: Box<RecipientError>,
     },
+    #[error(
+        "a PEM certificate, as kubeseal --fetch-cert prints: kseal seals to age recipients, not to Bitnami's RSA key; `kseal recipients > recipients.json` fetches a kseal cluster's (and `kseal migrate` converts Bitnami SealedSecrets)"
+    )]
+    BitnamiCertificate,
     #[error("no recipients given")]
     Empty,
     #[error("not a recipients document: {0}")]
@@ -106,6 +110,9 @@ impl FromStr for Recipient {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Ok(r) = s.parse::<age::x25519::Recipient>() {
             return Ok(Recipient::X25519(r));
+        }
+        if s.starts_with("-----BEGIN CERTIFICATE-----") {
+            return Err(RecipientError::BitnamiCertificate);
         }
         if s.to_ascii_uppercase().starts_with("AGE-SECRET-KEY-")
             || s.starts_with("AGE-PLUGIN-")
@@ -186,28 +193,45 @@ pub struct PublishedRecipient {
 pub const RECIPIENTS_DOCUMENT_FORMAT: &str = "kseal.dev/recipients/v1";
 
 impl RecipientsDocument {
-    /// Checks the document and returns the recipient new seals should use: the newest.
-    pub fn sealing_recipient(&self) -> Result<Recipient, RecipientError> {
+    /// Checks the document and returns every key it publishes, newest first, each
+    /// checked against its fingerprint.
+    pub fn keys(&self) -> Result<Vec<Recipient>, RecipientError> {
         if self.format != RECIPIENTS_DOCUMENT_FORMAT {
             return Err(RecipientError::BadDocument(format!(
                 "format is not {RECIPIENTS_DOCUMENT_FORMAT:?}"
             )));
         }
-        let newest = self.recipients.first().ok_or(RecipientError::Empty)?;
-        let recipient: Recipient = newest.recipient.parse()?;
-        if recipient.fingerprint() != newest.fingerprint {
-            return Err(RecipientError::BadDocument(format!(
-                "fingerprint {} does not match recipient {}",
-                newest.fingerprint, newest.recipient
-            )));
+        if self.recipients.is_empty() {
+            return Err(RecipientError::Empty);
         }
-        Ok(recipient)
+        self.recipients
+            .iter()
+            .map(|published| {
+                let recipient: Recipient = published.recipient.parse()?;
+                if recipient.fingerprint() != published.fingerprint {
+                    return Err(RecipientError::BadDocument(format!(
+                        "fingerprint {} does not match recipient {}",
+                        published.fingerprint, published.recipient
+                    )));
+                }
+                Ok(recipient)
+            })
+            .collect()
+    }
+
+    /// Checks the document and returns the recipient new seals should use: the newest.
+    pub fn sealing_recipient(&self) -> Result<Recipient, RecipientError> {
+        let mut keys = self.keys()?;
+        Ok(keys.swap_remove(0))
     }
 }
 
 /// Reads what `--cert` points at: a recipients document (JSON), whose newest recipient is
 /// used, or else a recipients file.
 pub fn parse_cert(text: &str) -> Result<Vec<Recipient>, RecipientError> {
+    if text.trim_start().starts_with("-----BEGIN CERTIFICATE-----") {
+        return Err(RecipientError::BitnamiCertificate);
+    }
     if text.trim_start().starts_with('{') {
         let doc: RecipientsDocument =
             // serde_json's messages can quote the input: only the position is kept.

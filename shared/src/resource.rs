@@ -25,6 +25,11 @@ pub const DROPPED_ANNOTATIONS: &[&str] = &[
 
 /// Annotation on an input Secret that picks the scope when `--scope` is not given.
 pub const SCOPE_ANNOTATION: &str = "kseal.dev/scope";
+/// Bitnami's scope annotations, which kubeseal reads from an input Secret (and the
+/// Bitnami controller from a SealedSecret): `"true"` makes it cluster-wide or
+/// namespace-wide. kseal reads them from an input Secret too.
+pub const BITNAMI_CLUSTER_WIDE_ANNOTATION: &str = "sealedsecrets.bitnami.com/cluster-wide";
+pub const BITNAMI_NAMESPACE_WIDE_ANNOTATION: &str = "sealedsecrets.bitnami.com/namespace-wide";
 
 /// A Secret sealed to one or more public keys, safe to commit.
 // Each `printcolumn(...)` repeats `type_`; clippy reads that as a duplicated attribute.

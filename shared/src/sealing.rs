@@ -12,8 +12,8 @@ use crate::keys::{Key, Keyring};
 use crate::manifest::SecretInput;
 use crate::recipients::RecipientSet;
 use crate::resource::{
-    DROPPED_ANNOTATIONS, SCOPE_ANNOTATION, SealedSecret, SealedSecretSpec, SecretTemplate,
-    TemplateMetadata,
+    BITNAMI_CLUSTER_WIDE_ANNOTATION, BITNAMI_NAMESPACE_WIDE_ANNOTATION, DROPPED_ANNOTATIONS,
+    SCOPE_ANNOTATION, SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata,
 };
 use crate::scope::{Binding, NameError, Scope, validate_name};
 
@@ -84,17 +84,55 @@ pub fn seal_secret(
     Ok(sealed)
 }
 
+/// The annotations of an input Secret that pick the scope (kseal's, and kubeseal's);
+/// they stay out of the template.
+const SCOPE_ANNOTATIONS: [&str; 3] = [
+    SCOPE_ANNOTATION,
+    BITNAMI_CLUSTER_WIDE_ANNOTATION,
+    BITNAMI_NAMESPACE_WIDE_ANNOTATION,
+];
+
 /// The annotations of an input Secret that belong in the template: all but kubectl's
-/// last-applied-configuration (a plaintext copy of the Secret) and kseal's own scope
-/// annotation.
+/// last-applied-configuration (a plaintext copy of the Secret) and the scope annotations.
 pub fn template_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     annotations
         .iter()
         .filter(|(k, _)| {
-            !DROPPED_ANNOTATIONS.contains(&k.as_str()) && k.as_str() != SCOPE_ANNOTATION
+            !DROPPED_ANNOTATIONS.contains(&k.as_str()) && !SCOPE_ANNOTATIONS.contains(&k.as_str())
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
+}
+
+/// The scope an input Secret's annotations ask for: `kseal.dev/scope`, or kubeseal's
+/// `sealedsecrets.bitnami.com/cluster-wide` / `namespace-wide` set to `"true"` (cluster-wide
+/// wins, as in Bitnami's controller). `None` when none is set; an error, naming the
+/// annotations, when they disagree or the value is not a scope.
+pub fn scope_from_annotations(
+    annotations: &BTreeMap<String, String>,
+) -> Result<Option<Scope>, String> {
+    let ours = annotations
+        .get(SCOPE_ANNOTATION)
+        .map(|v| {
+            v.parse::<Scope>()
+                .map_err(|e| format!("annotation {SCOPE_ANNOTATION}: {e}"))
+        })
+        .transpose()?;
+    let set = |key: &str| annotations.get(key).is_some_and(|v| v == "true");
+    let bitnami = if set(BITNAMI_CLUSTER_WIDE_ANNOTATION) {
+        Some((BITNAMI_CLUSTER_WIDE_ANNOTATION, Scope::ClusterWide))
+    } else if set(BITNAMI_NAMESPACE_WIDE_ANNOTATION) {
+        Some((BITNAMI_NAMESPACE_WIDE_ANNOTATION, Scope::NamespaceWide))
+    } else {
+        None
+    };
+    match (ours, bitnami) {
+        (Some(a), Some((key, b))) if a != b => Err(format!(
+            "annotations {SCOPE_ANNOTATION} ({a}) and {key} ({b}) disagree: keep one"
+        )),
+        (Some(scope), _) | (None, Some((_, scope))) => Ok(Some(scope)),
+        (None, None) => Ok(None),
+    }
 }
 
 /// Seals items into an existing SealedSecret, replacing items of the same key and

@@ -11,93 +11,20 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, Subcommand, ValueHint};
 use kseal_core::atrest::config::{self, Lint, SecretsCoverage, Severity};
 use kseal_core::atrest::evidence::{self, ClusterVerdict, Verdict};
 use kseal_core::atrest::probe::{self, ProbeOptions};
 use kseal_core::atrest::stored::{self, Standing, Stored, StoredProvider};
 use serde::Serialize;
 
-use crate::cluster::{Cluster, ClusterArgs};
+use crate::cli::{AtRest, CheckArgs, LintArgs, ScanArgs};
+use crate::cluster::Cluster;
 use crate::io::{out, outln};
 
 /// The check ran and found a problem (plaintext, an invalid config, stale data).
 pub const EXIT_FAILED: u8 = 3;
 /// The check ran but could not decide (missing permissions, managed control plane).
 pub const EXIT_UNKNOWN: u8 = 4;
-
-#[derive(Debug, Subcommand)]
-pub enum AtRest {
-    /// Lint an EncryptionConfiguration file (YAML or JSON): validity, and what it does to Secrets
-    Lint(LintArgs),
-    /// Ask each apiserver how it stores Secrets: flags, health, metrics and a canary write
-    Check(CheckArgs),
-    /// Read every Secret's stored value from etcd and classify it (plaintext, provider, key)
-    ScanEtcd(ScanArgs),
-    /// Write Secrets back unchanged so the apiserver stores them under its current provider and key
-    Rewrite(super::rewrite::RewriteArgs),
-}
-
-#[derive(Debug, Args)]
-pub struct LintArgs {
-    /// The file kube-apiserver's --encryption-provider-config names
-    #[arg(value_name = "FILE", value_hint = ValueHint::FilePath)]
-    pub file: PathBuf,
-    /// Print the result as JSON
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct CheckArgs {
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// Namespace for the canary Secret [default: the context's namespace]
-    #[arg(short = 'n', long, value_name = "NAMESPACE")]
-    pub namespace: Option<String>,
-    /// Do not write the canary Secret (the verdict then rests on flags and metrics only)
-    #[arg(long)]
-    pub no_canary: bool,
-    /// Print the result as JSON
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct ScanArgs {
-    /// etcd endpoints, comma-separated (as etcdctl's --endpoints)
-    #[arg(
-        long,
-        value_name = "URLS",
-        value_delimiter = ',',
-        default_value = "127.0.0.1:2379"
-    )]
-    pub endpoints: Vec<String>,
-    /// CA bundle that signed etcd's serving certificate (kubeadm: /etc/kubernetes/pki/etcd/ca.crt)
-    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
-    pub cacert: Option<PathBuf>,
-    /// Client certificate (kubeadm: /etc/kubernetes/pki/apiserver-etcd-client.crt)
-    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, requires = "key")]
-    pub cert: Option<PathBuf>,
-    /// Client key for --cert
-    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath, requires = "cert")]
-    pub key: Option<PathBuf>,
-    /// kube-apiserver's --etcd-prefix
-    #[arg(long, value_name = "PREFIX", default_value = "/registry")]
-    pub prefix: String,
-    /// The EncryptionConfiguration the apiservers run: marks values on an old provider or key as stale
-    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
-    pub config: Option<PathBuf>,
-    /// Keys read per request
-    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(i64).range(1..=1_000_000))]
-    pub page_size: i64,
-    /// Give up on an unreachable endpoint after this many seconds
-    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
-    pub timeout: u64,
-    /// Print the result as JSON
-    #[arg(long)]
-    pub json: bool,
-}
 
 pub fn run(command: &AtRest) -> Result<ExitCode> {
     match command {
@@ -182,8 +109,7 @@ fn describe_coverage(c: &SecretsCoverage) -> String {
 }
 
 fn check(args: &CheckArgs) -> Result<ExitCode> {
-    let cluster = Cluster::connect(&args.cluster)?
-        .context("no kubeconfig: pass --kubeconfig or set $KUBECONFIG")?;
+    let cluster = Cluster::require(&args.cluster)?;
     let options = ProbeOptions {
         canary_namespace: (!args.no_canary).then(|| {
             args.namespace

@@ -35,11 +35,19 @@ pub fn run(args: &MergeArgs) -> Result<()> {
         }
     }
     if !items.is_empty() {
-        let recipients = args.recipients.resolve()?;
+        let resolved = args.recipients.resolve()?;
+        let recipients = resolved.set;
         let given = recipients.fingerprints();
         if !sealed.spec.recipients.is_empty() && given != sealed.spec.recipients {
+            let path = args.file.display();
+            if let Some((newest, _)) = &resolved.cluster {
+                bail!(
+                    "{name}: its items are sealed to {} but the cluster's newest key is {newest} (keys rotate): run `kseal reseal {path}` to re-encrypt them to the newest, then merge again",
+                    join(&sealed.spec.recipients),
+                );
+            }
             bail!(
-                "{name}: its items are sealed to recipients {} but these are {}; pass the same recipients, or seal the whole Secret again to change them",
+                "{name}: its items are sealed to recipients {} but these are {}; pass the same recipients, or `kseal reseal {path}` to re-encrypt the file to the cluster's newest key",
                 join(&sealed.spec.recipients),
                 join(&given)
             );

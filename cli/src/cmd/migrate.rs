@@ -127,7 +127,7 @@ fn opener(args: &MigrateArgs) -> Result<Opener> {
         keys.add(&input.bytes)
             .with_context(|| format!("--bitnami-key {}", input.name))?;
     }
-    let recipients = args.recipients.resolve()?;
+    let recipients = args.recipients.resolve()?.set;
     Ok(Opener::Keys(keys, recipients))
 }
 

@@ -6,9 +6,11 @@ pub mod inspect;
 pub mod keygen;
 pub mod merge;
 pub mod migrate;
+pub mod recipients;
 pub mod rewrite;
 pub mod seal;
 pub mod services;
+pub mod status;
 pub mod unseal;
 pub mod validate;
 

@@ -12,11 +12,10 @@
 //! again and that version written, so the edit stays. Values are never parsed, printed
 //! or logged; the buffers holding them are wiped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use clap::{Args, ValueHint};
 use futures::{StreamExt, TryStreamExt};
 use http::header::CONTENT_TYPE;
 use k8s_openapi::api::core::v1::Secret;
@@ -24,35 +23,9 @@ use kube::api::{Api, ListParams};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::cluster::{Cluster, ClusterArgs};
+use crate::cli::RewriteArgs;
+use crate::cluster::Cluster;
 use crate::io::outln;
-
-#[derive(Debug, Args)]
-pub struct RewriteArgs {
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-    /// Only Secrets in this namespace [default: every namespace]
-    #[arg(short = 'n', long, value_name = "NAMESPACE")]
-    pub namespace: Option<String>,
-    /// Only the Secrets a `kseal at-rest scan-etcd --json` report lists as plaintext or stale
-    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
-    pub from_scan: Option<PathBuf>,
-    /// Record progress here after each page, and resume from it when it exists
-    #[arg(long, value_name = "FILE", value_hint = ValueHint::FilePath)]
-    pub checkpoint: Option<PathBuf>,
-    /// Secrets per page (one list request, then one checkpoint)
-    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
-    pub page_size: u32,
-    /// Secrets rewritten at once
-    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub concurrency: u16,
-    /// Print the Secrets it would rewrite, and write nothing
-    #[arg(long)]
-    pub dry_run: bool,
-    /// Print the result as JSON
-    #[arg(long)]
-    pub json: bool,
-}
 
 /// What the rewrite did, also the checkpoint's content.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
@@ -84,8 +57,7 @@ enum Outcome {
 const MAX_CONFLICTS: u64 = 20;
 
 pub fn run(args: &RewriteArgs) -> Result<ExitCode> {
-    let cluster = Cluster::connect(&args.cluster)?
-        .context("no kubeconfig: pass --kubeconfig or set $KUBECONFIG")?;
+    let cluster = Cluster::require(&args.cluster)?;
     let selection = match (&args.from_scan, &args.namespace) {
         (Some(scan), ns) => format!(
             "from scan {}{}",

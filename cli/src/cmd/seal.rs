@@ -7,9 +7,8 @@ use kseal_core::item;
 use kseal_core::manifest::{SecretInput, parse_documents, scrub, secret_from_value};
 use kseal_core::policy;
 use kseal_core::recipients::RecipientSet;
-use kseal_core::resource::SCOPE_ANNOTATION;
 use kseal_core::scope::{Binding, Scope};
-use kseal_core::sealing::seal_secret;
+use kseal_core::sealing::{scope_from_annotations, seal_secret};
 
 use super::{doc_label, output_format};
 use crate::cli::SealArgs;
@@ -24,7 +23,8 @@ pub fn run(args: &SealArgs) -> Result<()> {
     }
     let input = read_input(args.file.as_deref(), "reading Secrets from stdin")?;
     let (_, mut docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
-    let (recipients, context_namespace) = args.recipients.resolve_with_cluster()?;
+    let resolved = args.recipients.resolve()?;
+    let (recipients, context_namespace) = (resolved.set, resolved.cluster.map(|(_, ns)| ns));
     let total = docs.len();
     let mut sealed = Vec::with_capacity(total);
     for (i, doc) in docs.iter_mut().enumerate() {
@@ -73,12 +73,9 @@ fn scope_for(flag: Option<Scope>, secret: &SecretInput) -> Result<Scope> {
     if let Some(scope) = flag {
         return Ok(scope);
     }
-    match secret.annotations.get(SCOPE_ANNOTATION) {
-        Some(value) => value
-            .parse()
-            .map_err(|e| anyhow!("annotation {SCOPE_ANNOTATION}: {e}")),
-        None => Ok(Scope::Strict),
-    }
+    Ok(scope_from_annotations(&secret.annotations)
+        .map_err(|e| anyhow!(e))?
+        .unwrap_or(Scope::Strict))
 }
 
 /// Fills in namespace and name from the flags, refusing contradictions.
@@ -148,7 +145,7 @@ fn raw(args: &SealArgs) -> Result<()> {
             }
             other => anyhow!(other),
         })?;
-    let recipients = args.recipients.resolve()?;
+    let recipients = args.recipients.resolve()?.set;
     let sealed = item::seal(&recipients, &binding, &value.bytes)?;
     let newline = if std::io::stdout().is_terminal() {
         "\n"

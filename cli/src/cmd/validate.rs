@@ -1,22 +1,36 @@
-//! `kseal validate FILE…`: offline checks for CI. Prints one line per object on stdout
-//! when it passes, one line per problem on stderr, and exits non-zero if any failed.
+//! `kseal validate FILE…`: checks for CI. Offline unless `--cluster` asks for the
+//! cluster's keys. Prints one line per object on stdout when it passes, notices and one
+//! line per problem on stderr, and exits non-zero if any failed.
 
 use anyhow::{Result, bail};
-use kseal_core::audit::problems;
+use kseal_core::audit::{ExpectedRecipients, RecipientsCheck, check_recipients, problems};
 use kseal_core::manifest::{parse_documents, sealed_from_value};
+use kseal_core::recipients::Recipient;
 use kseal_core::resource::printable;
 
 use super::{doc_label, plural};
 use crate::cli::ValidateArgs;
 use crate::io::{outln, read_input};
 
-pub fn run(args: &ValidateArgs) -> Result<()> {
-    // Checked against recipients given as flags, or the cluster's when a kubeconfig is named.
-    let expected = if args.recipients.is_empty() && args.recipients.cluster.kubeconfig.is_none() {
-        None
+/// What the recorded recipients are held to: nothing without flags; exactly the named
+/// ones; with `--cluster`, one of the cluster's keys (and the named ones beside it).
+fn expected(args: &ValidateArgs) -> Result<Option<ExpectedRecipients>> {
+    let flags = &args.recipients;
+    if flags.is_empty() && !flags.with_cluster {
+        return Ok(None);
+    }
+    let named = flags.named()?.iter().map(Recipient::fingerprint).collect();
+    let cluster = if flags.with_cluster {
+        let keys = flags.connect()?.published_keys()?;
+        Some(keys.iter().map(Recipient::fingerprint).collect())
     } else {
-        Some(args.recipients.resolve()?.fingerprints())
+        None
     };
+    Ok(Some(ExpectedRecipients { named, cluster }))
+}
+
+pub fn run(args: &ValidateArgs) -> Result<()> {
+    let expected = expected(args)?;
     let mut failed = 0usize;
     let mut checked = 0usize;
     for path in &args.files {
@@ -48,7 +62,21 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                 }
             };
             let who = sealed.location();
-            let found = problems(&sealed, expected.as_deref());
+            let mut found = problems(&sealed);
+            let mut notice = None;
+            match expected
+                .as_ref()
+                .map(|e| check_recipients(&sealed.spec.recipients, e))
+            {
+                None | Some(RecipientsCheck::Pass) => {}
+                Some(RecipientsCheck::OlderClusterKey { sealed_to, newest }) => {
+                    notice = Some(format!(
+                        "sealed to the cluster's older key {sealed_to}, which it still holds (the newest is {newest}): `kseal reseal {}` re-encrypts it to the newest",
+                        input.name
+                    ));
+                }
+                Some(RecipientsCheck::Fail(why)) => found.push(why),
+            }
             if found.is_empty() {
                 outln!(
                     "{label}: {who}: ok ({}, {} scope, {})",
@@ -56,6 +84,9 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                     sealed.spec.scope,
                     plural(sealed.spec.recipients.len(), "recipient")
                 )?;
+                if let Some(notice) = notice {
+                    eprintln!("notice: {label}: {who}: {}", printable(&notice));
+                }
             } else {
                 failed += 1;
                 for p in found {

@@ -1,0 +1,253 @@
+//! `kseal status`: the cluster's keys, the controller's leader, its encryption-at-rest
+//! verdict and the SealedSecrets by readiness. Each part that cannot be read says why,
+//! and the rest is still shown (before the controller has published, or without every
+//! permission).
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use anyhow::Result;
+use k8s_openapi::api::coordination::v1::Lease;
+use kseal_core::recipients::PublishedRecipient;
+use kseal_core::resource::SealedSecret;
+use kube::api::{Api, ListParams};
+use serde::Serialize;
+
+use crate::cli::{InspectFormat, StatusArgs};
+use crate::cluster::{Cluster, LEADER_LEASE};
+use crate::io::out;
+
+/// What `kseal status -o json` prints.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Status {
+    /// Newest first; the first seals.
+    keys: Vec<PublishedRecipient>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    keys_error: Option<String>,
+    leader: Leader,
+    encryption_at_rest: Option<AtRest>,
+    sealed_secrets: Readiness,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Leader {
+    holder: Option<String>,
+    renewed: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AtRest {
+    verdict: String,
+    checked_at: Option<String>,
+    detail: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Readiness {
+    /// `None`: every namespace.
+    namespace: Option<String>,
+    total: usize,
+    /// "ready (Unsealed)", "not ready (NoMatchingKey)", "pending": how many of each.
+    by_state: BTreeMap<String, usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+pub fn run(args: &StatusArgs) -> Result<()> {
+    let cluster = Cluster::require(&args.cluster)?;
+    let status = read(&cluster, args.namespace.as_deref());
+    // Nothing could be read at all (the apiserver unreachable, or no permission for
+    // anything): that is an error, as kubectl makes it, not a report of unknowns.
+    if let (Some(_), Some(e), Some(_)) = (
+        &status.keys_error,
+        &status.leader.error,
+        &status.sealed_secrets.error,
+    ) {
+        anyhow::bail!("{e}");
+    }
+    match args.output {
+        InspectFormat::Json => out!("{}\n", serde_json::to_string_pretty(&status)?),
+        InspectFormat::Text => out!("{}", text(&status, cluster.controller_namespace())),
+    }
+}
+
+fn read(cluster: &Cluster, namespace: Option<&str>) -> Status {
+    let (keys, keys_error, annotations) = match cluster.configmap_with_annotations() {
+        Ok((doc, annotations)) => (doc.recipients, None, annotations),
+        Err(e) => (Vec::new(), Some(format!("{e:#}")), BTreeMap::new()),
+    };
+    let leases: Api<Lease> = Api::namespaced(cluster.client(), cluster.controller_namespace());
+    let leader = match cluster.runtime.block_on(leases.get_opt(LEADER_LEASE)) {
+        Ok(lease) => {
+            let spec = lease.and_then(|l| l.spec).unwrap_or_default();
+            Leader {
+                holder: spec.holder_identity.filter(|h| !h.is_empty()),
+                renewed: spec.renew_time.map(|t| seconds(&t.0.to_string())),
+                error: None,
+            }
+        }
+        Err(e) => Leader {
+            holder: None,
+            renewed: None,
+            error: Some(cluster.describe(&e)),
+        },
+    };
+    let encryption_at_rest = annotations
+        .get("kseal.dev/encryption-at-rest")
+        .map(|verdict| AtRest {
+            verdict: verdict.clone(),
+            checked_at: annotations
+                .get("kseal.dev/encryption-at-rest-checked-at")
+                .map(|t| seconds(t)),
+            detail: annotations
+                .get("kseal.dev/encryption-at-rest-detail")
+                .cloned(),
+        });
+    let sealed: Api<SealedSecret> = match namespace {
+        Some(ns) => Api::namespaced(cluster.client(), ns),
+        None => Api::all(cluster.client()),
+    };
+    let mut readiness = Readiness {
+        namespace: namespace.map(str::to_owned),
+        total: 0,
+        by_state: BTreeMap::new(),
+        error: None,
+    };
+    match cluster
+        .runtime
+        .block_on(sealed.list(&ListParams::default()))
+    {
+        Ok(list) => {
+            readiness.total = list.items.len();
+            for ss in &list.items {
+                *readiness.by_state.entry(state(ss)).or_default() += 1;
+            }
+        }
+        Err(e) => readiness.error = Some(cluster.describe(&e)),
+    }
+    Status {
+        keys,
+        keys_error,
+        leader,
+        encryption_at_rest,
+        sealed_secrets: readiness,
+    }
+}
+
+/// "ready (Unsealed)", "not ready (REASON)", or "pending" before the controller's first
+/// word on it.
+fn state(ss: &SealedSecret) -> String {
+    ss.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"))
+        .map(|c| {
+            let ready = if c.status == "True" {
+                "ready"
+            } else {
+                "not ready"
+            };
+            format!("{ready} ({})", c.reason)
+        })
+        .unwrap_or_else(|| "pending".into())
+}
+
+fn text(status: &Status, controller_namespace: &str) -> String {
+    let mut out = String::new();
+    match &status.keys_error {
+        Some(e) => {
+            let _ = writeln!(out, "keys: none published ({e})");
+        }
+        None => {
+            let _ = writeln!(out, "keys (newest first, the first seals):");
+        }
+    }
+    for r in &status.keys {
+        let created = r.created.as_deref().map_or_else(|| "?".to_owned(), seconds);
+        let _ = writeln!(
+            out,
+            "  {}  {}  created {created}",
+            r.fingerprint, r.recipient
+        );
+    }
+    let leader = &status.leader;
+    let _ = match (&leader.error, &leader.holder) {
+        (Some(e), _) => writeln!(out, "leader: unknown ({e})"),
+        (None, Some(holder)) => writeln!(
+            out,
+            "leader: {holder} (renewed {})",
+            leader.renewed.as_deref().unwrap_or("never")
+        ),
+        (None, None) => writeln!(
+            out,
+            "leader: none (no holder of Lease {controller_namespace}/{LEADER_LEASE})"
+        ),
+    };
+    match &status.encryption_at_rest {
+        Some(at_rest) => {
+            let _ = writeln!(
+                out,
+                "encryption at rest: {} (checked {})",
+                at_rest.verdict,
+                at_rest.checked_at.as_deref().unwrap_or("?")
+            );
+            if let Some(detail) = &at_rest.detail {
+                let _ = writeln!(out, "  {detail}");
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "encryption at rest: not checked by the controller (--require-encryption-at-rest=off?)"
+            );
+        }
+    }
+    let readiness = &status.sealed_secrets;
+    let label = match &readiness.namespace {
+        Some(ns) => format!("sealedsecrets in {ns}"),
+        None => "sealedsecrets".to_owned(),
+    };
+    let _ = match &readiness.error {
+        Some(e) => writeln!(out, "{label}: unknown ({e})"),
+        None => {
+            let summary: Vec<String> = readiness
+                .by_state
+                .iter()
+                .map(|(state, n)| format!("{n} {state}"))
+                .collect();
+            writeln!(out, "{label}: {} [{}]", readiness.total, summary.join(", "))
+        }
+    };
+    out
+}
+
+/// An RFC 3339 time to the second, as `kseal status` prints every time (the API gives
+/// them in seconds, microseconds or nanoseconds); anything else as it is.
+fn seconds(time: &str) -> String {
+    match time.parse::<k8s_openapi::jiff::Timestamp>() {
+        Ok(t) => t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        Err(_) => time.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_times_are_to_the_second() {
+        for t in [
+            "2026-12-02T17:01:23Z",
+            "2026-12-02T17:01:23.066136Z",
+            "2026-12-02T17:01:23.145993188Z",
+        ] {
+            assert_eq!(seconds(t), "2026-12-02T17:01:23Z");
+        }
+        assert_eq!(seconds("?"), "?");
+    }
+}
