@@ -873,3 +873,195 @@ async fn a_throttled_verify_says_so_once_and_finishes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("rate limit").count(), 1, "{stderr}");
 }
+
+/// A user's month across a key rotation, with the CLI as a user runs it: seal, rotate,
+/// `validate` offline and against the cluster, `merge` (refused, pointing to `reseal`),
+/// `reseal`, `merge` again, `validate` again; then the cluster unseals every value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_walk_through_with_the_cli() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    cluster.recipients().await;
+    let admin = cluster.path("admin");
+    let admin = admin.to_str().unwrap();
+    let run = |args: &[&str]| {
+        let out = cluster.kseal_unchecked(args, b"");
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    // Sealed to the cluster's key through the kubeconfig, and to the cluster plus an
+    // escrow key.
+    let input = secret_yaml("shop", "app", &[("password", "pw-walk-1")]);
+    cluster.kseal(
+        &["seal", "--kubeconfig", admin, "-w", "app.yaml"],
+        input.as_bytes(),
+    );
+    let escrow = cluster.kseal(&["keygen", "-o", "escrow-key.txt"], b"");
+    std::fs::write(cluster.path("escrow.recipients"), &escrow.stdout).unwrap();
+    // (secret_yaml's type is basic-auth: a password is an item it must have.)
+    let input = secret_yaml("shop", "escrowed", &[("password", "tk-walk-2")]);
+    cluster.kseal(
+        &[
+            "seal",
+            "--kubeconfig",
+            admin,
+            "--cluster",
+            "-R",
+            "escrow.recipients",
+            "-w",
+            "escrowed.yaml",
+        ],
+        input.as_bytes(),
+    );
+    let old = document(&cluster).await.recipients[0].fingerprint.clone();
+
+    assert!(rotate_key(&cluster).status.success());
+    wait_for("the new key", || async {
+        (document(&cluster).await.recipients.len() == 2).then_some(())
+    })
+    .await;
+    let newest = document(&cluster).await.recipients[0].fingerprint.clone();
+    assert_ne!(old, newest);
+
+    // Offline, a kubeconfig in reach or not: the structure is checked, nothing more.
+    let (code, stdout, stderr) = run(&["validate", "app.yaml", "--kubeconfig", admin]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stdout.contains("shop/app: ok (1 item, strict scope, 1 recipient)"),
+        "{stdout}"
+    );
+    assert_eq!(stderr, "");
+    // Against the cluster: sealed to a key it still holds is a pass, with a notice.
+    let (code, stdout, stderr) = run(&["validate", "app.yaml", "--cluster", "--kubeconfig", admin]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("shop/app: ok"), "{stdout}");
+    assert!(
+        stderr.contains(&format!(
+            "notice: app.yaml: shop/app: sealed to the cluster's older key {old}, which it still holds (the newest is {newest}): `kseal reseal app.yaml`"
+        )),
+        "{stderr}"
+    );
+    // The escrow key is a stranger unless named.
+    let (code, _, stderr) = run(&[
+        "validate",
+        "escrowed.yaml",
+        "--cluster",
+        "--kubeconfig",
+        admin,
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(stderr.contains("also sealed to ["), "{stderr}");
+    let (code, _, stderr) = run(&[
+        "validate",
+        "escrowed.yaml",
+        "--cluster",
+        "-R",
+        "escrow.recipients",
+        "--kubeconfig",
+        admin,
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stderr.contains("notice: "), "{stderr}");
+
+    // A merge to the newest key would mix keys in one object: it points to reseal.
+    let before = std::fs::read(cluster.path("app.yaml")).unwrap();
+    let (code, _, stderr) = run(&[
+        "merge",
+        "app.yaml",
+        "--from-literal",
+        "api-token=tk-walk-3",
+        "--kubeconfig",
+        admin,
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains(&format!(
+            "the cluster's newest key is {newest} (keys rotate): run `kseal reseal app.yaml`"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(cluster.path("app.yaml")).unwrap(),
+        before,
+        "nothing written"
+    );
+
+    cluster.kseal(
+        &["reseal", "app.yaml", "escrowed.yaml", "--kubeconfig", admin],
+        b"",
+    );
+    cluster.kseal(
+        &[
+            "merge",
+            "app.yaml",
+            "--from-literal",
+            "api-token=tk-walk-3",
+            "--kubeconfig",
+            admin,
+        ],
+        b"",
+    );
+    for (file, extra) in [
+        ("app.yaml", None),
+        ("escrowed.yaml", Some("escrow.recipients")),
+    ] {
+        let mut args = vec!["validate", file, "--cluster", "--kubeconfig", admin];
+        if let Some(r) = extra {
+            args.extend(["-R", r]);
+        }
+        let (code, stdout, stderr) = run(&args);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(stdout.contains(": ok ("), "{stdout}");
+        assert_eq!(stderr, "", "no notice once resealed");
+    }
+
+    // A file sealed to a key the cluster never held fails against the cluster.
+    let stranger = cluster.kseal(&["keygen", "-o", "stranger-key.txt"], b"");
+    let recipient = String::from_utf8_lossy(&stranger.stdout).trim().to_owned();
+    let input = secret_yaml("shop", "lost", &[("password", "pw-walk-4")]);
+    cluster.kseal(
+        &["seal", "-r", &recipient, "-w", "lost.yaml"],
+        input.as_bytes(),
+    );
+    let (code, _, stderr) = run(&["validate", "lost.yaml", "--cluster", "--kubeconfig", admin]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("none of them a key the cluster holds"),
+        "{stderr}"
+    );
+
+    // The cluster opens every value: the merged item, and the escrowed one.
+    for file in ["app.yaml", "escrowed.yaml"] {
+        cluster
+            .kubectl(&["apply", "-f", cluster.path(file).to_str().unwrap()])
+            .await;
+    }
+    let secrets = cluster.secrets("shop");
+    let value = |name: &'static str, key: &'static str| {
+        let secrets = secrets.clone();
+        async move {
+            wait_for("the Secret", || async {
+                let s = secrets.get_opt(name).await.ok().flatten()?;
+                let v = s.data?.get(key)?.0.clone();
+                Some(String::from_utf8(v).unwrap())
+            })
+            .await
+        }
+    };
+    assert_eq!(value("app", "password").await, "pw-walk-1");
+    assert_eq!(value("app", "api-token").await, "tk-walk-3");
+    assert_eq!(value("escrowed", "password").await, "tk-walk-2");
+    // And the escrow key still opens the resealed file, offline.
+    let out = cluster.kseal(
+        &["unseal", "-i", "escrow-key.txt", "-f", "escrowed.yaml"],
+        b"",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("tk-walk-2")
+            || String::from_utf8_lossy(&out.stdout).contains("dGstd2Fsay0y")
+    );
+}
