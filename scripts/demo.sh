@@ -39,6 +39,7 @@ if ! command -v age >/dev/null; then
     exit 1
   fi
 fi
-ITEM=password FILE="$work/sealed.yaml" KEY=examples/demo-cluster-key.txt
-awk -v item="$ITEM" '/^  encryptedData:$/ {in_data = 1; next} /^  [^ ]/ {in_data = 0} in_data && $1 == item ":" {print $2}' "$FILE" | base64 -d | age -d -i "$KEY" | tail -n +2
+# The command exactly as docs/recovery.md gives it (between its markers, without the fence).
+recover=$(sed -n '/recovery-command: begin/,/recovery-command: end/p' docs/recovery.md | sed '1,2d' | head -n -2)
+ITEM=password FILE="$work/sealed.yaml" KEY=examples/demo-cluster-key.txt bash -c "$recover"
 echo

@@ -86,6 +86,79 @@ fn three_recipients_each_open_alone_with_kseal_and_with_stock_age() {
     }
 }
 
+/// The documented stock-age command on what `kseal seal` writes for several Secrets: a
+/// multi-document YAML file and a JSON `List` (and the JSON re-indented by 4, as kubectl
+/// prints it). `NAME` picks the object; without it, an item several objects have is
+/// refused in one line, before age sees anything.
+#[test]
+fn stock_age_opens_items_of_multi_document_yaml_and_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (identity, recipient) = keygen(dir.path(), "k.txt");
+    let two = format!(
+        "{}---\n{}",
+        secret_yaml(),
+        secret_yaml()
+            .replace("name: app", "name: web")
+            .replace("hunter2", "hunter3")
+    );
+    for file in ["two.yaml", "two.json"] {
+        let out = run_in(
+            dir.path(),
+            &["seal", "-r", &recipient, "-w", file],
+            two.as_bytes(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("two.json")).unwrap()).unwrap();
+    assert_eq!(json["kind"], "List");
+    let mut four = Vec::new();
+    let indent = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    serde::Serialize::serialize(
+        &json,
+        &mut serde_json::Serializer::with_formatter(&mut four, indent),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("two-kubectl.json"), four).unwrap();
+
+    let recover = |file: &str, item: &str, name: Option<&str>| {
+        let mut command = Command::new("bash");
+        command
+            .args(["-c", &recovery_command()])
+            .current_dir(dir.path())
+            .env("ITEM", item)
+            .env("FILE", file)
+            .env("KEY", &identity);
+        if let Some(name) = name {
+            command.env("NAME", name);
+        }
+        command.output().unwrap()
+    };
+    for file in ["two.yaml", "two.json", "two-kubectl.json"] {
+        for (name, password) in [("app", "hunter2"), ("web", "hunter3")] {
+            let out = recover(file, "password", Some(name));
+            assert!(out.status.success(), "{file} {name}: {}", stderr(&out));
+            assert_eq!(out.stdout, password.as_bytes(), "{file} {name}");
+            let out = recover(file, "blob", Some(name));
+            assert_eq!(out.stdout, BINARY, "{file} {name}: {}", stderr(&out));
+        }
+        let out = recover(file, "password", None);
+        assert!(!out.status.success());
+        assert!(out.stdout.is_empty());
+        assert_eq!(
+            stderr(&out),
+            "2 SealedSecrets have an item password: set NAME to the one to open\n",
+            "{file}"
+        );
+        let out = recover(file, "password", Some("db"));
+        assert_eq!(
+            stderr(&out),
+            "no item password in SealedSecret db\n",
+            "{file}"
+        );
+    }
+}
+
 #[test]
 fn raw_values_open_with_stock_age_and_carry_their_binding() {
     let dir = tempfile::tempdir().unwrap();
