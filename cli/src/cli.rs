@@ -116,7 +116,8 @@ pub struct SealArgs {
     /// Write to this file (replaced atomically, and only if sealing succeeds) instead of stdout
     #[arg(short = 'w', long = "write", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub write: Option<PathBuf>,
-    /// Where the sealed values may be unsealed [default: the Secret's kseal.dev/scope annotation, else strict]
+    /// Where the sealed values may be unsealed [default: the Secret's kseal.dev/scope annotation,
+    /// or kubeseal's sealedsecrets.bitnami.com/cluster-wide or namespace-wide, else strict]
     #[arg(long, value_parser = parse_scope)]
     pub scope: Option<Scope>,
     /// Namespace, for Secrets that do not name one (and for --raw)

@@ -3,6 +3,7 @@
 mod cli;
 mod cluster;
 mod cmd;
+mod help;
 mod io;
 mod recipients;
 
@@ -14,7 +15,7 @@ use clap::{CommandFactory, FromArgMatches};
 use crate::cli::{Cli, Command};
 
 fn main() -> ExitCode {
-    let mut command = Cli::command();
+    let mut command = help::decorate(Cli::command());
     // Installed as `kubectl-kseal`, kubectl runs it for `kubectl kseal …`.
     let invoked_as = std::env::args_os().next().and_then(|a| {
         std::path::Path::new(&a)
@@ -112,9 +113,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             use anyhow::Context as _;
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("{}: cannot create", dir.display()))?;
-            clap_mangen::generate_to(Cli::command(), &dir)
-                .with_context(|| format!("{}: cannot write", dir.display()))?;
-            Ok(())
+            help::write_man_pages(Cli::command(), &dir)
+                .with_context(|| format!("{}: cannot write", dir.display()))
         }
     }
     .map(|()| ExitCode::SUCCESS)

@@ -30,6 +30,19 @@ fn man_pages_for_every_command() {
         );
         assert!(text.contains(".SH"), "{page} has sections");
     }
+    // Every page (one per command) ends with examples and exit statuses.
+    let pages: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(pages.len(), 19, "one page per command");
+    for page in pages {
+        let path = page.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        for section in [
+            ".SH EXAMPLES\n.PP\n",
+            ".SH \"EXIT STATUS\"\n.TP\n\\fB0\\fR\n",
+        ] {
+            assert!(text.contains(section), "{}: {section:?}", path.display());
+        }
+    }
     let seal = std::fs::read_to_string(dir.path().join("kseal-seal.1")).unwrap();
     assert!(seal.contains("recipients\\-file"), "options are documented");
 }
