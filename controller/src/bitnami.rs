@@ -43,7 +43,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
         Err(e) => {
             ctx.metrics.failure(e.reason());
             if !matches!(e, Error::Kube(_)) {
-                tracing::warn!(sealedsecret = %location(&ss), kind = "bitnami", reason = e.reason(), error = %e, "cannot unseal");
+                tracing::warn!(sealedsecret = %location(&ss), kind = "bitnami", reason = %e.reason(), error = %e, "cannot unseal");
                 set_status(&ss, &ctx, Some(e)).await?;
             }
             Err(result.err().unwrap_or(Error::NoKeys))

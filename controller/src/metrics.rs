@@ -148,10 +148,10 @@ impl Metrics {
         self.writes.get_or_create(&WriteLabel { object }).inc();
     }
 
-    pub fn failure(&self, reason: &str) {
+    pub fn failure(&self, reason: kseal_core::reason::Reason) {
         self.failures
             .get_or_create(&Reason {
-                reason: reason.to_owned(),
+                reason: reason.as_str().to_owned(),
             })
             .inc();
     }

@@ -23,6 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kseal_core::policy;
+use kseal_core::reason::Reason;
 use kseal_core::resource::{SealedSecret, SealedSecretStatus, SecretTemplate};
 use kseal_core::sealing::{ItemError, unseal};
 use kube::api::PostParams;
@@ -184,25 +185,17 @@ pub enum Error {
 
 impl Error {
     /// The condition reason, also the metric label.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> Reason {
         match self {
-            Error::Unseal(e) => {
-                let r = e.source.reason();
-                if r == "DecryptionFailed" || r == "MalformedSealedValue" {
-                    "DecryptionFailed"
-                } else {
-                    r
-                }
-            }
-            Error::NoKeys => "NoMatchingKey",
+            Error::Unseal(e) => e.source.reason(),
+            Error::NoKeys => Reason::NoMatchingKey,
             Error::Bitnami(e) => e.reason(),
-            Error::SecretNotOwned(_) => "SecretNotOwned",
-            Error::SecretRejected(_) => "SecretRejected",
-            Error::SecretChanged(_) => "ApiError",
-            Error::NoNamespace => "InvalidSealedSecret",
+            Error::SecretNotOwned(_) => Reason::SecretNotOwned,
+            Error::SecretRejected(_) => Reason::SecretRejected,
+            Error::SecretChanged(_) | Error::Kube(_) => Reason::ApiError,
+            Error::NoNamespace => Reason::InvalidSealedSecret,
             Error::Policy(e) => e.reason(),
-            Error::EncryptionAtRestNotConfigured => "EncryptionAtRestNotConfigured",
-            Error::Kube(_) => "ApiError",
+            Error::EncryptionAtRestNotConfigured => Reason::EncryptionAtRestNotConfigured,
         }
     }
 
@@ -243,7 +236,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                 &ss,
                 &ctx,
                 "True",
-                "Unsealed",
+                Reason::Unsealed,
                 "all items unsealed into the Secret",
             )
             .await?;
@@ -264,7 +257,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
         Err(e) => {
             ctx.metrics.failure(e.reason());
             if e.permanent() {
-                tracing::warn!(sealedsecret = %key_of(&ss), reason = e.reason(), error = %e, "cannot unseal");
+                tracing::warn!(sealedsecret = %key_of(&ss), reason = %e.reason(), error = %e, "cannot unseal");
                 let changed = set_status(&ss, &ctx, "False", e.reason(), &e.to_string()).await?;
                 if changed {
                     publish_event(&ss, &ctx, true, "UnsealFailed", e.to_string()).await;
@@ -600,7 +593,7 @@ async fn set_status(
     ss: &SealedSecret,
     ctx: &Context,
     status: &str,
-    reason: &str,
+    reason: Reason,
     message: &str,
 ) -> Result<bool, Error> {
     let generation = ss.metadata.generation;
@@ -618,7 +611,7 @@ async fn set_status(
         Condition {
             type_: type_.into(),
             status: status.into(),
-            reason: reason.into(),
+            reason: reason.as_str().into(),
             message: message.into(),
             observed_generation: generation,
             last_transition_time: transition,

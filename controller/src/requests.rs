@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use governor::DefaultKeyedRateLimiter;
+use kseal_core::reason::Reason;
 use kseal_core::resource::{SealedSecretRequest, SealedSecretRequestStatus};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -165,7 +166,7 @@ async fn handle(
     }
     let status = if limiter.check_key(&namespace).is_err() {
         failed(
-            "RateLimited",
+            Reason::RateLimited,
             format!("too many requests in namespace {namespace:?}; retry in a few seconds"),
         )
     } else {
@@ -187,7 +188,7 @@ async fn handle(
                 ..Default::default()
             },
             Answer::Refused { reason, message } => failed(reason, message),
-            Answer::Unavailable(why) => failed("NoMatchingKey", why),
+            Answer::Unavailable(why) => failed(Reason::NoMatchingKey, why),
         }
     };
     let patch = serde_json::json!({"status": status});
@@ -199,10 +200,10 @@ async fn handle(
     }
 }
 
-fn failed(reason: &str, message: String) -> SealedSecretRequestStatus {
+fn failed(reason: Reason, message: String) -> SealedSecretRequestStatus {
     SealedSecretRequestStatus {
         phase: Some("Failed".into()),
-        reason: Some(reason.into()),
+        reason: Some(reason.as_str().into()),
         message: Some(message),
         ..Default::default()
     }

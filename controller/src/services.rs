@@ -21,6 +21,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota};
 use kseal_core::manifest::{Aliases, parse_documents_with, sealed_from_value};
+use kseal_core::reason::Reason;
 use kseal_core::resource::{RequestOperation, SealedSecret};
 use kseal_core::sealing::{reseal, unseal};
 use serde_json::json;
@@ -92,10 +93,7 @@ pub enum Answer {
     /// Reseal: the object with every item re-encrypted to the newest key.
     Resealed(Box<SealedSecret>),
     /// An item cannot be opened: the reason (as in a Ready condition) and a message.
-    Refused {
-        reason: &'static str,
-        message: String,
-    },
+    Refused { reason: Reason, message: String },
     /// No key is loaded yet.
     Unavailable(String),
 }
@@ -130,7 +128,7 @@ fn migrate(keys: &KeyStore, sealed: &SealedSecret) -> Answer {
     let bitnami = keys.bitnami();
     if bitnami.is_empty() {
         return Answer::Refused {
-            reason: "NoMatchingKey",
+            reason: Reason::NoMatchingKey,
             message: "this controller imported no Bitnami keys (--bitnami-keys-namespace)".into(),
         };
     }
@@ -168,7 +166,7 @@ fn migrate(keys: &KeyStore, sealed: &SealedSecret) -> Answer {
     match result {
         Ok(()) => Answer::Resealed(Box::new(out)),
         Err(e) => Answer::Refused {
-            reason: "InvalidSealedSecret",
+            reason: Reason::InvalidSealedSecret,
             message: e.to_string(),
         },
     }

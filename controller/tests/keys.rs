@@ -311,7 +311,14 @@ async fn verify_and_reseal_through_the_api() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("shop/other: cannot be unsealed by this cluster: ScopeMismatch"),
+        err.contains("shop/other: cannot be unsealed by this cluster: ScopeMismatch (item \"password\": sealed for name \"app\""),
+        "{err}"
+    );
+    // The same reason as the condition and the metric, with what to do.
+    assert!(
+        err.contains(
+            "): seal it again for where it is (kseal seal with the right -n, --name or --scope)"
+        ),
         "{err}"
     );
 

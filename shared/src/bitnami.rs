@@ -365,14 +365,15 @@ pub enum UnsealError {
 
 impl UnsealError {
     /// The condition reason, as kseal's own SealedSecrets report it.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> crate::reason::Reason {
+        use crate::reason::Reason;
         match self {
             UnsealError::Item {
                 source: OpenError::NoKey(_),
                 ..
-            } => "NoMatchingKey",
-            UnsealError::Item { .. } | UnsealError::V1(_) => "DecryptionFailed",
-            _ => "InvalidSealedSecret",
+            } => Reason::NoMatchingKey,
+            UnsealError::Item { .. } | UnsealError::V1(_) => Reason::DecryptionFailed,
+            _ => Reason::InvalidSealedSecret,
         }
     }
 }

@@ -14,6 +14,7 @@ use zeroize::Zeroizing;
 use crate::age_header::{AgeHeader, HeaderError};
 use crate::envelope::{self, EnvelopeError};
 use crate::keys::Keyring;
+use crate::reason::Reason;
 use crate::recipients::{Fingerprint, RecipientSet};
 use crate::scope::Binding;
 
@@ -61,20 +62,20 @@ pub enum OpenError {
 }
 
 impl OpenError {
-    /// A CamelCase reason for status conditions, events and metrics.
-    pub fn reason(&self) -> &'static str {
+    /// The reason for status conditions, Events, metrics and verify answers.
+    pub fn reason(&self) -> Reason {
         match self {
             OpenError::BadEncoding | OpenError::NotAgeFile | OpenError::MalformedHeader => {
-                "MalformedSealedValue"
+                Reason::MalformedSealedValue
             }
             OpenError::Refused(HeaderError::TooManyStanzas | HeaderError::TooLarge)
-            | OpenError::TooLarge => "SealedValueTooLarge",
-            OpenError::Refused(_) => "MalformedSealedValue",
-            OpenError::Truncated | OpenError::DecryptionFailed => "DecryptionFailed",
-            OpenError::NoMatchingKey => "NoMatchingKey",
-            OpenError::Envelope(EnvelopeError::UnsupportedVersion(_)) => "UnsupportedFormat",
-            OpenError::Envelope(EnvelopeError::Malformed(_)) => "MalformedSealedValue",
-            OpenError::ScopeMismatch { .. } => "ScopeMismatch",
+            | OpenError::TooLarge => Reason::SealedValueTooLarge,
+            OpenError::Refused(_) => Reason::MalformedSealedValue,
+            OpenError::Truncated | OpenError::DecryptionFailed => Reason::DecryptionFailed,
+            OpenError::NoMatchingKey => Reason::NoMatchingKey,
+            OpenError::Envelope(EnvelopeError::UnsupportedVersion(_)) => Reason::UnsupportedFormat,
+            OpenError::Envelope(EnvelopeError::Malformed(_)) => Reason::MalformedSealedValue,
+            OpenError::ScopeMismatch { .. } => Reason::ScopeMismatch,
         }
     }
 }
@@ -238,7 +239,7 @@ mod tests {
             err.to_string(),
             "sealed for namespace \"prod\", but found at namespace \"dev\""
         );
-        assert_eq!(err.reason(), "ScopeMismatch");
+        assert_eq!(err.reason().as_str(), "ScopeMismatch");
     }
 
     proptest::proptest! {
@@ -257,7 +258,7 @@ mod tests {
             let sealed = seal(&set, &here, &value).unwrap();
             proptest::prop_assert_eq!(&open(&ring, &[], &here, &sealed).unwrap()[..], &value[..]);
             let there = Binding::new(Scope::Strict, Some("ns"), Some(&format!("{name}x")), &item).unwrap();
-            proptest::prop_assert_eq!(open(&ring, &[], &there, &sealed).unwrap_err().reason(), "ScopeMismatch");
+            proptest::prop_assert_eq!(open(&ring, &[], &there, &sealed).unwrap_err().reason().as_str(), "ScopeMismatch");
         }
     }
 
@@ -273,7 +274,7 @@ mod tests {
         let sealed = seal(&set, &b, b"v").unwrap();
         let err = open(&ring, &[], &b, &sealed).unwrap_err();
         assert_eq!(err, OpenError::Refused(HeaderError::TooManyStanzas));
-        assert_eq!(err.reason(), "SealedValueTooLarge");
+        assert_eq!(err.reason().as_str(), "SealedValueTooLarge");
         let huge = "A".repeat(MAX_SEALED_BYTES / 3 * 4 + 8);
         assert_eq!(
             open(&ring, &[], &b, &huge).unwrap_err(),

@@ -19,6 +19,8 @@
 //! - `bitnami` (feature `bitnami`): Bitnami sealed-secrets keys, values and objects,
 //!   for `kseal migrate` and the controller's drop-in mode.
 //! - [`policy`]: where a SealedSecret may be unsealed and what its template may set.
+//! - [`reason`]: why a SealedSecret is or is not unsealed, one vocabulary for the
+//!   controller's condition, Event and metric, the verify answers and the CLI.
 
 pub mod age_header;
 pub mod atrest;
@@ -30,6 +32,7 @@ pub mod item;
 pub mod keys;
 pub mod manifest;
 pub mod policy;
+pub mod reason;
 pub mod recipients;
 pub mod resource;
 pub mod rewrap;

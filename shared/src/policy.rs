@@ -68,13 +68,14 @@ pub enum PolicyError {
 
 impl PolicyError {
     /// The condition reason.
-    pub fn reason(&self) -> &'static str {
+    pub fn reason(&self) -> crate::reason::Reason {
+        use crate::reason::Reason;
         match self {
             PolicyError::ControllerNamespace(_) | PolicyError::DeniedNamespace(_) => {
-                "ForbiddenNamespace"
+                Reason::ForbiddenNamespace
             }
             PolicyError::ForbiddenType(_) | PolicyError::ForbiddenMetadata { .. } => {
-                "ForbiddenTemplate"
+                Reason::ForbiddenTemplate
             }
         }
     }
@@ -177,7 +178,7 @@ mod tests {
             check_namespace("kseal-system", "kseal-system", &denied)
                 .unwrap_err()
                 .reason(),
-            "ForbiddenNamespace"
+            crate::reason::Reason::ForbiddenNamespace
         );
         assert!(check_namespace("kube-system", "kseal-system", &denied).is_err());
         assert!(check_namespace("shop", "kseal-system", &denied).is_ok());

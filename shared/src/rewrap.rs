@@ -253,6 +253,6 @@ mod tests {
         )
         .unwrap();
         let err = rewrap(&Keyring::new([new.clone()]), &new, &sealed).err();
-        assert_eq!(err.map(|e| e.reason()), Some("NoMatchingKey"));
+        assert_eq!(err.map(|e| e.reason().as_str()), Some("NoMatchingKey"));
     }
 }

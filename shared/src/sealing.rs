@@ -329,6 +329,6 @@ mod tests {
         let mut sealed = seal_secret(&input(), Scope::Strict, &set).unwrap();
         sealed.metadata.namespace = Some("dev".into());
         let err = unseal(&sealed, &Keyring::new([key])).unwrap_err();
-        assert_eq!(err.source.reason(), "ScopeMismatch");
+        assert_eq!(err.source.reason().as_str(), "ScopeMismatch");
     }
 }

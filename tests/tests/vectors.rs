@@ -51,7 +51,7 @@ fn every_vector_has_its_recorded_outcome() {
         match (&vector.expect, result) {
             (Expect::Value(v), Ok(got)) => assert_eq!(STANDARD.encode(&got[..]), *v, "{name}"),
             (Expect::Error { reason, message }, Err(e)) => {
-                assert_eq!(e.reason(), reason, "{name}");
+                assert_eq!(e.reason().as_str(), reason, "{name}");
                 assert_eq!(e.to_string(), *message, "{name}");
             }
             (expect, got) => panic!(

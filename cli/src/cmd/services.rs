@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use kseal_core::manifest::{Format, parse_documents, sealed_from_value};
+use kseal_core::reason::Reason;
 use kseal_core::resource::{
     RequestOperation, RequestTarget, SealedSecret, SealedSecretRequestSpec,
 };
@@ -119,10 +120,9 @@ impl Controller {
                 };
                 let status = cluster.ask(namespace, spec, *timeout)?;
                 if status.phase.as_deref() != Some("Succeeded") {
-                    return Ok(Err(format!(
-                        "{} ({})",
-                        status.reason.as_deref().unwrap_or("refused"),
-                        status.message.as_deref().unwrap_or_default()
+                    return Ok(Err(refusal(
+                        status.reason.as_deref(),
+                        status.message.as_deref().unwrap_or_default(),
                     )));
                 }
                 Ok(Ok(match status.resealed {
@@ -142,9 +142,22 @@ fn who(ss: &SealedSecret) -> String {
     ss.location()
 }
 
+/// A refusal as the CLI prints it: the reason, the controller's message (which names the
+/// item and the cause), and what to do about it.
+fn refusal(reason: Option<&str>, message: &str) -> String {
+    let remedy = reason
+        .and_then(|r| r.parse::<Reason>().ok())
+        .and_then(Reason::remedy);
+    let reason = reason.unwrap_or("refused");
+    match remedy {
+        Some(remedy) => format!("{reason} ({message}): {remedy}"),
+        None => format!("{reason} ({message})"),
+    }
+}
+
 fn service_error(code: u16, body: &serde_json::Value) -> String {
     match (body["message"].as_str(), body["error"].as_str()) {
-        (Some(m), _) => format!("{} ({m})", body["reason"].as_str().unwrap_or("refused")),
+        (Some(m), _) => refusal(body["reason"].as_str(), m),
         (None, Some(e)) => format!("{e} (HTTP {code})"),
         _ => format!("HTTP {code}"),
     }
