@@ -8,10 +8,16 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// kseal's in-cluster controller: unseals SealedSecrets into Secrets, owns and rotates the
 /// cluster keys, publishes the public recipients, serves health and metrics.
 #[derive(Debug, Parser)]
-#[command(name = "kseal-controller", version, max_term_width = 100)]
+#[command(
+    name = "kseal-controller",
+    version,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// Without a subcommand: `run`.
     #[command(flatten)]
     pub run: RunArgs,
 }
@@ -19,9 +25,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller (the default)
-    Run,
+    Run(RunArgs),
     /// Create a new sealing key now (for a CronJob) and exit
-    RotateKey,
+    RotateKey(CommonArgs),
     /// Print the SealedSecret CustomResourceDefinition as YAML
     Crd,
     /// Write man pages (kseal-controller.1 and one per subcommand) into a directory
@@ -48,127 +54,98 @@ pub enum AtRestPolicy {
     Enforce,
 }
 
+/// The flags every command that talks to the cluster takes.
 #[derive(Debug, Clone, Args)]
-pub struct RunArgs {
+pub struct CommonArgs {
     /// Namespace holding the keys, the recipients ConfigMap and the leader Lease
     #[arg(
         long,
-        global = true,
         env = "KSEAL_CONTROLLER_NAMESPACE",
         default_value = "kseal-system"
     )]
     pub namespace: String,
+    /// Log format
+    #[arg(long, env = "KSEAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level (or RUST_LOG for per-module filters)
+    #[arg(long, env = "KSEAL_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Path to a kubeconfig (in the cluster the pod's service account is used)
+    #[arg(long, env = "KUBECONFIG")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+}
+
+/// The flags of `run`, the controller itself.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
     /// Watch only these namespaces (comma-separated) instead of all
-    #[arg(
-        long,
-        global = true,
-        env = "KSEAL_WATCH_NAMESPACES",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "KSEAL_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
     /// Never unseal into these namespaces (comma-separated), besides --namespace, which is
     /// always refused (e.g. kube-system)
-    #[arg(
-        long,
-        global = true,
-        env = "KSEAL_DENY_NAMESPACES",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "KSEAL_DENY_NAMESPACES", value_delimiter = ',')]
     pub deny_namespaces: Vec<String>,
     /// Label and annotation key prefixes a template may set although they are refused by
     /// default (comma-separated; e.g. reflector.v1.k8s.emberstack.com/ to let reflector
     /// copy unsealed Secrets). kseal.dev/ cannot be allowed
-    #[arg(
-        long,
-        global = true,
-        env = "KSEAL_ALLOW_TEMPLATE_METADATA",
-        value_delimiter = ','
-    )]
+    #[arg(long, env = "KSEAL_ALLOW_TEMPLATE_METADATA", value_delimiter = ',')]
     pub allow_template_metadata: Vec<String>,
     /// Import the Bitnami sealed-secrets keys from this namespace (Secrets labelled
     /// sealedsecrets.bitnami.com/sealed-secrets-key=active, as the Bitnami controller
     /// makes them; watched, so renewals are picked up), to answer kseal migrate
     /// --via-controller and, with --bitnami-drop-in, to unseal Bitnami SealedSecrets
-    #[arg(
-        long,
-        global = true,
-        env = "KSEAL_BITNAMI_KEYS_NAMESPACE",
-        value_name = "NAMESPACE"
-    )]
+    #[arg(long, env = "KSEAL_BITNAMI_KEYS_NAMESPACE", value_name = "NAMESPACE")]
     pub bitnami_keys_namespace: Option<String>,
     /// Also unseal Bitnami SealedSecrets (bitnami.com/v1alpha1) with the imported keys,
     /// taking over the Secrets the Bitnami controller made (needs --bitnami-keys-namespace)
     #[arg(
         long,
-        global = true,
         env = "KSEAL_BITNAMI_DROP_IN",
         requires = "bitnami_keys_namespace"
     )]
     pub bitnami_drop_in: bool,
     /// Create a new key when the newest is this old (e.g. 30d, 12h)
-    #[arg(long, global = true, env = "KSEAL_KEY_ROTATION_PERIOD", default_value = "30d", value_parser = parse_duration)]
+    #[arg(long, env = "KSEAL_KEY_ROTATION_PERIOD", default_value = "30d", value_parser = parse_duration)]
     pub key_rotation_period: Duration,
     /// Keys created before this RFC 3339 time are retired: neither used nor published
-    #[arg(long, global = true, env = "KSEAL_KEY_CUTOFF")]
+    #[arg(long, env = "KSEAL_KEY_CUTOFF")]
     pub key_cutoff: Option<String>,
     /// Also serve /v1/verify and /v1/reseal on --listen-addr, to any client that reaches
     /// the port (off: kseal verify and kseal reseal use SealedSecretRequest objects, which
     /// Kubernetes RBAC governs)
-    #[arg(long, global = true, env = "KSEAL_HTTP_SERVICES")]
+    #[arg(long, env = "KSEAL_HTTP_SERVICES")]
     pub http_services: bool,
     /// Address for /healthz, /readyz, /v1/recipients (and /v1/verify, /v1/reseal with
     /// --http-services)
-    #[arg(
-        long,
-        global = true,
-        env = "KSEAL_LISTEN_ADDR",
-        default_value = "0.0.0.0:8080"
-    )]
+    #[arg(long, env = "KSEAL_LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen_addr: SocketAddr,
     /// Address for /metrics
-    #[arg(
-        long,
-        global = true,
-        env = "KSEAL_METRICS_ADDR",
-        default_value = "0.0.0.0:8081"
-    )]
+    #[arg(long, env = "KSEAL_METRICS_ADDR", default_value = "0.0.0.0:8081")]
     pub metrics_addr: SocketAddr,
     /// This replica's identity for leader election (defaults to the hostname)
-    #[arg(long, global = true, env = "POD_NAME")]
+    #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
     /// Lease duration for leader election
-    #[arg(long, global = true, env = "KSEAL_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
+    #[arg(long, env = "KSEAL_LEASE_DURATION", default_value = "15s", value_parser = parse_duration)]
     pub lease_duration: Duration,
     /// SealedSecrets reconciled at the same time (bounds memory and API load)
-    #[arg(long, global = true, env = "KSEAL_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "KSEAL_CONCURRENCY", default_value_t = 16)]
     pub concurrency: u16,
     /// Requests per second each client may make to /v1/verify and /v1/reseal
-    #[arg(long, global = true, env = "KSEAL_RATE_LIMIT", default_value_t = 5)]
+    #[arg(long, env = "KSEAL_RATE_LIMIT", default_value_t = 5)]
     pub rate_limit: u32,
     /// Burst allowed above --rate-limit
-    #[arg(
-        long,
-        global = true,
-        env = "KSEAL_RATE_LIMIT_BURST",
-        default_value_t = 10
-    )]
+    #[arg(long, env = "KSEAL_RATE_LIMIT_BURST", default_value_t = 10)]
     pub rate_limit_burst: u32,
-    /// Log format
-    #[arg(long, global = true, env = "KSEAL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
-    /// Log level (or RUST_LOG for per-module filters)
-    #[arg(long, global = true, env = "KSEAL_LOG_LEVEL", default_value = "info")]
-    pub log_level: String,
     /// What to do when the cluster stores Secrets in plaintext: off (no checks), warn
     /// (report it), enforce (also stop unsealing while the verdict is plaintext)
-    #[arg(long, global = true, env = "KSEAL_REQUIRE_ENCRYPTION_AT_REST", value_enum, default_value_t = AtRestPolicy::Warn)]
+    #[arg(long, env = "KSEAL_REQUIRE_ENCRYPTION_AT_REST", value_enum, default_value_t = AtRestPolicy::Warn)]
     pub require_encryption_at_rest: AtRestPolicy,
     /// How often to re-run the encryption-at-rest checks
-    #[arg(long, global = true, env = "KSEAL_AT_REST_INTERVAL", default_value = "10m", value_parser = parse_duration)]
+    #[arg(long, env = "KSEAL_AT_REST_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub at_rest_interval: Duration,
-    /// Path to a kubeconfig (in the cluster the pod's service account is used)
-    #[arg(long, global = true, env = "KUBECONFIG")]
-    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// `30d`, `12h`, `15m`, `45s`, `500ms`.

@@ -104,11 +104,13 @@ pub fn parse_key_secret(secret: &Secret, cutoff: Option<OffsetDateTime>) -> Opti
 
 impl KeyStore {
     /// Replaces the keys, keeping them newest first. Returns how many there are.
+    /// Creation times are to the second (the API's `creationTimestamp` bounds them): for
+    /// two keys made in the same second, the later name wins, and key names sort by time.
     pub fn set(&self, mut keys: Vec<LoadedKey>) -> usize {
         keys.sort_by(|a, b| {
             b.created
                 .cmp(&a.created)
-                .then(a.secret_name.cmp(&b.secret_name))
+                .then(b.secret_name.cmp(&a.secret_name))
         });
         let n = keys.len();
         *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
@@ -332,8 +334,11 @@ pub fn key_secret(key: &Key, name: &str, namespace: &str, created: OffsetDateTim
     secret
 }
 
-/// The name of the key for the rotation period `now` falls in: the same on every replica.
-pub fn slot_name(now: OffsetDateTime, period: Duration) -> String {
+/// The name of a key made at `now`: the start of the slot of length `slot` that `now`
+/// falls in, `kseal-key-YYYYMMDD-HHMMSS`, the same on every replica that decides to make
+/// one in that slot.
+pub fn slot_name(now: OffsetDateTime, slot: Duration) -> String {
+    let period = slot;
     let period = period.as_secs().max(1) as i64;
     let slot_start = now.unix_timestamp().div_euclid(period) * period;
     let start = OffsetDateTime::from_unix_timestamp(slot_start).unwrap_or(now);
@@ -420,7 +425,11 @@ pub async fn ensure_fresh_key(
     if fresh {
         return Ok(false);
     }
-    create_key(client, namespace, &slot_name(now, period), now).await
+    // Replicas that find the newest key too old within the same day (or the same period,
+    // when it is shorter) agree on the name, so one key is made; the name is the day it
+    // was made, not the start of a 30-day slot that looks weeks old.
+    let slot = period.min(Duration::from_secs(86_400));
+    create_key(client, namespace, &slot_name(now, slot), now).await
 }
 
 /// Publishes the recipients document in the `kseal-recipients` ConfigMap.
@@ -448,6 +457,27 @@ pub async fn publish(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn of_two_keys_made_in_the_same_second_the_later_name_seals() {
+        let now = OffsetDateTime::from_unix_timestamp(1_780_000_000).unwrap();
+        // The scheduled rotation's name for the day, and rotate-key's a moment later.
+        let (scheduled, manual) = (
+            slot_name(now, Duration::from_secs(86_400)),
+            slot_name(now, Duration::from_secs(1)),
+        );
+        assert!(scheduled < manual, "{scheduled} {manual}");
+        let store = KeyStore::default();
+        let loaded = |name: &str| LoadedKey {
+            key: Key::generate(),
+            secret_name: name.to_owned(),
+            created: now,
+        };
+        store.set(vec![loaded(&manual), loaded(&scheduled)]);
+        assert_eq!(store.newest().unwrap().secret_name, manual);
+        store.set(vec![loaded(&scheduled), loaded(&manual)]);
+        assert_eq!(store.newest().unwrap().secret_name, manual);
+    }
 
     #[test]
     fn replicas_starting_in_the_same_period_pick_the_same_name() {

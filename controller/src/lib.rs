@@ -32,23 +32,28 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
 
-use crate::config::{AtRestPolicy, RunArgs};
+use crate::config::{AtRestPolicy, CommonArgs, RunArgs};
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::reconcile::{Context, MANAGED_BY, error_policy, reconcile};
 
 /// A kube client from `--kubeconfig`, else the usual in-cluster or `KUBECONFIG` lookup.
-pub async fn client(args: &RunArgs) -> anyhow::Result<Client> {
+pub async fn client(args: &CommonArgs) -> anyhow::Result<Client> {
     Ok(Client::try_from(kube_config(args).await?)?)
 }
 
 /// The client configuration (the at-rest probe pins one client per apiserver from it).
-pub async fn kube_config(args: &RunArgs) -> anyhow::Result<kube::Config> {
+pub async fn kube_config(args: &CommonArgs) -> anyhow::Result<kube::Config> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let config = match &args.kubeconfig {
         Some(path) => {
-            let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                .with_context(|| format!("reading kubeconfig {}", path.display()))?;
+            // kube's message names the file and repeats its cause: one line instead.
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| match e {
+                kube::config::KubeconfigError::ReadConfig(io, _) => {
+                    anyhow::anyhow!("kubeconfig {}: {io}", path.display())
+                }
+                other => anyhow::anyhow!("kubeconfig {}: {other}", path.display()),
+            })?;
             kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
         }
         None => kube::Config::infer()
@@ -70,7 +75,7 @@ fn cutoff(args: &RunArgs) -> anyhow::Result<Option<OffsetDateTime>> {
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
-    let kube_config = kube_config(&args).await?;
+    let kube_config = kube_config(&args.common).await?;
     let client = Client::try_from(kube_config.clone())?;
     let cutoff = cutoff(&args)?;
     let keys = Arc::new(KeyStore::default());
@@ -110,7 +115,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // keyring whenever the watch's view changes, the initial list included.
     let (keys_changed_tx, keys_changed_rx) = watch::channel(0u64);
     tokio::spawn(keys::watch(
-        Api::namespaced(client.clone(), &args.namespace),
+        Api::namespaced(client.clone(), &args.common.namespace),
         keys.clone(),
         metrics.clone(),
         cutoff,
@@ -130,7 +135,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     // Leader election: only the leader creates keys, publishes recipients and reconciles.
     let lease =
         kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "kseal-controller-leader")
-            .with_namespace(&args.namespace)
+            .with_namespace(&args.common.namespace)
             .with_identity(&identity)
             .with_duration(args.lease_duration.as_secs().max(2))
             .with_grace((args.lease_duration.as_secs() / 3).max(1))
@@ -163,9 +168,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             {
                 break;
             }
-            if let Err(e) =
-                keys::ensure_fresh_key(&client, &args.namespace, &keys, args.key_rotation_period)
-                    .await
+            if let Err(e) = keys::ensure_fresh_key(
+                &client,
+                &args.common.namespace,
+                &keys,
+                args.key_rotation_period,
+            )
+            .await
             {
                 tracing::warn!(error = %e, "could not create a key");
             }
@@ -227,7 +236,7 @@ async fn controllers(
     let publisher = {
         let client = client.clone();
         let keys = keys.clone();
-        let namespace = args.namespace.clone();
+        let namespace = args.common.namespace.clone();
         let mut changed = keys_changed.clone();
         tokio::spawn(async move {
             let mut last = None;
@@ -253,7 +262,7 @@ async fn controllers(
         tokio::spawn(atrest::run(
             client.clone(),
             kube_config,
-            args.namespace.clone(),
+            args.common.namespace.clone(),
             args.at_rest_interval,
             metrics.clone(),
             identity.clone(),
@@ -274,7 +283,7 @@ async fn controllers(
         crypto: crypto.clone(),
         at_rest_policy: args.require_encryption_at_rest,
         at_rest: verdict_rx.clone(),
-        namespace: args.namespace.clone(),
+        namespace: args.common.namespace.clone(),
         deny_namespaces: args.deny_namespaces.clone(),
         allow_template_metadata: args.allow_template_metadata.clone(),
         // One view of the Secrets kseal wrote per watched namespace (or one for all).

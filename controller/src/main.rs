@@ -23,10 +23,18 @@ fn init_logging(format: LogFormat, level: &str) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.run.log_format, &cli.run.log_level);
-    let result = match cli.command.unwrap_or(Command::Run) {
-        Command::Run => kseal_controller::run(cli.run).await,
-        Command::RotateKey => rotate(&cli.run).await,
+    let command = cli.command.unwrap_or(Command::Run(cli.run));
+    let common = match &command {
+        Command::Run(run) => Some(&run.common),
+        Command::RotateKey(common) => Some(common),
+        Command::Crd | Command::Man { .. } => None,
+    };
+    if let Some(common) = common {
+        init_logging(common.log_format, &common.log_level);
+    }
+    let result = match command {
+        Command::Run(run) => kseal_controller::run(run).await,
+        Command::RotateKey(common) => rotate(&common).await,
         Command::Crd => kseal_core::resource::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(Into::into),
@@ -52,10 +60,11 @@ fn man(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `kseal-controller rotate-key`: a new key now; the running controller picks it up.
-async fn rotate(args: &kseal_controller::config::RunArgs) -> anyhow::Result<()> {
+async fn rotate(args: &kseal_controller::config::CommonArgs) -> anyhow::Result<()> {
     let client = kseal_controller::client(args).await?;
     let now = time::OffsetDateTime::now_utc();
-    let name = format!("kseal-key-{}", now.unix_timestamp());
+    // Named as the scheduled rotation names keys, to the second.
+    let name = kseal_controller::keys::slot_name(now, std::time::Duration::from_secs(1));
     kseal_controller::keys::create_key(&client, &args.namespace, &name, now).await?;
     println!("{name}");
     Ok(())
