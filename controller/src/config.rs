@@ -25,7 +25,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the controller (the default)
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Create a new sealing key now (for a CronJob) and exit
     RotateKey(CommonArgs),
     /// Print the SealedSecret CustomResourceDefinition as YAML

@@ -23,7 +23,7 @@ fn init_logging(format: LogFormat, level: &str) {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let command = cli.command.unwrap_or(Command::Run(cli.run));
+    let command = cli.command.unwrap_or(Command::Run(Box::new(cli.run)));
     let common = match &command {
         Command::Run(run) => Some(&run.common),
         Command::RotateKey(common) => Some(common),
@@ -33,7 +33,7 @@ async fn main() -> ExitCode {
         init_logging(common.log_format, &common.log_level);
     }
     let result = match command {
-        Command::Run(run) => kseal_controller::run(run).await,
+        Command::Run(run) => kseal_controller::run(*run).await,
         Command::RotateKey(common) => rotate(&common).await,
         Command::Crd => kseal_core::resource::crd_yaml()
             .map(|y| print!("{y}"))
