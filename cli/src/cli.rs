@@ -175,6 +175,9 @@ pub struct ServiceArgs {
     /// How long to wait for the controller's answer, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
+    /// Output format: a line per object, or one JSON report on stdout
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
+    pub output: InspectFormat,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -256,6 +259,9 @@ pub struct ValidateArgs {
     /// SealedSecret files to check ('-' for stdin)
     #[arg(value_name = "FILE", required = true, value_hint = ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
+    /// Output format: a line per object (problems and notices on stderr), or one JSON report
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
+    pub output: InspectFormat,
     /// The recipients every object must be sealed to: exactly these, or with --cluster,
     /// these beside one of the cluster's keys. Without any, only the structure is checked
     #[command(flatten)]

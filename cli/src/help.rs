@@ -116,6 +116,7 @@ fn examples(path: &str) -> &'static [Example] {
                 "Can the cluster unseal these? (no plaintext comes back)",
                 "kseal verify sealed/*.yaml",
             ),
+            ("As one JSON report", "kseal verify sealed/*.yaml -o json"),
             (
                 "Through a port-forward to a controller run with --http-services",
                 "kseal verify sealed.yaml --controller-url http://127.0.0.1:8080",
@@ -198,12 +199,12 @@ fn examples(path: &str) -> &'static [Example] {
 const SUCCESS: Status = ("0", "success");
 const ERROR: Status = (
     "1",
-    "an error: one line on stderr names the input and the problem; nothing is half-written",
+    "an error, one line on stderr naming the input; nothing is half-written",
 );
 const USAGE: Status = ("2", "the command line is not valid");
 const CLOSED_PIPE: Status = (
     "141",
-    "the reader of the output went away (kseal … | head), as for a process ended by SIGPIPE",
+    "the reader of the output went away (kseal … | head), as with SIGPIPE",
 );
 const AT_REST: &[Status] = &[
     ("0", "the check passed"),
@@ -225,19 +226,19 @@ fn statuses(path: &str) -> Vec<Status> {
     let failure = match path {
         "kseal validate" => (
             "1",
-            "an object failed validation (one line per problem on stderr), or a file could not be read; notices alone do not fail",
+            "an object failed (a line per problem on stderr), or a file could not be read",
         ),
         "kseal verify" => (
             "1",
-            "the cluster cannot unseal an object (why, on stderr), or the controller could not be asked",
+            "the cluster cannot unseal an object (why, on stderr), or it could not be asked",
         ),
         "kseal reseal" => (
             "1",
-            "a file could not be resealed; the files before it are written, it and the ones after are not",
+            "a file could not be resealed: the files before it are written, the rest are not",
         ),
         "kseal migrate" => (
             "1",
-            "a SealedSecret could not be converted: nothing is written (with --keep-going, the files that converted are)",
+            "a SealedSecret could not convert: nothing is written (--keep-going: the others are)",
         ),
         "kseal status" => ("1", "nothing could be read from the cluster"),
         "kseal at-rest rewrite" => ERROR,
@@ -395,6 +396,12 @@ mod tests {
                     );
                 }
                 let runs = invocations(line);
+                for (code, meaning) in statuses(path) {
+                    assert!(
+                        meaning.chars().count() <= 84,
+                        "{path}: exit {code} is too wide"
+                    );
+                }
                 assert_eq!(runs.len(), 1, "{path}: one kseal in {line:?}");
                 let matches = Cli::command()
                     .try_get_matches_from(&runs[0])
@@ -424,7 +431,7 @@ mod tests {
             "{help}"
         );
         assert!(
-            help.contains("Exit status:\n    0  success\n    1  an object failed validation"),
+            help.contains("Exit status:\n    0  success\n    1  an object failed (a line per problem on stderr)"),
             "{help}"
         );
     }

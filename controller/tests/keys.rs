@@ -314,6 +314,34 @@ async fn verify_and_reseal_through_the_api() {
         err.contains("shop/other: cannot be unsealed by this cluster: ScopeMismatch (item \"password\": sealed for name \"app\""),
         "{err}"
     );
+    // As one JSON report: the reason and the message apart.
+    let out = cluster.kseal_unchecked(
+        &[
+            "verify",
+            "app.yaml",
+            "moved.yaml",
+            "--kubeconfig",
+            admin,
+            "-o",
+            "json",
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["checked"], 2);
+    assert_eq!(report["failed"], 1);
+    assert_eq!(report["objects"][0]["ok"], true);
+    assert_eq!(report["objects"][0]["items"], 1);
+    assert_eq!(report["objects"][1]["object"], "shop/other");
+    assert_eq!(report["objects"][1]["refused"]["reason"], "ScopeMismatch");
+    assert!(
+        report["objects"][1]["refused"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sealed for name \"app\""),
+        "{report}"
+    );
     // The same reason as the condition and the metric, with what to do.
     assert!(
         err.contains(

@@ -16,9 +16,10 @@ use kseal_core::reason::Reason;
 use kseal_core::resource::{
     RequestOperation, RequestTarget, SealedSecret, SealedSecretRequestSpec,
 };
+use serde::Serialize;
 
 use super::doc_label;
-use crate::cli::{OutputFormat, ServiceArgs};
+use crate::cli::{InspectFormat, OutputFormat, ServiceArgs};
 use crate::cluster::Cluster;
 use crate::io::{outln, read_file, render, replace_file};
 
@@ -74,14 +75,14 @@ impl Controller {
         })
     }
 
-    /// The answer: `Ok(body)` as the HTTP service's JSON, or `Err(why)` when the
+    /// The answer: `Ok(body)` as the HTTP service's JSON, or `Err(refusal)` when the
     /// controller refused.
     fn ask(
         &self,
         operation: RequestOperation,
         doc: &serde_json::Value,
         sealed: &SealedSecret,
-    ) -> Result<std::result::Result<serde_json::Value, String>> {
+    ) -> Result<std::result::Result<serde_json::Value, Refusal>> {
         match self {
             Controller::Http(url) => {
                 let path = match operation {
@@ -120,10 +121,10 @@ impl Controller {
                 };
                 let status = cluster.ask(namespace, spec, *timeout)?;
                 if status.phase.as_deref() != Some("Succeeded") {
-                    return Ok(Err(refusal(
-                        status.reason.as_deref(),
-                        status.message.as_deref().unwrap_or_default(),
-                    )));
+                    return Ok(Err(Refusal {
+                        reason: status.reason,
+                        message: status.message.unwrap_or_default(),
+                    }));
                 }
                 Ok(Ok(match status.resealed {
                     Some(spec) => {
@@ -142,52 +143,125 @@ fn who(ss: &SealedSecret) -> String {
     ss.location()
 }
 
-/// A refusal as the CLI prints it: the reason, the controller's message (which names the
-/// item and the cause), and what to do about it.
-fn refusal(reason: Option<&str>, message: &str) -> String {
-    let remedy = reason
-        .and_then(|r| r.parse::<Reason>().ok())
-        .and_then(Reason::remedy);
-    let reason = reason.unwrap_or("refused");
-    match remedy {
-        Some(remedy) => format!("{reason} ({message}): {remedy}"),
-        None => format!("{reason} ({message})"),
+/// The controller's refusal: a reason of kseal's vocabulary and a message that names the
+/// item and the cause.
+#[derive(Serialize)]
+struct Refusal {
+    reason: Option<String>,
+    message: String,
+}
+
+impl std::fmt::Display for Refusal {
+    /// The reason, the message, and what to do about it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let reason = self.reason.as_deref();
+        let remedy = reason
+            .and_then(|r| r.parse::<Reason>().ok())
+            .and_then(Reason::remedy);
+        write!(f, "{} ({})", reason.unwrap_or("refused"), self.message)?;
+        match remedy {
+            Some(remedy) => write!(f, ": {remedy}"),
+            None => Ok(()),
+        }
     }
 }
 
-fn service_error(code: u16, body: &serde_json::Value) -> String {
-    match (body["message"].as_str(), body["error"].as_str()) {
-        (Some(m), _) => refusal(body["reason"].as_str(), m),
+fn service_error(code: u16, body: &serde_json::Value) -> Refusal {
+    let reason = body["reason"].as_str().map(str::to_owned);
+    let message = match (body["message"].as_str(), body["error"].as_str()) {
+        (Some(m), _) => m.to_owned(),
         (None, Some(e)) => format!("{e} (HTTP {code})"),
         _ => format!("HTTP {code}"),
-    }
+    };
+    Refusal { reason, message }
+}
+
+/// One object asked about, for `-o json`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Answered {
+    file: String,
+    /// 1-based, when the file holds several documents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<usize>,
+    /// `namespace/name`.
+    object: String,
+    /// verify: whether the cluster can unseal it; reseal: always true.
+    ok: bool,
+    /// verify: how many items it opened.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<u64>,
+    /// reseal: whether anything changed, and the recipients now recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    resealed: Option<bool>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    recipients: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<Refusal>,
+}
+
+fn print_json(objects: &[Answered]) -> Result<()> {
+    let failed = objects.iter().filter(|o| !o.ok).count();
+    outln!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "checked": objects.len(),
+            "failed": failed,
+            "objects": objects,
+        }))?
+    )
 }
 
 pub fn verify(args: &ServiceArgs) -> Result<()> {
     let controller = Controller::new(args)?;
-    let mut failed = 0;
+    let json = args.output == InspectFormat::Json;
+    let mut answered = Vec::new();
     for path in &args.files {
         let input = read_file(path)?;
         let (_, docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
         for (i, doc) in docs.iter().enumerate() {
             let label = doc_label(&input.name, i, docs.len());
             let sealed = sealed_from_value(doc).with_context(|| label.clone())?;
+            let mut entry = Answered {
+                file: input.name.clone(),
+                document: (docs.len() > 1).then_some(i + 1),
+                object: who(&sealed),
+                ok: true,
+                items: None,
+                resealed: None,
+                recipients: Vec::new(),
+                refused: None,
+            };
             match controller.ask(RequestOperation::Verify, doc, &sealed)? {
-                Ok(body) => outln!(
-                    "{label}: {}: the cluster can unseal it ({})",
-                    who(&sealed),
-                    super::plural(body["items"].as_u64().unwrap_or(0) as usize, "item")
-                )?,
+                Ok(body) => {
+                    let items = body["items"].as_u64().unwrap_or(0);
+                    entry.items = Some(items);
+                    if !json {
+                        outln!(
+                            "{label}: {}: the cluster can unseal it ({})",
+                            entry.object,
+                            super::plural(items as usize, "item")
+                        )?;
+                    }
+                }
                 Err(why) => {
-                    failed += 1;
-                    eprintln!(
-                        "{label}: {}: cannot be unsealed by this cluster: {why}",
-                        who(&sealed)
-                    );
+                    if !json {
+                        eprintln!(
+                            "{label}: {}: cannot be unsealed by this cluster: {why}",
+                            entry.object
+                        );
+                    }
+                    entry.ok = false;
+                    entry.refused = Some(why);
                 }
             }
+            answered.push(entry);
         }
     }
+    if json {
+        print_json(&answered)?;
+    }
+    let failed = answered.iter().filter(|o| !o.ok).count();
     if failed > 0 {
         bail!("{failed} SealedSecret(s) failed verification");
     }
@@ -196,6 +270,8 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
 
 pub fn reseal(args: &ServiceArgs) -> Result<()> {
     let controller = Controller::new(args)?;
+    let json = args.output == InspectFormat::Json;
+    let mut answered = Vec::new();
     for path in &args.files {
         let input = read_file(path)?;
         let (format, docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
@@ -210,24 +286,29 @@ pub fn reseal(args: &ServiceArgs) -> Result<()> {
             let after: SealedSecret = serde_json::from_value(body)
                 .with_context(|| format!("{label}: the controller's answer"))?;
             let changed = after.spec.encrypted_data != before.spec.encrypted_data;
-            eprintln!(
-                "{label}: {}: {}",
-                who(&after),
-                if changed {
-                    format!(
-                        "resealed to {}",
-                        after
-                            .spec
-                            .recipients
-                            .iter()
-                            .map(|f| f.0.as_str())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )
-                } else {
-                    "already sealed to the newest key".into()
-                }
-            );
+            let recipients: Vec<String> =
+                after.spec.recipients.iter().map(|f| f.0.clone()).collect();
+            if !json {
+                eprintln!(
+                    "{label}: {}: {}",
+                    who(&after),
+                    if changed {
+                        format!("resealed to {}", recipients.join(", "))
+                    } else {
+                        "already sealed to the newest key".into()
+                    }
+                );
+            }
+            answered.push(Answered {
+                file: input.name.clone(),
+                document: (docs.len() > 1).then_some(i + 1),
+                object: who(&after),
+                ok: true,
+                items: None,
+                resealed: Some(changed),
+                recipients,
+                refused: None,
+            });
             out.push(after);
         }
         let format = match format {
@@ -235,6 +316,9 @@ pub fn reseal(args: &ServiceArgs) -> Result<()> {
             Format::Json => OutputFormat::Json,
         };
         replace_file(path, render(&out, format)?.as_bytes())?;
+    }
+    if json {
+        print_json(&answered)?;
     }
     Ok(())
 }

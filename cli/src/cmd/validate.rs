@@ -7,9 +7,10 @@ use kseal_core::audit::{ExpectedRecipients, RecipientsCheck, check_recipients, p
 use kseal_core::manifest::{parse_documents, sealed_from_value};
 use kseal_core::recipients::Recipient;
 use kseal_core::resource::printable;
+use serde::Serialize;
 
 use super::{doc_label, plural};
-use crate::cli::ValidateArgs;
+use crate::cli::{InspectFormat, ValidateArgs};
 use crate::io::{outln, read_input};
 
 /// What the recorded recipients are held to: nothing without flags; exactly the named
@@ -29,39 +30,95 @@ fn expected(args: &ValidateArgs) -> Result<Option<ExpectedRecipients>> {
     Ok(Some(ExpectedRecipients { named, cluster }))
 }
 
+/// One object checked (or one input that could not be read as objects).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Checked {
+    file: String,
+    /// 1-based, when the file holds several documents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<usize>,
+    /// `namespace/name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    object: Option<String>,
+    ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    items: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scope: Option<String>,
+    recipients: Vec<String>,
+    problems: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notice: Option<String>,
+    #[serde(skip)]
+    label: String,
+}
+
+impl Checked {
+    fn unreadable(file: &str, document: Option<usize>, label: String, why: String) -> Checked {
+        Checked {
+            file: file.to_owned(),
+            document,
+            object: None,
+            ok: false,
+            items: None,
+            scope: None,
+            recipients: Vec::new(),
+            problems: vec![why],
+            notice: None,
+            label,
+        }
+    }
+}
+
+/// What `kseal validate -o json` prints.
+#[derive(Serialize)]
+struct Report {
+    checked: usize,
+    failed: usize,
+    objects: Vec<Checked>,
+}
+
 pub fn run(args: &ValidateArgs) -> Result<()> {
     let expected = expected(args)?;
-    let mut failed = 0usize;
-    let mut checked = 0usize;
+    let mut objects = Vec::new();
     for path in &args.files {
         let input = match read_input(Some(path), "reading a SealedSecret from stdin") {
             Ok(input) => input,
             Err(e) => {
-                eprintln!("{e:#}");
-                failed += 1;
+                let name = path.display().to_string();
+                objects.push(Checked::unreadable(
+                    &name,
+                    None,
+                    String::new(),
+                    format!("{e:#}"),
+                ));
                 continue;
             }
         };
         let docs = match parse_documents(&input.bytes) {
             Ok((_, docs)) => docs,
             Err(e) => {
-                eprintln!("{}: {e}", input.name);
-                failed += 1;
+                let label = input.name.clone();
+                objects.push(Checked::unreadable(&input.name, None, label, e.to_string()));
                 continue;
             }
         };
         for (i, doc) in docs.iter().enumerate() {
-            checked += 1;
             let label = doc_label(&input.name, i, docs.len());
+            let document = (docs.len() > 1).then_some(i + 1);
             let sealed = match sealed_from_value(doc) {
                 Ok(s) => s,
                 Err(e) => {
-                    eprintln!("{label}: {e}");
-                    failed += 1;
+                    objects.push(Checked::unreadable(
+                        &input.name,
+                        document,
+                        label,
+                        e.to_string(),
+                    ));
                     continue;
                 }
             };
-            let who = sealed.location();
             let mut found = problems(&sealed);
             let mut notice = None;
             match expected
@@ -77,26 +134,68 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                 }
                 Some(RecipientsCheck::Fail(why)) => found.push(why),
             }
-            if found.is_empty() {
-                outln!(
-                    "{label}: {who}: ok ({}, {} scope, {})",
-                    plural(sealed.spec.encrypted_data.len(), "item"),
-                    sealed.spec.scope,
-                    plural(sealed.spec.recipients.len(), "recipient")
-                )?;
-                if let Some(notice) = notice {
-                    eprintln!("notice: {label}: {who}: {}", printable(&notice));
-                }
-            } else {
-                failed += 1;
-                for p in found {
-                    eprintln!("{label}: {who}: {}", printable(&p));
+            objects.push(Checked {
+                file: input.name.clone(),
+                document,
+                object: Some(sealed.location()),
+                ok: found.is_empty(),
+                items: Some(sealed.spec.encrypted_data.len()),
+                scope: Some(sealed.spec.scope.to_string()),
+                recipients: sealed.spec.recipients.iter().map(|f| f.0.clone()).collect(),
+                problems: found.iter().map(|p| printable(p).into_owned()).collect(),
+                notice: notice.map(|n| printable(&n).into_owned()),
+                label,
+            });
+        }
+    }
+    let report = Report {
+        checked: objects.len(),
+        failed: objects.iter().filter(|o| !o.ok).count(),
+        objects,
+    };
+    match args.output {
+        InspectFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
+        InspectFormat::Text => {
+            for o in &report.objects {
+                let prefix = match &o.object {
+                    Some(who) => format!("{}: {who}", o.label),
+                    None if o.label.is_empty() => String::new(),
+                    None => o.label.clone(),
+                };
+                let line = |text: &str| {
+                    if prefix.is_empty() {
+                        text.to_owned()
+                    } else {
+                        format!("{prefix}: {text}")
+                    }
+                };
+                if o.ok {
+                    outln!(
+                        "{}",
+                        line(&format!(
+                            "ok ({}, {} scope, {})",
+                            plural(o.items.unwrap_or_default(), "item"),
+                            o.scope.as_deref().unwrap_or_default(),
+                            plural(o.recipients.len(), "recipient")
+                        ))
+                    )?;
+                    if let Some(notice) = &o.notice {
+                        eprintln!("notice: {}", line(notice));
+                    }
+                } else {
+                    for p in &o.problems {
+                        eprintln!("{}", line(p));
+                    }
                 }
             }
         }
     }
-    if failed > 0 {
-        bail!("{failed} of {checked} SealedSecrets failed validation");
+    if report.failed > 0 {
+        bail!(
+            "{} of {} SealedSecrets failed validation",
+            report.failed,
+            report.checked
+        );
     }
     Ok(())
 }
