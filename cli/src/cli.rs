@@ -211,6 +211,10 @@ pub struct MigrateArgs {
     /// With --via-controller: how long to wait for each answer, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
+    /// Output format: a summary on stderr, or one JSON report on stdout (the files
+    /// converted, whether they were written, the failures)
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
+    pub output: InspectFormat,
     #[command(flatten)]
     pub recipients: RecipientArgs,
 }

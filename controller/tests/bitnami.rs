@@ -331,6 +331,32 @@ async fn migrated_files_give_the_secrets_bitnami_made() {
             .await;
     }
 
+    // What would change, as one JSON report; nothing is written.
+    let before = std::fs::read(repo_dir.join("shop/db.json")).unwrap();
+    let out = c.kseal(
+        &[
+            "migrate",
+            "repo",
+            "--bitnami-key",
+            "bitnami-keys.yaml",
+            "--cert",
+            recipients.to_str().unwrap(),
+            "--dry-run",
+            "-o",
+            "json",
+        ],
+        b"",
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["written"], false, "{report}");
+    assert_eq!(report["migrated"], 6, "{report}");
+    assert_eq!(report["files"].as_array().unwrap().len(), 5, "{report}");
+    assert_eq!(report["failures"], serde_json::json!([]), "{report}");
+    assert_eq!(
+        std::fs::read(repo_dir.join("shop/db.json")).unwrap(),
+        before
+    );
+
     let out = c.kseal(
         &[
             "migrate",

@@ -20,9 +20,9 @@ use kseal_core::resource::{
 };
 
 use super::{doc_label, plural};
-use crate::cli::{MigrateArgs, OutputFormat};
+use crate::cli::{InspectFormat, MigrateArgs, OutputFormat};
 use crate::cluster::Cluster;
-use crate::io::{read_file, render, replace_file};
+use crate::io::{outln, read_file, render, replace_file};
 
 /// Who opens the Bitnami values.
 enum Opener {
@@ -66,8 +66,11 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
     }
     bar.finish_and_clear();
     let migrated: usize = converted.iter().map(|c| c.migrated).sum();
-    for failure in &failures {
-        eprintln!("error: {failure}");
+    let json = args.output == InspectFormat::Json;
+    if !json {
+        for failure in &failures {
+            eprintln!("error: {failure}");
+        }
     }
     let write = !args.dry_run && (failures.is_empty() || args.keep_going);
     if write {
@@ -75,20 +78,36 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
             replace_file(&c.path, &c.text)?;
         }
     }
-    let verb = if write { "migrated" } else { "would migrate" };
-    eprintln!(
-        "{verb} {} in {}{}",
-        plural(migrated, "SealedSecret"),
-        plural(converted.len(), "file"),
-        if failures.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; {} could not be migrated",
-                plural(failures.len(), "SealedSecret")
-            )
-        }
-    );
+    if json {
+        let files: Vec<serde_json::Value> = converted
+            .iter()
+            .map(|c| serde_json::json!({"file": c.path.display().to_string(), "migrated": c.migrated}))
+            .collect();
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "written": write,
+                "migrated": migrated,
+                "files": files,
+                "failures": failures,
+            }))?
+        )?;
+    } else {
+        let verb = if write { "migrated" } else { "would migrate" };
+        eprintln!(
+            "{verb} {} in {}{}",
+            plural(migrated, "SealedSecret"),
+            plural(converted.len(), "file"),
+            if failures.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} could not be migrated",
+                    plural(failures.len(), "SealedSecret")
+                )
+            }
+        );
+    }
     if !failures.is_empty() {
         if !write && !args.dry_run {
             bail!("nothing was written (pass --keep-going to write the files that converted)");
