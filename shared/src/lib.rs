@@ -9,6 +9,7 @@
 //!   scope and the item key.
 //! - [`recipients`] and [`keys`]: public recipients with their fingerprints, and private
 //!   identities.
+//! - [`pq`]: the hybrid post-quantum age recipient type (`age1pq1…`, ML-KEM-768 + X25519).
 //! - [`item`]: seal and open one value; [`rewrap`]: move one to a new cluster key,
 //!   keeping every recipient the cluster does not own.
 //! - [`age_header`] and [`audit`]: what can be read and checked without a key (for
@@ -32,6 +33,7 @@ pub mod item;
 pub mod keys;
 pub mod manifest;
 pub mod policy;
+pub mod pq;
 pub mod reason;
 pub mod recipients;
 pub mod resource;
