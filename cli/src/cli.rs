@@ -246,6 +246,10 @@ pub struct KeygenArgs {
     /// Write the identity to this file (mode 0600; never overwrites) and print only the recipient
     #[arg(short = 'o', long = "output", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub output: Option<PathBuf>,
+    /// A post-quantum key (ML-KEM-768 + X25519: AGE-SECRET-KEY-PQ-1…, age1pq1…), as
+    /// `age-keygen -pq` makes, instead of an X25519 one
+    #[arg(long)]
+    pub pq: bool,
 }
 
 #[derive(Debug, Args)]

@@ -62,10 +62,16 @@ fn examples(path: &str) -> &'static [Example] {
                 "kubectl create secret generic db --from-literal=token=t0k3n --dry-run=client -o yaml |\n    kseal --merge-into sealed.yaml",
             ),
         ],
-        "kseal keygen" => &[(
-            "An escrow key: the private key to a file (0600), the recipient to another",
-            "kseal keygen -o escrow-key.txt > escrow.recipients",
-        )],
+        "kseal keygen" => &[
+            (
+                "An escrow key: the private key to a file (0600), the recipient to another",
+                "kseal keygen -o escrow-key.txt > escrow.recipients",
+            ),
+            (
+                "A post-quantum one (ML-KEM-768 + X25519), for values that must outlast X25519",
+                "kseal keygen --pq -o pq-key.txt > pq.recipients",
+            ),
+        ],
         "kseal recipients" => &[
             (
                 "The cluster's recipients document, for --cert (kubeseal --fetch-cert)",

@@ -324,3 +324,108 @@ fn keys_made_by_age_keygen_work_both_ways() {
         .unwrap();
     assert_eq!(out.stdout, b"hunter2", "{}", stderr(&out));
 }
+
+/// Post-quantum values and Go age v1.3 (the reference implementation), both ways: what
+/// kseal seals to a Go `age-keygen -pq` recipient opens with `kseal unseal` and with the
+/// documented stock recovery command run by Go age; what Go age encrypts to a
+/// `kseal keygen --pq` recipient opens with kseal's identity; Go age reads kseal's
+/// identity file.
+#[test]
+fn post_quantum_values_interoperate_with_go_age() {
+    let go = kseal_tests::cluster::go_age_dir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = |program: &std::path::Path, args: &[&str]| {
+        let out = Command::new(program)
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program:?} {args:?}: {}",
+            stderr(&out)
+        );
+        out.stdout
+    };
+    // Go's key, kseal's seal.
+    run(&go.join("age-keygen"), &["-pq", "-o", "go.key"]);
+    let go_recipient = String::from_utf8(run(&go.join("age-keygen"), &["-y", "go.key"])).unwrap();
+    let go_recipient = go_recipient.trim();
+    assert!(go_recipient.starts_with("age1pq1"), "{go_recipient}");
+    let out = run_in(
+        dir.path(),
+        &["seal", "-r", go_recipient, "-w", "sealed.yaml"],
+        secret_yaml().as_bytes(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = run_in(dir.path(), &["inspect", "sealed.yaml"], b"");
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains("1 ML-KEM-768+X25519 recipient (post-quantum)"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = run_in(
+        dir.path(),
+        &["unseal", "-i", "go.key", "-f", "sealed.yaml", "-o", "json"],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "kseal reads Go's PQ identity: {}",
+        stderr(&out)
+    );
+    let secret: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(secret["data"]["password"], "aHVudGVyMg==");
+    // The documented recovery, with Go age first on PATH (Debian's age has no PQ).
+    let path = format!(
+        "{}:{}",
+        go.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for (item, value) in expected() {
+        let out = Command::new("bash")
+            .args(["-c", &recovery_command()])
+            .current_dir(dir.path())
+            .env("PATH", &path)
+            .env("ITEM", item)
+            .env("FILE", "sealed.yaml")
+            .env("KEY", "go.key")
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "Go age recovery of {item}: {}",
+            stderr(&out)
+        );
+        assert_eq!(out.stdout, value, "Go age recovery of {item}");
+    }
+
+    // kseal's key, Go's encryption.
+    let out = run_in(dir.path(), &["keygen", "--pq", "-o", "kseal.key"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(dir.path().join("kseal.recipients"), &out.stdout).unwrap();
+    std::fs::write(dir.path().join("plain.txt"), b"sealed by Go age").unwrap();
+    run(
+        &go.join("age"),
+        &["-R", "kseal.recipients", "-o", "plain.age", "plain.txt"],
+    );
+    let identity_file = std::fs::read_to_string(dir.path().join("kseal.key")).unwrap();
+    let identity: kseal_core::pq::PqIdentity = identity_file
+        .lines()
+        .find(|l| l.starts_with("AGE-SECRET-KEY-PQ-1"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let encrypted = std::fs::read(dir.path().join("plain.age")).unwrap();
+    let decryptor = age::Decryptor::new_buffered(&encrypted[..]).unwrap();
+    let mut reader = decryptor
+        .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        .unwrap();
+    let mut plain = Vec::new();
+    std::io::Read::read_to_end(&mut reader, &mut plain).unwrap();
+    assert_eq!(plain, b"sealed by Go age");
+    // And Go age reads kseal's identity file.
+    let decrypted = run(&go.join("age"), &["-d", "-i", "kseal.key", "plain.age"]);
+    assert_eq!(decrypted, b"sealed by Go age");
+}

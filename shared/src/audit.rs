@@ -24,9 +24,16 @@ pub struct ItemSummary {
     pub age_bytes: usize,
     /// Number of X25519 recipient stanzas.
     pub x25519_stanzas: usize,
+    /// Number of post-quantum (`mlkem768x25519`) recipient stanzas.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub pq_stanzas: usize,
     /// Why the item is not a well-formed sealed value, if it is not.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// Reads the age header of one item.
@@ -35,6 +42,7 @@ pub fn summarize_item(key: &str, sealed: &str) -> ItemSummary {
         key: key.to_owned(),
         age_bytes: 0,
         x25519_stanzas: 0,
+        pq_stanzas: 0,
         problem: None,
     };
     let header: Result<AgeHeader, String> = STANDARD
@@ -47,6 +55,7 @@ pub fn summarize_item(key: &str, sealed: &str) -> ItemSummary {
     match header {
         Ok(h) => {
             summary.x25519_stanzas = h.count("X25519");
+            summary.pq_stanzas = h.count(crate::pq::TAG);
             if h.count("scrypt") > 0 {
                 summary.problem = Some("passphrase-encrypted (scrypt), not sealed to a key".into());
             }
@@ -194,11 +203,15 @@ pub fn problems(sealed: &SealedSecret) -> Vec<String> {
         let summary = summarize_item(key, value);
         if let Some(p) = summary.problem {
             out.push(format!("item {key:?}: {p}"));
-        } else if summary.x25519_stanzas != spec.recipients.len() {
+        } else if summary.x25519_stanzas + summary.pq_stanzas != spec.recipients.len() {
             out.push(format!(
-                "item {key:?}: sealed to {} X25519 recipients, but {} are recorded",
-                summary.x25519_stanzas,
+                "item {key:?}: sealed to {} recipients, but {} are recorded",
+                summary.x25519_stanzas + summary.pq_stanzas,
                 spec.recipients.len()
+            ));
+        } else if summary.x25519_stanzas > 0 && summary.pq_stanzas > 0 {
+            out.push(format!(
+                "item {key:?}: sealed to post-quantum and classic recipients together: the classic ones undo the protection"
             ));
         }
     }

@@ -230,6 +230,31 @@ mod tests {
     }
 
     #[test]
+    fn post_quantum_round_trip_and_audit() {
+        let (pq, classic) = (Key::generate_pq(), Key::generate());
+        let set = RecipientSet::new([pq.recipient().clone()]).unwrap();
+        let b = Binding::new(Scope::Strict, Some("prod"), Some("db"), "password").unwrap();
+        let sealed = seal(&set, &b, b"hunter2").unwrap();
+        // The hint names the PQ key; a classic key beside it in the ring opens nothing.
+        let ring = Keyring::new([classic.clone(), pq.clone()]);
+        let hint = [pq.fingerprint().clone()];
+        assert_eq!(&open(&ring, &hint, &b, &sealed).unwrap()[..], b"hunter2");
+        let summary = crate::audit::summarize_item("password", &sealed);
+        assert_eq!(
+            (summary.pq_stanzas, summary.x25519_stanzas),
+            (1, 0),
+            "{summary:?}"
+        );
+        assert_eq!(summary.problem, None);
+        // Mixing is refused before any sealing.
+        let mixed = RecipientSet::new([pq.recipient().clone(), classic.recipient().clone()]);
+        assert_eq!(
+            mixed.err(),
+            Some(crate::recipients::RecipientError::MixedPq)
+        );
+    }
+
+    #[test]
     fn moved_ciphertext_is_refused_and_named() {
         let (ring, set, b) = setup();
         let sealed = seal(&set, &b, b"hunter2").unwrap();

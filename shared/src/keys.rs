@@ -14,10 +14,20 @@ use crate::recipients::{Fingerprint, Recipient};
 /// One private key with its public half and fingerprint.
 #[derive(Clone)]
 pub struct Key {
-    identity: age::x25519::Identity,
-    opener: X25519,
+    kind: Kind,
     recipient: Recipient,
     fingerprint: Fingerprint,
+}
+
+/// The private key, and what opens stanzas with it.
+#[derive(Clone)]
+enum Kind {
+    X25519 {
+        identity: age::x25519::Identity,
+        opener: X25519,
+    },
+    /// Post-quantum (`mlkem768x25519`): the identity opens its own stanzas.
+    Pq(crate::pq::PqIdentity),
 }
 
 /// Opens age's `X25519` recipient stanzas (C2SP age, "X25519 recipient stanza") at the
@@ -114,20 +124,42 @@ impl age::Identity for X25519 {
 }
 
 impl Key {
-    /// A fresh random key.
+    /// A fresh random X25519 key.
     pub fn generate() -> Self {
         Self::from_identity(age::x25519::Identity::generate())
+    }
+
+    /// A fresh random post-quantum key (ML-KEM-768 + X25519).
+    pub fn generate_pq() -> Self {
+        Self::from_pq(crate::pq::PqIdentity::generate())
     }
 
     fn from_identity(identity: age::x25519::Identity) -> Self {
         let recipient = Recipient::X25519(identity.to_public());
         let fingerprint = recipient.fingerprint();
         Key {
-            opener: X25519::from_age(&identity),
-            identity,
+            kind: Kind::X25519 {
+                opener: X25519::from_age(&identity),
+                identity,
+            },
             recipient,
             fingerprint,
         }
+    }
+
+    fn from_pq(identity: crate::pq::PqIdentity) -> Self {
+        let recipient = Recipient::Pq(identity.to_public());
+        let fingerprint = recipient.fingerprint();
+        Key {
+            kind: Kind::Pq(identity),
+            recipient,
+            fingerprint,
+        }
+    }
+
+    /// Whether this is a post-quantum key.
+    pub fn is_pq(&self) -> bool {
+        matches!(self.kind, Kind::Pq(_))
     }
 
     pub fn recipient(&self) -> &Recipient {
@@ -139,17 +171,24 @@ impl Key {
     }
 
     pub(crate) fn as_age(&self) -> &dyn age::Identity {
-        &self.opener
+        match &self.kind {
+            Kind::X25519 { opener, .. } => opener,
+            Kind::Pq(identity) => identity,
+        }
     }
 
     /// The key in age's identity-file format, with the comments `age-keygen` writes.
     /// `created` is an RFC 3339 time.
     pub fn to_identity_file(&self, created: &str) -> Zeroizing<String> {
-        let secret = self.identity.to_string();
+        let secret = match &self.kind {
+            Kind::X25519 { identity, .. } => {
+                Zeroizing::new(identity.to_string().expose_secret().to_owned())
+            }
+            Kind::Pq(identity) => identity.to_secret_string(),
+        };
         Zeroizing::new(format!(
             "# created: {created}\n# public key: {}\n{}\n",
-            self.recipient,
-            secret.expose_secret()
+            self.recipient, *secret
         ))
     }
 }
@@ -157,7 +196,7 @@ impl Key {
 /// Why an identity file was refused. Never contains key material.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KeyError {
-    #[error("line {0}: not an age X25519 identity (AGE-SECRET-KEY-1…)")]
+    #[error("line {0}: not an age identity (AGE-SECRET-KEY-1… or AGE-SECRET-KEY-PQ-1…)")]
     InvalidIdentity(usize),
     #[error("line {0}: plugin identities are not supported")]
     PluginIdentity(usize),
@@ -218,8 +257,8 @@ pub fn parse_identities(bytes: &[u8]) -> Result<Vec<Key>, KeyError> {
     Ok(keys)
 }
 
-/// Parses age's identity-file format: one `AGE-SECRET-KEY-1…` per line, `#` comments and
-/// blank lines ignored.
+/// Parses age's identity-file format: one `AGE-SECRET-KEY-1…` (X25519) or
+/// `AGE-SECRET-KEY-PQ-1…` (post-quantum) per line, `#` comments and blank lines ignored.
 pub fn parse_identity_file(text: &str) -> Result<Vec<Key>, KeyError> {
     let mut keys = Vec::new();
     for (idx, line) in text.lines().enumerate() {
@@ -230,9 +269,12 @@ pub fn parse_identity_file(text: &str) -> Result<Vec<Key>, KeyError> {
         if line.starts_with("AGE-PLUGIN-") {
             return Err(KeyError::PluginIdentity(idx + 1));
         }
-        let identity = age::x25519::Identity::from_str(line)
-            .map_err(|_| KeyError::InvalidIdentity(idx + 1))?;
-        keys.push(Key::from_identity(identity));
+        let invalid = KeyError::InvalidIdentity(idx + 1);
+        keys.push(if line.starts_with(crate::pq::IDENTITY_HRP) {
+            Key::from_pq(line.parse().map_err(|_| invalid)?)
+        } else {
+            Key::from_identity(age::x25519::Identity::from_str(line).map_err(|_| invalid)?)
+        });
     }
     if keys.is_empty() {
         return Err(KeyError::Empty);
@@ -341,6 +383,20 @@ mod tests {
         assert_eq!(tried(&[]), all);
     }
 
+    fn opener(key: &Key) -> &X25519 {
+        match &key.kind {
+            Kind::X25519 { opener, .. } => opener,
+            Kind::Pq(_) => unreachable!("an X25519 key"),
+        }
+    }
+
+    fn identity(key: &Key) -> &age::x25519::Identity {
+        match &key.kind {
+            Kind::X25519 { identity, .. } => identity,
+            Kind::Pq(_) => unreachable!("an X25519 key"),
+        }
+    }
+
     /// kseal's X25519 opener and age's own agree on every stanza: theirs, a stranger's,
     /// and malformed ones.
     #[test]
@@ -357,22 +413,22 @@ mod tests {
             args: stanza.args.clone(),
             body: stanza.body.clone(),
         };
-        let ours = key.opener.unwrap_stanza(stanza).unwrap().unwrap();
+        let ours = opener(&key).unwrap_stanza(stanza).unwrap().unwrap();
         assert_eq!(ours.expose_secret(), &[7; 16]);
-        assert!(stranger.opener.unwrap_stanza(stanza).is_none());
-        assert!(key.identity.unwrap_stanza(stanza).unwrap().is_ok());
+        assert!(opener(&stranger).unwrap_stanza(stanza).is_none());
+        assert!(identity(&key).unwrap_stanza(stanza).unwrap().is_ok());
         let mut bad = copy();
         bad.args[0].push('A');
-        assert!(matches!(key.opener.unwrap_stanza(&bad), Some(Err(_))));
-        assert!(matches!(key.identity.unwrap_stanza(&bad), Some(Err(_))));
+        assert!(matches!(opener(&key).unwrap_stanza(&bad), Some(Err(_))));
+        assert!(matches!(identity(&key).unwrap_stanza(&bad), Some(Err(_))));
         // The all-zero share (a low-order point) gives an all-zero secret: refused.
         let mut zero = copy();
         zero.args[0] = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA".into();
-        assert!(matches!(key.opener.unwrap_stanza(&zero), Some(Err(_))));
-        assert!(matches!(key.identity.unwrap_stanza(&zero), Some(Err(_))));
+        assert!(matches!(opener(&key).unwrap_stanza(&zero), Some(Err(_))));
+        assert!(matches!(identity(&key).unwrap_stanza(&zero), Some(Err(_))));
         let mut short = copy();
         short.body.pop();
-        assert!(matches!(key.opener.unwrap_stanza(&short), Some(Err(_))));
+        assert!(matches!(opener(&key).unwrap_stanza(&short), Some(Err(_))));
     }
 
     /// A backup of the controller's key Secrets (what `kubectl get secret -l
@@ -411,7 +467,7 @@ mod tests {
             (other, "document 2: not a kseal key Secret"),
             (
                 broken,
-                "document 2: data.identity.txt: line 1: not an age X25519 identity",
+                "document 2: data.identity.txt: line 1: not an age identity",
             ),
         ] {
             let list = serde_json::json!({"kind": "List", "items": [secret(&keys[1]), doc]});

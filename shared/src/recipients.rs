@@ -37,11 +37,12 @@ impl fmt::Display for Fingerprint {
     }
 }
 
-/// A public key items can be sealed to. An enum so new kinds (post-quantum age
-/// recipients once the age crate ships them) slot in without changing callers.
+/// A public key items can be sealed to: classic X25519 (`age1…`) or post-quantum
+/// (`age1pq1…`, see [`crate::pq`]).
 #[derive(Clone)]
 pub enum Recipient {
     X25519(age::x25519::Recipient),
+    Pq(crate::pq::PqRecipient),
 }
 
 impl Recipient {
@@ -49,9 +50,15 @@ impl Recipient {
         Fingerprint::of(&self.to_string())
     }
 
+    /// Whether it is post-quantum.
+    pub fn is_pq(&self) -> bool {
+        matches!(self, Recipient::Pq(_))
+    }
+
     pub(crate) fn as_age(&self) -> &dyn age::Recipient {
         match self {
             Recipient::X25519(r) => r,
+            Recipient::Pq(r) => r,
         }
     }
 }
@@ -60,6 +67,7 @@ impl fmt::Display for Recipient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Recipient::X25519(r) => write!(f, "{r}"),
+            Recipient::Pq(r) => write!(f, "{r}"),
         }
     }
 }
@@ -100,6 +108,10 @@ pub enum RecipientError {
     BitnamiCertificate,
     #[error("no recipients given")]
     Empty,
+    #[error(
+        "post-quantum (age1pq1…) and classic (age1…) recipients together: a classic stanza in the same value would let whoever breaks X25519 open it; seal to post-quantum recipients only"
+    )]
+    MixedPq,
     #[error("not a recipients document: {0}")]
     BadDocument(String),
 }
@@ -110,6 +122,12 @@ impl FromStr for Recipient {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         if let Ok(r) = s.parse::<age::x25519::Recipient>() {
             return Ok(Recipient::X25519(r));
+        }
+        if s.starts_with("age1pq1") {
+            return s
+                .parse()
+                .map(Recipient::Pq)
+                .map_err(|_| RecipientError::Invalid);
         }
         if s.starts_with("-----BEGIN CERTIFICATE-----") {
             return Err(RecipientError::BitnamiCertificate);
@@ -264,6 +282,9 @@ impl RecipientSet {
         if out.is_empty() {
             return Err(RecipientError::Empty);
         }
+        if out.iter().any(Recipient::is_pq) && !out.iter().all(Recipient::is_pq) {
+            return Err(RecipientError::MixedPq);
+        }
         Ok(RecipientSet(out))
     }
 
@@ -323,8 +344,13 @@ mod tests {
             RecipientError::Unsupported("ssh-ed25519".into())
         );
         assert_eq!(
-            "age1pq1qqqq".parse::<Recipient>().unwrap_err().to_string(),
-            "age1pq1… recipients are not supported yet: only X25519 recipients (age1…) are"
+            "age1tag1qqqq".parse::<Recipient>().unwrap_err().to_string(),
+            "age1tag1… recipients are not supported yet: only X25519 recipients (age1…) are"
+        );
+        // Post-quantum recipients are: a broken one is simply invalid.
+        assert_eq!(
+            "age1pq1qqqq".parse::<Recipient>().unwrap_err(),
+            RecipientError::Invalid
         );
     }
 

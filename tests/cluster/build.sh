@@ -8,6 +8,9 @@
 #                  Bitnami sealed-secrets, the peer kseal migrates from and is measured
 #                  beside, from bitnami/go.mod (its own module: it pins client-go 0.35,
 #                  which one module graph with Kubernetes 1.37 would raise)
+#   age, age-keygen
+#                  Go age v1.3, the reference age with post-quantum recipients, from
+#                  age/go.mod (its own module too)
 # into target/cluster/<key>/, where the key hashes this script, go.mod, go.sum and the
 # Go sources: a
 # warm run finds them and builds nothing. Go's module and build caches live under
@@ -18,9 +21,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 target=${CARGO_TARGET_DIR:-$here/../../target}
 mkdir -p "$target/cluster"
 target=$(cd "$target" && pwd)
-key=$(cd "$here" && cat build.sh go.mod go.sum bitnami/go.mod bitnami/go.sum $(find cmd internal -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+key=$(cd "$here" && cat build.sh go.mod go.sum bitnami/go.mod bitnami/go.sum age/go.mod age/go.sum $(find cmd internal -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 out=$target/cluster/$key
-built() { [ -x "$out/kseal-cluster" ] && [ -x "$out/helm" ] && [ -x "$out/kubeseal" ] && [ -x "$out/sealed-secrets-controller" ]; }
+built() { [ -x "$out/kseal-cluster" ] && [ -x "$out/helm" ] && [ -x "$out/kubeseal" ] && [ -x "$out/sealed-secrets-controller" ] && [ -x "$out/age" ] && [ -x "$out/age-keygen" ]; }
 if ! built; then
   exec 9>"$target/cluster/build.lock"
   flock 9
@@ -47,6 +50,10 @@ if ! built; then
       go build -trimpath -o "$tmp/sealed-secrets-controller" -ldflags "-s -w -X main.VERSION=$bitnami_version" \
         github.com/bitnami-labs/sealed-secrets/cmd/controller
       cp "$GOMODCACHE/github.com/bitnami-labs/sealed-secrets@$bitnami_version/helm/sealed-secrets/crds/bitnami.com_sealedsecrets.yaml" "$tmp/"
+      cd ../age
+      age_version=$(sed -n 's/^\tfilippo.io\/age \(v[0-9.]*\).*$/\1/p' go.mod)
+      go build -trimpath -o "$tmp/" -ldflags "-s -w -X main.Version=$age_version" \
+        filippo.io/age/cmd/age filippo.io/age/cmd/age-keygen
     ) >&2
     rm -rf "$out" && mv "$tmp" "$out"
   fi

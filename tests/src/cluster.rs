@@ -128,6 +128,12 @@ pub fn helm() -> Result<PathBuf, Error> {
     Ok(built()?.join("helm"))
 }
 
+/// Go age v1.3 (`age`, `age-keygen`), built beside `kseal-cluster` from
+/// `tests/cluster/age/go.mod`: the directory holding both.
+pub fn go_age_dir() -> Result<PathBuf, Error> {
+    built()
+}
+
 /// The directory `tests/cluster/build.sh` builds into (it builds when it must).
 pub(crate) fn built() -> Result<PathBuf, Error> {
     static DIR: OnceLock<PathBuf> = OnceLock::new();

@@ -129,6 +129,16 @@ fn render_text(r: &Report) -> String {
     for (item, key) in r.items.iter().zip(&keys) {
         let detail = match &item.problem {
             Some(p) => format!("INVALID: {}", printable(p)),
+            None if item.pq_stanzas > 0 => format!(
+                "age, {} (post-quantum){}, {} bytes",
+                plural(item.pq_stanzas, "ML-KEM-768+X25519 recipient"),
+                if item.x25519_stanzas > 0 {
+                    format!(", {}", plural(item.x25519_stanzas, "X25519 recipient"))
+                } else {
+                    String::new()
+                },
+                item.age_bytes
+            ),
             None => format!(
                 "age, {}, {} bytes",
                 plural(item.x25519_stanzas, "X25519 recipient"),

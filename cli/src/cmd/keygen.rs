@@ -1,4 +1,5 @@
-//! `kseal keygen`: a new age identity, for escrow keys, other clusters and local tests.
+//! `kseal keygen`: a new age identity (X25519, or post-quantum with `--pq`), for escrow
+//! keys, other clusters and local tests.
 
 use std::fs;
 use std::io::Write;
@@ -11,7 +12,11 @@ use crate::cli::KeygenArgs;
 use crate::io::write_output;
 
 pub fn run(args: &KeygenArgs) -> Result<()> {
-    let key = Key::generate();
+    let key = if args.pq {
+        Key::generate_pq()
+    } else {
+        Key::generate()
+    };
     let created = time::OffsetDateTime::now_utc()
         .replace_nanosecond(0)
         .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
