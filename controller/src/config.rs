@@ -27,7 +27,7 @@ pub enum Command {
     /// Run the controller (the default)
     Run(Box<RunArgs>),
     /// Create a new sealing key now (for a CronJob) and exit
-    RotateKey(CommonArgs),
+    RotateKey(RotateArgs),
     /// Print the SealedSecret CustomResourceDefinition as YAML
     Crd,
     /// Write man pages (kseal-controller.1 and one per subcommand) into a directory
@@ -75,6 +75,25 @@ pub struct CommonArgs {
     pub kubeconfig: Option<std::path::PathBuf>,
 }
 
+/// The kind of sealing key the controller makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KeyType {
+    /// Classic age X25519 keys (age1…): what every age reads.
+    X25519,
+    /// Post-quantum hybrid ML-KEM-768 + X25519 keys (age1pq1…; Go age 1.3 and newer read them).
+    Pq,
+}
+
+/// The flags of `rotate-key`.
+#[derive(Debug, Clone, Args)]
+pub struct RotateArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// The kind of key to make
+    #[arg(long, env = "KSEAL_KEY_TYPE", value_enum, default_value_t = KeyType::X25519)]
+    pub key_type: KeyType,
+}
+
 /// The flags of `run`, the controller itself.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
@@ -106,6 +125,10 @@ pub struct RunArgs {
         requires = "bitnami_keys_namespace"
     )]
     pub bitnami_drop_in: bool,
+    /// The kind of key to make: when the newest key is of the other kind, a key of this
+    /// kind is made at once (a rotation; the older keys keep unsealing what they sealed)
+    #[arg(long, env = "KSEAL_KEY_TYPE", value_enum, default_value_t = KeyType::X25519)]
+    pub key_type: KeyType,
     /// Create a new key when the newest is this old (e.g. 30d, 12h)
     #[arg(long, env = "KSEAL_KEY_ROTATION_PERIOD", default_value = "30d", value_parser = parse_duration)]
     pub key_rotation_period: Duration,

@@ -24,6 +24,7 @@ use kube::{Client, ResourceExt};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+use crate::config::KeyType;
 use crate::metrics::Metrics;
 
 pub const KEY_LABEL: &str = "kseal.dev/key";
@@ -353,6 +354,17 @@ pub fn slot_name(now: OffsetDateTime, slot: Duration) -> String {
     )
 }
 
+/// The name of a key of `key_type` made at `now` in a slot of length `slot`: post-quantum
+/// keys are `kseal-key-pq-…`, so a move to them the day an X25519 key was made gets a
+/// name of its own (and sorts after it).
+pub fn key_name(now: OffsetDateTime, slot: Duration, key_type: KeyType) -> String {
+    let name = slot_name(now, slot);
+    match key_type {
+        KeyType::X25519 => name,
+        KeyType::Pq => name.replacen("kseal-key-", "kseal-key-pq-", 1),
+    }
+}
+
 /// Creates a key Secret named `name`. An existing key of that name means another replica
 /// won the race: not an error. A name taken by anything else (a Secret someone made to
 /// squat the next slot) does not stop rotation: the key gets a generated name instead.
@@ -361,9 +373,13 @@ pub async fn create_key(
     namespace: &str,
     name: &str,
     now: OffsetDateTime,
+    key_type: KeyType,
 ) -> Result<bool, kube::Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let key = Key::generate();
+    let key = match key_type {
+        KeyType::X25519 => Key::generate(),
+        KeyType::Pq => Key::generate_pq(),
+    };
     let params = PostParams {
         field_manager: Some(MANAGER.into()),
         ..Default::default()
@@ -419,9 +435,14 @@ pub async fn ensure_fresh_key(
     namespace: &str,
     store: &KeyStore,
     period: Duration,
+    key_type: KeyType,
 ) -> Result<bool, kube::Error> {
     let now = OffsetDateTime::now_utc();
-    let fresh = store.newest().is_some_and(|k| now - k.created < period);
+    // A newest key of the other kind is due at once: that is how a cluster moves to
+    // post-quantum keys (or back).
+    let fresh = store
+        .newest()
+        .is_some_and(|k| now - k.created < period && k.key.is_pq() == (key_type == KeyType::Pq));
     if fresh {
         return Ok(false);
     }
@@ -429,7 +450,14 @@ pub async fn ensure_fresh_key(
     // when it is shorter) agree on the name, so one key is made; the name is the day it
     // was made, not the start of a 30-day slot that looks weeks old.
     let slot = period.min(Duration::from_secs(86_400));
-    create_key(client, namespace, &slot_name(now, slot), now).await
+    create_key(
+        client,
+        namespace,
+        &key_name(now, slot, key_type),
+        now,
+        key_type,
+    )
+    .await
 }
 
 /// Publishes the recipients document in the `kseal-recipients` ConfigMap.

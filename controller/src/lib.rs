@@ -173,6 +173,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 &args.common.namespace,
                 &keys,
                 args.key_rotation_period,
+                args.key_type,
             )
             .await
             {

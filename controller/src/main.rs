@@ -26,7 +26,7 @@ async fn main() -> ExitCode {
     let command = cli.command.unwrap_or(Command::Run(Box::new(cli.run)));
     let common = match &command {
         Command::Run(run) => Some(&run.common),
-        Command::RotateKey(common) => Some(common),
+        Command::RotateKey(rotate) => Some(&rotate.common),
         Command::Crd | Command::Man { .. } => None,
     };
     if let Some(common) = common {
@@ -34,7 +34,7 @@ async fn main() -> ExitCode {
     }
     let result = match command {
         Command::Run(run) => kseal_controller::run(*run).await,
-        Command::RotateKey(common) => rotate(&common).await,
+        Command::RotateKey(args) => rotate(&args).await,
         Command::Crd => kseal_core::resource::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(Into::into),
@@ -60,12 +60,14 @@ fn man(dir: &std::path::Path) -> anyhow::Result<()> {
 }
 
 /// `kseal-controller rotate-key`: a new key now; the running controller picks it up.
-async fn rotate(args: &kseal_controller::config::CommonArgs) -> anyhow::Result<()> {
-    let client = kseal_controller::client(args).await?;
+async fn rotate(args: &kseal_controller::config::RotateArgs) -> anyhow::Result<()> {
+    let client = kseal_controller::client(&args.common).await?;
     let now = time::OffsetDateTime::now_utc();
     // Named as the scheduled rotation names keys, to the second.
-    let name = kseal_controller::keys::slot_name(now, std::time::Duration::from_secs(1));
-    kseal_controller::keys::create_key(&client, &args.namespace, &name, now).await?;
+    let name =
+        kseal_controller::keys::key_name(now, std::time::Duration::from_secs(1), args.key_type);
+    kseal_controller::keys::create_key(&client, &args.common.namespace, &name, now, args.key_type)
+        .await?;
     println!("{name}");
     Ok(())
 }

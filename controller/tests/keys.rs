@@ -1100,3 +1100,96 @@ async fn a_rotation_walk_through_with_the_cli() {
             || String::from_utf8_lossy(&out.stdout).contains("dGstd2Fsay0y")
     );
 }
+
+/// A cluster moves from X25519 to post-quantum keys: the controller run with
+/// `--key-type pq` makes a post-quantum key at once and publishes it first, `kseal seal`
+/// through the kubeconfig then seals post-quantum without being told, and what the
+/// X25519 key sealed keeps unsealing, and reseals to the new key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_moves_to_post_quantum_keys() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    cluster.recipients().await;
+    let admin = cluster.path("admin");
+    let admin = admin.to_str().unwrap();
+    let input = secret_yaml("shop", "before", &[("password", "pw-classic-1")]);
+    cluster.kseal(
+        &["seal", "--kubeconfig", admin, "-w", "before.yaml"],
+        input.as_bytes(),
+    );
+
+    cluster.stop_controller("replica-a");
+    cluster.start_controller_with("replica-b", &["--key-type", "pq"]);
+    wait_for("a post-quantum key published first", || async {
+        let doc = document(&cluster).await;
+        (doc.recipients.len() == 2 && doc.recipients[0].recipient.starts_with("age1pq1"))
+            .then_some(())
+    })
+    .await;
+    let input = secret_yaml("shop", "after", &[("password", "pw-pq-2")]);
+    cluster.kseal(
+        &["seal", "--kubeconfig", admin, "-w", "after.yaml"],
+        input.as_bytes(),
+    );
+    let inspect = |file: &str| {
+        String::from_utf8_lossy(&cluster.kseal(&["inspect", file], b"").stdout).into_owned()
+    };
+    assert!(
+        inspect("after.yaml").contains("(post-quantum)"),
+        "{}",
+        inspect("after.yaml")
+    );
+    assert!(!inspect("before.yaml").contains("post-quantum"));
+
+    for file in ["before.yaml", "after.yaml"] {
+        cluster
+            .kubectl(&["apply", "-f", cluster.path(file).to_str().unwrap()])
+            .await;
+    }
+    let secrets = cluster.secrets("shop");
+    let value = |name: &'static str| {
+        let secrets = secrets.clone();
+        async move {
+            wait_for("the Secret", || async {
+                let s = secrets.get_opt(name).await.ok().flatten()?;
+                Some(String::from_utf8(s.data?.get("password")?.0.clone()).unwrap())
+            })
+            .await
+        }
+    };
+    assert_eq!(value("before").await, "pw-classic-1");
+    assert_eq!(value("after").await, "pw-pq-2");
+
+    // The X25519 value moves to the post-quantum key, and still unseals.
+    cluster.kseal(&["reseal", "before.yaml", "--kubeconfig", admin], b"");
+    assert!(
+        inspect("before.yaml").contains("(post-quantum)"),
+        "{}",
+        inspect("before.yaml")
+    );
+    cluster
+        .kubectl(&["apply", "-f", cluster.path("before.yaml").to_str().unwrap()])
+        .await;
+    assert_eq!(
+        cluster.ready("shop", "before").await,
+        ("True".into(), "Unsealed".into())
+    );
+    assert_eq!(value("before").await, "pw-classic-1");
+    // And the CLI's validate holds it to the cluster's keys.
+    let out = cluster.kseal(
+        &[
+            "validate",
+            "before.yaml",
+            "after.yaml",
+            "--cluster",
+            "--kubeconfig",
+            admin,
+        ],
+        b"",
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -53,6 +53,10 @@ pub enum OpenError {
     DecryptionFailed,
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    #[error(
+        "resealing to the newest key would put post-quantum and classic recipients in one value: seal it again with recipients of one kind"
+    )]
+    MixedRecipients,
     #[error("sealed for {field} {sealed}, but found at {actual}")]
     ScopeMismatch {
         field: &'static str,
@@ -76,6 +80,7 @@ impl OpenError {
             OpenError::Envelope(EnvelopeError::UnsupportedVersion(_)) => Reason::UnsupportedFormat,
             OpenError::Envelope(EnvelopeError::Malformed(_)) => Reason::MalformedSealedValue,
             OpenError::ScopeMismatch { .. } => Reason::ScopeMismatch,
+            OpenError::MixedRecipients => Reason::MixedRecipients,
         }
     }
 }

@@ -39,11 +39,13 @@ pub enum Reason {
     ApiError,
     /// A SealedSecretRequest over its namespace's rate limit (answers only).
     RateLimited,
+    /// Resealing would put post-quantum and classic recipients in one value (reseal only).
+    MixedRecipients,
 }
 
 impl Reason {
     /// Every reason, in the order docs/controller.md lists them.
-    pub const ALL: [Reason; 15] = [
+    pub const ALL: [Reason; 16] = [
         Reason::Unsealed,
         Reason::ScopeMismatch,
         Reason::NoMatchingKey,
@@ -59,6 +61,7 @@ impl Reason {
         Reason::EncryptionAtRestNotConfigured,
         Reason::ApiError,
         Reason::RateLimited,
+        Reason::MixedRecipients,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +81,7 @@ impl Reason {
             Reason::EncryptionAtRestNotConfigured => "EncryptionAtRestNotConfigured",
             Reason::ApiError => "ApiError",
             Reason::RateLimited => "RateLimited",
+            Reason::MixedRecipients => "MixedRecipients",
         }
     }
 
@@ -115,6 +119,9 @@ impl Reason {
             }
             Reason::ApiError => "transient: retried with backoff",
             Reason::RateLimited => "ask more slowly; the controller's --rate-limit sets the pace",
+            Reason::MixedRecipients => {
+                "seal it again to recipients of one kind: all post-quantum (age1pq1…) or all classic"
+            }
         })
     }
 }

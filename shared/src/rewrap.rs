@@ -56,6 +56,12 @@ pub fn rewrap(keyring: &Keyring, newest: &Key, sealed: &str) -> Result<Rewrapped
         }
     }
     let file_key = file_key.ok_or(OpenError::NoMatchingKey)?;
+    // A post-quantum newest key beside a kept classic stanza (an escrow key, another
+    // cluster), or the other way round, would undo the post-quantum protection.
+    let kind_kept = |tag: &str| kept.iter().any(|&i| header.stanzas[i].kind == tag);
+    if (newest.is_pq() && kind_kept("X25519")) || (!newest.is_pq() && kind_kept(crate::pq::TAG)) {
+        return Err(OpenError::MixedRecipients);
+    }
     let foreign = kept
         .iter()
         .filter(|&&i| !header.stanzas[i].kind.ends_with("-grease"))
@@ -241,6 +247,41 @@ mod tests {
         );
         let hint = rewrapped_hint(&[new.fingerprint().clone()], &cluster, &new, out.kept);
         assert_eq!(hint, vec![new.fingerprint().clone()]);
+    }
+
+    /// A rotation from X25519 to a post-quantum key: a value sealed to the cluster alone
+    /// moves to the post-quantum key; one with a classic escrow recipient beside it is
+    /// refused, since the result would mix the kinds.
+    #[test]
+    fn a_rotation_to_a_post_quantum_key_moves_values_and_never_mixes() {
+        let (old, new, escrow) = (Key::generate(), Key::generate_pq(), Key::generate());
+        let cluster = Keyring::new([new.clone(), old.clone()]);
+        let alone = seal(
+            &RecipientSet::new([old.recipient().clone()]).unwrap(),
+            &binding(),
+            b"v",
+        )
+        .unwrap();
+        let out = rewrap(&cluster, &new, &alone).unwrap();
+        assert!(out.changed);
+        let summary = crate::audit::summarize_item("password", &out.sealed);
+        assert_eq!((summary.pq_stanzas, summary.x25519_stanzas), (1, 0));
+        let ring = Keyring::new([new.clone()]);
+        assert_eq!(
+            &open(&ring, &[], &binding(), &out.sealed).unwrap()[..],
+            b"v"
+        );
+
+        let escrowed = seal(
+            &RecipientSet::new([old.recipient().clone(), escrow.recipient().clone()]).unwrap(),
+            &binding(),
+            b"v",
+        )
+        .unwrap();
+        assert_eq!(
+            rewrap(&cluster, &new, &escrowed).err(),
+            Some(OpenError::MixedRecipients)
+        );
     }
 
     #[test]
