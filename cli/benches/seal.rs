@@ -1,5 +1,7 @@
 //! Sealing cost, kseal beside the bare `age` crate in the same run (target: kseal within
-//! 1.25× of age for one 64-byte item), and a whole `kseal seal` process on a 5-item Secret.
+//! 1.25× of age for one 64-byte item), a whole `kseal seal` process on a 5-item Secret, and
+//! one item sealed and opened with a post-quantum key beside an X25519 one (and beside the
+//! age crate's X25519, which has no post-quantum recipient).
 //! Run: `cargo bench -p kseal-cli --bench seal`.
 
 #![allow(clippy::unwrap_used)]
@@ -64,5 +66,27 @@ fn process_seal(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, item_seal, process_seal);
+fn post_quantum(c: &mut Criterion) {
+    let mut group = c.benchmark_group("one 64-byte item, X25519 and post-quantum");
+    let binding = Binding::new(Scope::Strict, Some("prod"), Some("db"), "password").unwrap();
+    let (classic, pq) = (Key::generate(), Key::generate_pq());
+    let raw: age::x25519::Recipient = classic.recipient().to_string().parse().unwrap();
+    group.bench_function("seal, age crate, X25519", |b| {
+        b.iter(|| bare_age(std::slice::from_ref(&raw)))
+    });
+    for (kind, key) in [("X25519", &classic), ("post-quantum", &pq)] {
+        let set = RecipientSet::new([key.recipient().clone()]).unwrap();
+        group.bench_function(format!("seal, kseal, {kind}"), |b| {
+            b.iter(|| item::seal(&set, &binding, VALUE).unwrap())
+        });
+        let sealed = item::seal(&set, &binding, VALUE).unwrap();
+        let ring = kseal_core::keys::Keyring::new([key.clone()]);
+        group.bench_function(format!("unseal, kseal, {kind}"), |b| {
+            b.iter(|| item::open(&ring, &[], &binding, &sealed).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, item_seal, process_seal, post_quantum);
 criterion_main!(benches);

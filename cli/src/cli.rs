@@ -101,6 +101,10 @@ pub struct RecipientArgs {
     /// the cluster's key is used anyway
     #[arg(long = "cluster")]
     pub with_cluster: bool,
+    /// Allow post-quantum (age1pq1…) and classic (age1…) recipients in one value. Refused
+    /// by default: whoever breaks X25519 opens such a value through its classic stanza
+    #[arg(long)]
+    pub allow_classic_with_pq: bool,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }

@@ -39,10 +39,12 @@ impl RecipientArgs {
             cluster = Some((recipient.fingerprint(), connected.default_namespace.clone()));
             all.push(recipient);
         }
-        Ok(Resolved {
-            set: RecipientSet::new(all)?,
-            cluster,
-        })
+        let set = if self.allow_classic_with_pq {
+            RecipientSet::new_allowing_mixed(all)?
+        } else {
+            RecipientSet::new(all)?
+        };
+        Ok(Resolved { set, cluster })
     }
 
     /// The cluster named by the kubeconfig flags; an error when there is no kubeconfig.

@@ -154,8 +154,9 @@ pub fn check_recipients(
 }
 
 /// Every problem found, as one-line messages; empty when the object passes. The
-/// recipients are checked apart, by [`check_recipients`].
-pub fn problems(sealed: &SealedSecret) -> Vec<String> {
+/// recipients are checked apart, by [`check_recipients`]. An item sealed to post-quantum
+/// and classic recipients together is one, unless `allow_mixed` (the user asked for it).
+pub fn problems(sealed: &SealedSecret, allow_mixed: bool) -> Vec<String> {
     let mut out = Vec::new();
     let spec = &sealed.spec;
     if spec.format_version != crate::envelope::VERSION {
@@ -209,9 +210,9 @@ pub fn problems(sealed: &SealedSecret) -> Vec<String> {
                 summary.x25519_stanzas + summary.pq_stanzas,
                 spec.recipients.len()
             ));
-        } else if summary.x25519_stanzas > 0 && summary.pq_stanzas > 0 {
+        } else if !allow_mixed && summary.x25519_stanzas > 0 && summary.pq_stanzas > 0 {
             out.push(format!(
-                "item {key:?}: sealed to post-quantum and classic recipients together: the classic ones undo the protection"
+                "item {key:?}: sealed to post-quantum and classic recipients together: the classic ones undo the protection (--allow-classic-with-pq if that was meant)"
             ));
         }
     }

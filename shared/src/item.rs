@@ -92,8 +92,22 @@ pub fn seal(
     value: &[u8],
 ) -> Result<String, SealError> {
     let payload = envelope::encode(binding, value);
-    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r.as_age()))
-        .map_err(|e| SealError(Box::new(e)))?;
+    // Mixed on purpose: the post-quantum recipients without age's label, or age refuses.
+    let unlabelled: Vec<crate::pq::Unlabelled<'_>> = recipients
+        .iter()
+        .filter_map(|r| match r {
+            crate::recipients::Recipient::Pq(pq) if recipients.mixed() => {
+                Some(crate::pq::Unlabelled(pq))
+            }
+            _ => None,
+        })
+        .collect();
+    let classic = recipients
+        .iter()
+        .filter(|r| !(recipients.mixed() && r.is_pq()))
+        .map(|r| r.as_age());
+    let all = classic.chain(unlabelled.iter().map(|u| u as &dyn age::Recipient));
+    let encryptor = age::Encryptor::with_recipients(all).map_err(|e| SealError(Box::new(e)))?;
     let mut out = Vec::with_capacity(payload.len() + 64 + 200 * recipients.len());
     let mut writer = encryptor
         .wrap_output(&mut out)

@@ -306,6 +306,21 @@ impl age::Recipient for PqRecipient {
     }
 }
 
+/// A post-quantum recipient without age's `postquantum` label, so age lets it share a
+/// file with classic recipients: only for a set the user asked to mix
+/// ([`crate::recipients::RecipientSet::new_allowing_mixed`]).
+pub struct Unlabelled<'a>(pub &'a PqRecipient);
+
+impl age::Recipient for Unlabelled<'_> {
+    fn wrap_file_key(
+        &self,
+        file_key: &FileKey,
+    ) -> Result<(Vec<Stanza>, std::collections::HashSet<String>), age::EncryptError> {
+        let (stanzas, _) = self.0.wrap_file_key(file_key)?;
+        Ok((stanzas, Default::default()))
+    }
+}
+
 /// A hybrid post-quantum identity (`AGE-SECRET-KEY-PQ-1…`).
 #[derive(Clone)]
 pub struct PqIdentity {

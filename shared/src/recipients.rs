@@ -109,7 +109,7 @@ pub enum RecipientError {
     #[error("no recipients given")]
     Empty,
     #[error(
-        "post-quantum (age1pq1…) and classic (age1…) recipients together: a classic stanza in the same value would let whoever breaks X25519 open it; seal to post-quantum recipients only"
+        "post-quantum (age1pq1…) and classic (age1…) recipients together: a classic stanza in the same value would let whoever breaks X25519 open it; seal to post-quantum recipients only (or pass --allow-classic-with-pq to mix them knowingly)"
     )]
     MixedPq,
     #[error("not a recipients document: {0}")]
@@ -267,12 +267,28 @@ pub fn parse_cert(text: &str) -> Result<Vec<Recipient>, RecipientError> {
 
 /// A non-empty set of distinct recipients, the unit every item is sealed to.
 #[derive(Clone, Debug)]
-pub struct RecipientSet(Vec<Recipient>);
+pub struct RecipientSet {
+    recipients: Vec<Recipient>,
+    /// Post-quantum and classic recipients together, as the user asked.
+    mixed: bool,
+}
 
 impl RecipientSet {
     /// Deduplicates by the whole recipient (not its 64-bit fingerprint, which two keys
     /// made to collide could share), keeping the first occurrence.
     pub fn new(recipients: impl IntoIterator<Item = Recipient>) -> Result<Self, RecipientError> {
+        let set = Self::new_allowing_mixed(recipients)?;
+        if set.mixed {
+            return Err(RecipientError::MixedPq);
+        }
+        Ok(set)
+    }
+
+    /// As [`new`](Self::new), but post-quantum and classic recipients may be mixed: the
+    /// user said so, knowing a classic stanza lets whoever breaks X25519 open the value.
+    pub fn new_allowing_mixed(
+        recipients: impl IntoIterator<Item = Recipient>,
+    ) -> Result<Self, RecipientError> {
         let mut out: Vec<Recipient> = Vec::new();
         for r in recipients {
             if !out.iter().any(|o| o.to_string() == r.to_string()) {
@@ -282,27 +298,33 @@ impl RecipientSet {
         if out.is_empty() {
             return Err(RecipientError::Empty);
         }
-        if out.iter().any(Recipient::is_pq) && !out.iter().all(Recipient::is_pq) {
-            return Err(RecipientError::MixedPq);
-        }
-        Ok(RecipientSet(out))
+        let mixed = out.iter().any(Recipient::is_pq) && !out.iter().all(Recipient::is_pq);
+        Ok(RecipientSet {
+            recipients: out,
+            mixed,
+        })
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Recipient> {
-        self.0.iter()
+        self.recipients.iter()
+    }
+
+    /// Whether post-quantum and classic recipients are mixed (see [`Self::new_allowing_mixed`]).
+    pub fn mixed(&self) -> bool {
+        self.mixed
     }
 
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.recipients.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.recipients.is_empty()
     }
 
     /// The fingerprints, sorted, as recorded in `spec.recipients`.
     pub fn fingerprints(&self) -> Vec<Fingerprint> {
-        let mut fps: Vec<_> = self.0.iter().map(Recipient::fingerprint).collect();
+        let mut fps: Vec<_> = self.recipients.iter().map(Recipient::fingerprint).collect();
         fps.sort();
         fps
     }

@@ -47,6 +47,8 @@ struct Checked {
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
     recipients: Vec<String>,
+    /// Every item sealed to post-quantum recipients only.
+    post_quantum: bool,
     problems: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     notice: Option<String>,
@@ -64,6 +66,7 @@ impl Checked {
             items: None,
             scope: None,
             recipients: Vec::new(),
+            post_quantum: false,
             problems: vec![why],
             notice: None,
             label,
@@ -119,7 +122,7 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                     continue;
                 }
             };
-            let mut found = problems(&sealed);
+            let mut found = problems(&sealed, args.recipients.allow_classic_with_pq);
             let mut notice = None;
             match expected
                 .as_ref()
@@ -142,6 +145,11 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                 items: Some(sealed.spec.encrypted_data.len()),
                 scope: Some(sealed.spec.scope.to_string()),
                 recipients: sealed.spec.recipients.iter().map(|f| f.0.clone()).collect(),
+                post_quantum: !sealed.spec.encrypted_data.is_empty()
+                    && sealed.spec.encrypted_data.iter().all(|(k, v)| {
+                        let s = kseal_core::audit::summarize_item(k, v);
+                        s.pq_stanzas > 0 && s.x25519_stanzas == 0
+                    }),
                 problems: found.iter().map(|p| printable(p).into_owned()).collect(),
                 notice: notice.map(|n| printable(&n).into_owned()),
                 label,
@@ -173,10 +181,11 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                     outln!(
                         "{}",
                         line(&format!(
-                            "ok ({}, {} scope, {})",
+                            "ok ({}, {} scope, {}{})",
                             plural(o.items.unwrap_or_default(), "item"),
                             o.scope.as_deref().unwrap_or_default(),
-                            plural(o.recipients.len(), "recipient")
+                            plural(o.recipients.len(), "recipient"),
+                            if o.post_quantum { ", post-quantum" } else { "" }
                         ))
                     )?;
                     if let Some(notice) = &o.notice {
