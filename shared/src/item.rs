@@ -271,6 +271,19 @@ mod tests {
             mixed.err(),
             Some(crate::recipients::RecipientError::MixedPq)
         );
+        // Unless asked: then each key opens the value alone.
+        let mixed = RecipientSet::new_allowing_mixed([
+            pq.recipient().clone(),
+            classic.recipient().clone(),
+        ])
+        .unwrap();
+        let sealed = seal(&mixed, &b, b"both").unwrap();
+        for key in [&pq, &classic] {
+            let ring = Keyring::new([key.clone()]);
+            assert_eq!(&open(&ring, &[], &b, &sealed).unwrap()[..], b"both");
+        }
+        let summary = crate::audit::summarize_item("password", &sealed);
+        assert_eq!((summary.pq_stanzas, summary.x25519_stanzas), (1, 1));
     }
 
     #[test]
