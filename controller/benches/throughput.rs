@@ -19,7 +19,8 @@
 //!   another build of the controller, such as the `dist` one the image ships.
 //!
 //! Run: `cargo bench -p kseal-controller --bench throughput` (about 20 minutes);
-//! `-- 1000`, `-- 10000` or `-- 100000` runs one round.
+//! `-- 1000`, `-- 10000` or `-- 100000` runs one round. `KSEAL_KEY_TYPE=pq` runs the
+//! controller with a post-quantum key (every object then sealed to it).
 #![allow(clippy::unwrap_used)]
 
 mod common;
