@@ -331,22 +331,21 @@ async fn migrated_files_give_the_secrets_bitnami_made() {
             .await;
     }
 
-    // What would change, as one JSON report; nothing is written.
-    let before = std::fs::read(repo_dir.join("shop/db.json")).unwrap();
-    let out = c.kseal(
-        &[
+    let migrate = |extra: &[&str]| {
+        let mut args = vec![
             "migrate",
             "repo",
             "--bitnami-key",
             "bitnami-keys.yaml",
             "--cert",
             recipients.to_str().unwrap(),
-            "--dry-run",
-            "-o",
-            "json",
-        ],
-        b"",
-    );
+        ];
+        args.extend(extra);
+        c.kseal(&args, b"")
+    };
+    // What would change, as one JSON report; nothing is written.
+    let before = std::fs::read(repo_dir.join("shop/db.json")).unwrap();
+    let out = migrate(&["--dry-run", "-o", "json"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["written"], false, "{report}");
     assert_eq!(report["migrated"], 6, "{report}");
@@ -357,17 +356,7 @@ async fn migrated_files_give_the_secrets_bitnami_made() {
         before
     );
 
-    let out = c.kseal(
-        &[
-            "migrate",
-            "repo",
-            "--bitnami-key",
-            "bitnami-keys.yaml",
-            "--cert",
-            recipients.to_str().unwrap(),
-        ],
-        b"",
-    );
+    let out = migrate(&[]);
     let summary = String::from_utf8_lossy(&out.stderr);
     assert!(
         summary.contains("migrated 6 SealedSecrets in 5 files"),

@@ -1070,26 +1070,19 @@ async fn a_rotation_walk_through_with_the_cli() {
     );
 
     // The cluster opens every value: the merged item, and the escrowed one.
-    for file in ["app.yaml", "escrowed.yaml"] {
-        cluster
-            .kubectl(&["apply", "-f", cluster.path(file).to_str().unwrap()])
-            .await;
-    }
-    let secrets = cluster.secrets("shop");
-    let value = |name: &'static str, key: &'static str| {
-        let secrets = secrets.clone();
-        async move {
-            wait_for("the Secret", || async {
-                let s = secrets.get_opt(name).await.ok().flatten()?;
-                let v = s.data?.get(key)?.0.clone();
-                Some(String::from_utf8(v).unwrap())
-            })
-            .await
-        }
-    };
-    assert_eq!(value("app", "password").await, "pw-walk-1");
-    assert_eq!(value("app", "api-token").await, "tk-walk-3");
-    assert_eq!(value("escrowed", "password").await, "tk-walk-2");
+    cluster.apply(&["app.yaml", "escrowed.yaml"]).await;
+    assert_eq!(
+        cluster.secret_value("shop", "app", "password").await,
+        "pw-walk-1"
+    );
+    assert_eq!(
+        cluster.secret_value("shop", "app", "api-token").await,
+        "tk-walk-3"
+    );
+    assert_eq!(
+        cluster.secret_value("shop", "escrowed", "password").await,
+        "tk-walk-2"
+    );
     // And the escrow key still opens the resealed file, offline.
     let out = cluster.kseal(
         &["unseal", "-i", "escrow-key.txt", "-f", "escrowed.yaml"],
@@ -1141,22 +1134,8 @@ async fn a_cluster_moves_to_post_quantum_keys() {
     );
     assert!(!inspect("before.yaml").contains("post-quantum"));
 
-    for file in ["before.yaml", "after.yaml"] {
-        cluster
-            .kubectl(&["apply", "-f", cluster.path(file).to_str().unwrap()])
-            .await;
-    }
-    let secrets = cluster.secrets("shop");
-    let value = |name: &'static str| {
-        let secrets = secrets.clone();
-        async move {
-            wait_for("the Secret", || async {
-                let s = secrets.get_opt(name).await.ok().flatten()?;
-                Some(String::from_utf8(s.data?.get("password")?.0.clone()).unwrap())
-            })
-            .await
-        }
-    };
+    cluster.apply(&["before.yaml", "after.yaml"]).await;
+    let value = |name| cluster.secret_value("shop", name, "password");
     assert_eq!(value("before").await, "pw-classic-1");
     assert_eq!(value("after").await, "pw-pq-2");
 
@@ -1167,9 +1146,7 @@ async fn a_cluster_moves_to_post_quantum_keys() {
         "{}",
         inspect("before.yaml")
     );
-    cluster
-        .kubectl(&["apply", "-f", cluster.path("before.yaml").to_str().unwrap()])
-        .await;
+    cluster.apply(&["before.yaml"]).await;
     assert_eq!(
         cluster.ready("shop", "before").await,
         ("True".into(), "Unsealed".into())

@@ -272,11 +272,9 @@ mod tests {
             Some(crate::recipients::RecipientError::MixedPq)
         );
         // Unless asked: then each key opens the value alone.
-        let mixed = RecipientSet::new_allowing_mixed([
-            pq.recipient().clone(),
-            classic.recipient().clone(),
-        ])
-        .unwrap();
+        let mixed =
+            RecipientSet::new_allowing_mixed([pq.recipient().clone(), classic.recipient().clone()])
+                .unwrap();
         let sealed = seal(&mixed, &b, b"both").unwrap();
         for key in [&pq, &classic] {
             let ring = Keyring::new([key.clone()]);

@@ -381,6 +381,25 @@ impl Cluster {
         child.wait_with_output().unwrap()
     }
 
+    /// Applies these files of the working directory with kubectl.
+    pub async fn apply(&self, files: &[&str]) {
+        for file in files {
+            self.kubectl(&["apply", "-f", self.path(file).to_str().unwrap()])
+                .await;
+        }
+    }
+
+    /// The value of item `key` of Secret `ns/name`, once it is there.
+    pub async fn secret_value(&self, ns: &str, name: &str, key: &str) -> String {
+        let secrets = self.secrets(ns);
+        wait_for("the Secret's item", || async {
+            let s = secrets.get_opt(name).await.ok().flatten()?;
+            let v = s.data?.get(key)?.0.clone();
+            Some(String::from_utf8(v).unwrap())
+        })
+        .await
+    }
+
     pub fn secrets(&self, ns: &str) -> Api<Secret> {
         Api::namespaced(self.admin.clone(), ns)
     }
