@@ -45,6 +45,8 @@ pub enum Command {
     /// Re-encrypt files to the cluster's newest key through its controller, in place
     #[command(visible_long_flag_alias = "re-encrypt")]
     Reseal(ServiceArgs),
+    /// Find plaintext Secrets (and kustomize secretGenerators) in YAML/JSON files: for CI and pre-commit
+    Scan(ScanArgs),
     /// Convert Bitnami sealed-secrets files (bitnami.com/v1alpha1) into kseal SealedSecrets, in place
     Migrate(MigrateArgs),
     /// Show the cluster's keys, the controller's leader and SealedSecrets by readiness
@@ -224,6 +226,19 @@ pub struct MigrateArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ScanArgs {
+    /// Files or directories (searched for .yaml, .yml and .json) [default: .]
+    #[arg(value_name = "PATH", value_hint = ValueHint::AnyPath, conflicts_with = "staged")]
+    pub paths: Vec<PathBuf>,
+    /// Scan what git has staged for the next commit (the index, not the working tree)
+    #[arg(long)]
+    pub staged: bool,
+    /// Output format: a line per finding on stderr, or one JSON report on stdout
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
+    pub output: InspectFormat,
+}
+
+#[derive(Debug, Args)]
 pub struct RecipientsArgs {
     /// Output format [default: json for the cluster's document, as --cert reads it; text,
     /// one `FINGERPRINT RECIPIENT` line each, for recipients named with -r/-R/--cert]
@@ -356,7 +371,7 @@ pub enum AtRest {
     /// Ask each apiserver how it stores Secrets: flags, health, metrics and a canary write
     Check(CheckArgs),
     /// Read every Secret's stored value from etcd and classify it (plaintext, provider, key)
-    ScanEtcd(ScanArgs),
+    ScanEtcd(ScanEtcdArgs),
     /// Write Secrets back unchanged so the apiserver stores them under its current provider and key
     Rewrite(RewriteArgs),
 }
@@ -387,7 +402,7 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ScanArgs {
+pub struct ScanEtcdArgs {
     /// etcd endpoints, comma-separated (as etcdctl's --endpoints)
     #[arg(
         long,

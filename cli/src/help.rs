@@ -148,6 +148,17 @@ fn examples(path: &str) -> &'static [Example] {
                 "kseal migrate bitnami/ --via-controller",
             ),
         ],
+        "kseal scan" => &[
+            ("Every manifest under this directory", "kseal scan"),
+            (
+                "What git has staged for the next commit (a plain git hook)",
+                "kseal scan --staged",
+            ),
+            (
+                "One JSON report for a CI step",
+                "kseal scan deploy/ -o json",
+            ),
+        ],
         "kseal status" => &[
             ("Keys, leader, at-rest verdict, readiness", "kseal status"),
             ("One namespace, as JSON", "kseal status -n shop -o json"),
@@ -247,6 +258,10 @@ fn statuses(path: &str) -> Vec<Status> {
             "a SealedSecret could not convert: nothing is written (--keep-going: the others are)",
         ),
         "kseal status" => ("1", "nothing could be read from the cluster"),
+        "kseal scan" => (
+            "1",
+            "a plaintext Secret, a secretGenerator or a broken SealedSecret was found",
+        ),
         "kseal at-rest rewrite" => ERROR,
         _ if path.starts_with("kseal at-rest") => return AT_REST.to_vec(),
         _ => ERROR,

@@ -101,6 +101,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => cmd::services::verify(&args),
         Command::Reseal(args) => cmd::services::reseal(&args),
         Command::Migrate(args) => cmd::migrate::run(&args),
+        Command::Scan(args) => cmd::scan::run(&args),
         Command::Status(args) => cmd::status::run(&args),
         Command::Completion { shell } => {
             // Into a buffer: clap_complete panics when its own write fails.

@@ -17,7 +17,7 @@ use kseal_core::atrest::probe::{self, ProbeOptions};
 use kseal_core::atrest::stored::{self, Standing, Stored, StoredProvider};
 use serde::Serialize;
 
-use crate::cli::{AtRest, CheckArgs, LintArgs, ScanArgs};
+use crate::cli::{AtRest, CheckArgs, LintArgs, ScanEtcdArgs};
 use crate::cluster::Cluster;
 use crate::io::{out, outln};
 
@@ -196,7 +196,7 @@ struct KeyIdCount {
     count: u64,
 }
 
-fn scan(args: &ScanArgs) -> Result<ExitCode> {
+fn scan(args: &ScanEtcdArgs) -> Result<ExitCode> {
     let coverage = match &args.config {
         None => None,
         Some(path) => {
@@ -227,7 +227,7 @@ fn scan(args: &ScanArgs) -> Result<ExitCode> {
     Ok(exit(if failed { EXIT_FAILED } else { 0 }))
 }
 
-fn tls_options(args: &ScanArgs) -> Result<Option<kseal_etcd::Tls>> {
+fn tls_options(args: &ScanEtcdArgs) -> Result<Option<kseal_etcd::Tls>> {
     let read = |p: &PathBuf, what: &str| {
         std::fs::read(p).with_context(|| format!("--{what} {}: cannot read", p.display()))
     };
@@ -246,7 +246,7 @@ fn tls_options(args: &ScanArgs) -> Result<Option<kseal_etcd::Tls>> {
 }
 
 async fn scan_etcd(
-    args: &ScanArgs,
+    args: &ScanEtcdArgs,
     tls: Option<kseal_etcd::Tls>,
     coverage: Option<&SecretsCoverage>,
 ) -> Result<Scan> {

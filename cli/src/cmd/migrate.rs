@@ -43,7 +43,7 @@ struct Converted {
 
 pub fn run(args: &MigrateArgs) -> Result<()> {
     let opener = opener(args)?;
-    let files = files(&args.paths)?;
+    let files = super::manifest_files(&args.paths)?;
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -148,50 +148,6 @@ fn opener(args: &MigrateArgs) -> Result<Opener> {
     }
     let recipients = args.recipients.resolve()?.set;
     Ok(Opener::Keys(keys, recipients))
-}
-
-/// The files under `paths`: files as given, directories searched (sorted) for
-/// `.yaml`, `.yml` and `.json` files. Hidden entries are skipped.
-fn files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for path in paths {
-        let meta =
-            std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
-        if meta.is_dir() {
-            walk(path, &mut out)?;
-        } else {
-            out.push(path.clone());
-        }
-    }
-    Ok(out)
-}
-
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let mut entries = std::fs::read_dir(dir)
-        .with_context(|| format!("{}: cannot read", dir.display()))?
-        .collect::<std::io::Result<Vec<_>>>()
-        .with_context(|| format!("{}: cannot read", dir.display()))?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
-        let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let kind = entry
-            .file_type()
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        if kind.is_dir() {
-            walk(&path, out)?;
-        } else if kind.is_file()
-            && path
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| matches!(e, "yaml" | "yml" | "json"))
-        {
-            out.push(path);
-        }
-    }
-    Ok(())
 }
 
 fn is_bitnami(doc: &serde_json::Value) -> bool {
