@@ -54,7 +54,7 @@ pub fn summarize_item(key: &str, sealed: &str) -> ItemSummary {
         });
     match header {
         Ok(h) => {
-            summary.x25519_stanzas = h.count("X25519");
+            summary.x25519_stanzas = h.count(crate::keys::X25519_TAG);
             summary.pq_stanzas = h.count(crate::pq::TAG);
             if h.count("scrypt") > 0 {
                 summary.problem = Some("passphrase-encrypted (scrypt), not sealed to a key".into());

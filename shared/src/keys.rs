@@ -42,7 +42,8 @@ struct X25519 {
     public: [u8; 32],
 }
 
-const X25519_TAG: &str = "X25519";
+/// The type of age's X25519 recipient stanza.
+pub(crate) const X25519_TAG: &str = "X25519";
 const X25519_INFO: &[u8] = b"age-encryption.org/v1/X25519";
 
 impl X25519 {

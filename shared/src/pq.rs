@@ -219,35 +219,27 @@ impl fmt::Display for PqRecipient {
 /// The RFC 9180 key schedule of base mode for this suite: the AEAD key and nonce of the
 /// one message sealed under `shared_secret`.
 fn key_schedule(shared_secret: &[u8]) -> (aead::LessSafeKey, aead::Nonce) {
-    // LabeledExtract(salt, label, ikm) = Extract(salt, "HPKE-v1" ‖ suite_id ‖ label ‖ ikm)
-    let labeled_extract = |salt: &[u8], label: &[u8], ikm: &[u8]| -> hkdf::Prk {
-        let mut input = Zeroizing::new(Vec::with_capacity(7 + 10 + label.len() + ikm.len()));
-        input.extend_from_slice(b"HPKE-v1");
-        input.extend_from_slice(SUITE_ID);
-        input.extend_from_slice(label);
-        input.extend_from_slice(ikm);
-        hkdf::Salt::new(hkdf::HKDF_SHA256, salt).extract(&input)
-    };
-    // The same with an empty salt, whose bytes the context needs: HKDF-Extract is
-    // HMAC(salt, input), and an empty HMAC key is the all-zero one RFC 5869 defaults to.
-    let hash = |label: &[u8], ikm: &[u8]| -> [u8; 32] {
-        let mut input = Vec::with_capacity(7 + 10 + label.len() + ikm.len());
-        input.extend_from_slice(b"HPKE-v1");
-        input.extend_from_slice(SUITE_ID);
-        input.extend_from_slice(label);
-        input.extend_from_slice(ikm);
-        let tag = ring::hmac::sign(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &[]), &input);
-        let mut out = [0u8; 32];
-        out.copy_from_slice(tag.as_ref());
+    // LabeledExtract(salt, label, ikm) = Extract(salt, "HPKE-v1" ‖ suite_id ‖ label ‖ ikm),
+    // and HKDF-Extract is HMAC-SHA256 keyed with the salt (an empty salt is the all-zero
+    // key RFC 5869 defaults to).
+    let labeled_extract = |salt: &[u8], label: &[u8], ikm: &[u8]| -> Zeroizing<[u8; 32]> {
+        let mut hmac =
+            ring::hmac::Context::with_key(&ring::hmac::Key::new(ring::hmac::HMAC_SHA256, salt));
+        for part in [b"HPKE-v1".as_slice(), SUITE_ID, label, ikm] {
+            hmac.update(part);
+        }
+        let mut out = Zeroizing::new([0u8; 32]);
+        out.copy_from_slice(hmac.sign().as_ref());
         out
     };
-    let psk_id_hash = hash(b"psk_id_hash", b"");
-    let info_hash = hash(b"info_hash", INFO);
     let mut context = [0u8; 65];
-    context[1..33].copy_from_slice(&psk_id_hash);
-    context[33..].copy_from_slice(&info_hash);
+    context[1..33].copy_from_slice(&labeled_extract(b"", b"psk_id_hash", b"")[..]);
+    context[33..].copy_from_slice(&labeled_extract(b"", b"info_hash", INFO)[..]);
     // secret = LabeledExtract(shared_secret, "secret", psk = "")
-    let secret = labeled_extract(shared_secret, b"secret", b"");
+    let secret = hkdf::Prk::new_less_safe(
+        hkdf::HKDF_SHA256,
+        &labeled_extract(shared_secret, b"secret", b"")[..],
+    );
     // LabeledExpand(prk, label, info, L) = Expand(prk, I2OSP(L, 2) ‖ "HPKE-v1" ‖ suite_id ‖ label ‖ info, L)
     let expand = |label: &[u8], out: &mut [u8]| {
         let length = (out.len() as u16).to_be_bytes();

@@ -59,7 +59,9 @@ pub fn rewrap(keyring: &Keyring, newest: &Key, sealed: &str) -> Result<Rewrapped
     // A post-quantum newest key beside a kept classic stanza (an escrow key, another
     // cluster), or the other way round, would undo the post-quantum protection.
     let kind_kept = |tag: &str| kept.iter().any(|&i| header.stanzas[i].kind == tag);
-    if (newest.is_pq() && kind_kept("X25519")) || (!newest.is_pq() && kind_kept(crate::pq::TAG)) {
+    if (newest.is_pq() && kind_kept(crate::keys::X25519_TAG))
+        || (!newest.is_pq() && kind_kept(crate::pq::TAG))
+    {
         return Err(OpenError::MixedRecipients);
     }
     let foreign = kept

@@ -41,6 +41,24 @@ pub fn doc_label(input: &str, index: usize, total: usize) -> String {
     }
 }
 
+/// A document's 1-based number, for JSON reports: only when its input held several.
+pub fn doc_number(index: usize, total: usize) -> Option<usize> {
+    (total > 1).then_some(index + 1)
+}
+
+/// The `-o json` report of a command that checks objects one by one (validate, verify,
+/// reseal): how many, how many failed, and each one.
+pub fn print_report<T: serde::Serialize>(objects: &[T], failed: usize) -> Result<()> {
+    crate::io::outln!(
+        "{}",
+        serde_json::to_string_pretty(&serde_json::json!({
+            "checked": objects.len(),
+            "failed": failed,
+            "objects": objects,
+        }))?
+    )
+}
+
 /// "1 item", "2 items".
 pub fn plural(n: usize, noun: &str) -> String {
     if n == 1 {

@@ -177,7 +177,7 @@ pub fn run(args: &ScanArgs) -> Result<()> {
             for (kind, object, problem) in found {
                 findings.push(Finding {
                     file: file.clone(),
-                    document: (docs.len() > 1).then_some(i + 1),
+                    document: super::doc_number(i, docs.len()),
                     kind,
                     object,
                     problem,

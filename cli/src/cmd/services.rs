@@ -200,18 +200,6 @@ struct Answered {
     refused: Option<Refusal>,
 }
 
-fn print_json(objects: &[Answered]) -> Result<()> {
-    let failed = objects.iter().filter(|o| !o.ok).count();
-    outln!(
-        "{}",
-        serde_json::to_string_pretty(&serde_json::json!({
-            "checked": objects.len(),
-            "failed": failed,
-            "objects": objects,
-        }))?
-    )
-}
-
 pub fn verify(args: &ServiceArgs) -> Result<()> {
     let controller = Controller::new(args)?;
     let json = args.output == InspectFormat::Json;
@@ -224,7 +212,7 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
             let sealed = sealed_from_value(doc).with_context(|| label.clone())?;
             let mut entry = Answered {
                 file: input.name.clone(),
-                document: (docs.len() > 1).then_some(i + 1),
+                document: super::doc_number(i, docs.len()),
                 object: who(&sealed),
                 ok: true,
                 items: None,
@@ -258,10 +246,10 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
             answered.push(entry);
         }
     }
-    if json {
-        print_json(&answered)?;
-    }
     let failed = answered.iter().filter(|o| !o.ok).count();
+    if json {
+        super::print_report(&answered, failed)?;
+    }
     if failed > 0 {
         bail!("{failed} SealedSecret(s) failed verification");
     }
@@ -301,7 +289,7 @@ pub fn reseal(args: &ServiceArgs) -> Result<()> {
             }
             answered.push(Answered {
                 file: input.name.clone(),
-                document: (docs.len() > 1).then_some(i + 1),
+                document: super::doc_number(i, docs.len()),
                 object: who(&after),
                 ok: true,
                 items: None,
@@ -318,7 +306,8 @@ pub fn reseal(args: &ServiceArgs) -> Result<()> {
         replace_file(path, render(&out, format)?.as_bytes())?;
     }
     if json {
-        print_json(&answered)?;
+        // A refusal stops the run before this: every object here was resealed.
+        super::print_report(&answered, 0)?;
     }
     Ok(())
 }

@@ -74,14 +74,6 @@ impl Checked {
     }
 }
 
-/// What `kseal validate -o json` prints.
-#[derive(Serialize)]
-struct Report {
-    checked: usize,
-    failed: usize,
-    objects: Vec<Checked>,
-}
-
 pub fn run(args: &ValidateArgs) -> Result<()> {
     let expected = expected(args)?;
     let mut objects = Vec::new();
@@ -109,7 +101,7 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         };
         for (i, doc) in docs.iter().enumerate() {
             let label = doc_label(&input.name, i, docs.len());
-            let document = (docs.len() > 1).then_some(i + 1);
+            let document = super::doc_number(i, docs.len());
             let sealed = match sealed_from_value(doc) {
                 Ok(s) => s,
                 Err(e) => {
@@ -156,15 +148,11 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
             });
         }
     }
-    let report = Report {
-        checked: objects.len(),
-        failed: objects.iter().filter(|o| !o.ok).count(),
-        objects,
-    };
+    let failed = objects.iter().filter(|o| !o.ok).count();
     match args.output {
-        InspectFormat::Json => outln!("{}", serde_json::to_string_pretty(&report)?)?,
+        InspectFormat::Json => super::print_report(&objects, failed)?,
         InspectFormat::Text => {
-            for o in &report.objects {
+            for o in &objects {
                 let prefix = match &o.object {
                     Some(who) => format!("{}: {who}", o.label),
                     None if o.label.is_empty() => String::new(),
@@ -199,11 +187,11 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
             }
         }
     }
-    if report.failed > 0 {
+    if failed > 0 {
         bail!(
             "{} of {} SealedSecrets failed validation",
-            report.failed,
-            report.checked
+            failed,
+            objects.len()
         );
     }
     Ok(())
