@@ -42,9 +42,11 @@ pub enum Command {
     Unseal(UnsealArgs),
     /// Ask the cluster's controller whether it can unseal these files (no plaintext returned)
     Verify(ServiceArgs),
-    /// Re-encrypt files to the cluster's newest key through its controller, in place
+    /// Re-encrypt what is not sealed to its current recipients (a rotated key, a changed rule), in place
     #[command(visible_long_flag_alias = "re-encrypt")]
-    Reseal(ServiceArgs),
+    Reseal(ResealArgs),
+    /// Report which files are sealed to which keys, which need resealing, and which rule each follows
+    Audit(AuditArgs),
     /// Find plaintext Secrets (and kustomize secretGenerators) in YAML/JSON files: for CI and pre-commit
     Scan(ScanArgs),
     /// Convert Bitnami sealed-secrets files (bitnami.com/v1alpha1) into kseal SealedSecrets, in place
@@ -81,7 +83,7 @@ pub enum InspectFormat {
 /// The recipients (public keys): the ones `seal` and `merge` seal to (every item to all of
 /// them, so any one of the matching private keys opens it), and the ones `validate`
 /// expects. At least one is required.
-#[derive(Debug, Args, Default)]
+#[derive(Debug, Args, Default, Clone)]
 pub struct RecipientArgs {
     /// An age recipient (age1…); repeatable, or comma-separated
     #[arg(
@@ -182,6 +184,58 @@ pub struct ServiceArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
     /// Output format: a line per object, or one JSON report on stdout
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
+    pub output: InspectFormat,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ResealArgs {
+    /// SealedSecret files, or directories searched for .yaml, .yml and .json files
+    #[arg(value_name = "PATH", required = true, value_hint = ValueHint::AnyPath)]
+    pub paths: Vec<PathBuf>,
+    /// Reseal offline with this private key (an age identity file, or a backup of the
+    /// controller's key Secrets), to exactly the recipients the rule or the flags name,
+    /// like `sops updatekeys`; repeatable. Without it, the cluster's controller
+    /// re-encrypts from its old keys to its newest, keeping every other recipient
+    #[arg(short = 'i', long = "identity", value_name = "FILE", env = "KSEAL_IDENTITY", value_hint = ValueHint::FilePath)]
+    pub identities: Vec<PathBuf>,
+    /// Report what would be resealed, and write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Files resealed at once (requests in flight to a controller)
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    /// Ask the controller over HTTP at this address (e.g. http://127.0.0.1:8080 with
+    /// `kubectl port-forward`) instead of through SealedSecretRequest objects
+    #[arg(long, env = "KSEAL_CONTROLLER_URL", value_name = "URL")]
+    pub controller_url: Option<String>,
+    /// Namespace for the SealedSecretRequest objects [default: the context's namespace]
+    #[arg(short = 'n', long, value_name = "NAMESPACE")]
+    pub namespace: Option<String>,
+    /// How long to wait for each of the controller's answers, in seconds
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub timeout: u64,
+    /// Output format: a line per object resealed (and a progress bar on a terminal), or
+    /// one JSON report on stdout
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
+    pub output: InspectFormat,
+    /// The recipients every object must end up sealed to, instead of its file's
+    /// `.kseal.yaml` rule (with -i)
+    #[command(flatten)]
+    pub recipients: RecipientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Files or directories (searched for .yaml, .yml and .json) [default: .]
+    #[arg(value_name = "PATH", value_hint = ValueHint::AnyPath)]
+    pub paths: Vec<PathBuf>,
+    /// Do not read the clusters of the rules' contexts (their keys and key ages)
+    #[arg(long)]
+    pub offline: bool,
+    /// Output format
     #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
     pub output: InspectFormat,
     #[command(flatten)]

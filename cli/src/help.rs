@@ -130,12 +130,27 @@ fn examples(path: &str) -> &'static [Example] {
         ],
         "kseal reseal" => &[
             (
-                "Move files to the cluster's newest key, in place (kubeseal --re-encrypt)",
-                "kseal reseal sealed/*.yaml",
+                "After a rotation: what is on an old key moves to the newest (the controller's)",
+                "kseal reseal sealed/",
             ),
             (
-                "Asking in another namespace, waiting longer",
-                "kseal reseal sealed.yaml -n shop --timeout 120",
+                "What would change, written nowhere",
+                "kseal reseal sealed/ --dry-run",
+            ),
+            (
+                "Offline, to exactly each file's .kseal.yaml rule (like sops updatekeys)",
+                "kseal reseal sealed/ -i escrow-key.txt",
+            ),
+            (
+                "One JSON summary for a CI step",
+                "kseal reseal sealed/ -o json --concurrency 16",
+            ),
+        ],
+        "kseal audit" => &[
+            ("Every SealedSecret under this directory", "kseal audit"),
+            (
+                "Without reading any cluster, as JSON",
+                "kseal audit sealed/ --offline -o json",
             ),
         ],
         "kseal migrate" => &[
@@ -251,7 +266,7 @@ fn statuses(path: &str) -> Vec<Status> {
         ),
         "kseal reseal" => (
             "1",
-            "a file could not be resealed: the files before it are written, the rest are not",
+            "an object could not be resealed (why, on stderr): its file is unchanged",
         ),
         "kseal migrate" => (
             "1",

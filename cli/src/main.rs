@@ -6,6 +6,7 @@ mod cmd;
 mod help;
 mod io;
 mod recipients;
+mod rules;
 
 use std::ffi::OsString;
 use std::process::ExitCode;
@@ -99,7 +100,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Unseal(args) => cmd::unseal::run(&args),
         Command::Verify(args) => cmd::services::verify(&args),
-        Command::Reseal(args) => cmd::services::reseal(&args),
+        Command::Reseal(args) => cmd::reseal::run(&args),
+        Command::Audit(args) => cmd::audit::run(&args),
         Command::Migrate(args) => cmd::migrate::run(&args),
         Command::Scan(args) => cmd::scan::run(&args),
         Command::Status(args) => cmd::status::run(&args),

@@ -109,7 +109,7 @@ fn is_loopback(location: &str) -> bool {
 /// refused except to this machine (`kubectl port-forward`): anyone on the path could hand
 /// over their own key, and the document's fingerprints are computed from the recipients
 /// it carries, so they cannot tell.
-fn fetch_cert(location: &str) -> Result<String> {
+pub fn fetch_cert(location: &str) -> Result<String> {
     if location.starts_with("http://") && !is_loopback(location) {
         bail!(
             "--cert {location}: plain HTTP is refused (anyone on the path could substitute their own key); use https://, a file, http://localhost through kubectl port-forward, or the cluster through your kubeconfig"

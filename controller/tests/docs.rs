@@ -187,6 +187,36 @@ fn fixtures(env: &Env, dir: &Path, with_cluster_files: bool) {
     std::fs::write(dir.join("cluster-key.txt"), &env.cluster_identity).unwrap();
 }
 
+/// docs/repository.md's repository: its `.kseal.yaml` as the page shows it (the `prod`
+/// context is the test cluster's), the keys it names, and the environments' directories.
+fn repository_fixture(env: &Env, dir: &Path, page: &str) {
+    let rules = page
+        .split("```yaml\n")
+        .nth(1)
+        .and_then(|block| block.split("```").next())
+        .filter(|block| block.starts_with("rules:"))
+        .expect("docs/repository.md shows its .kseal.yaml first");
+    std::fs::write(
+        dir.join(".kseal.yaml"),
+        rules.replace("context: prod", "context: kseal-test"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.join("keys")).unwrap();
+    // The escrow key of the other fixtures (escrow-key.txt), by its recipient.
+    let identity = std::fs::read_to_string(dir.join("escrow-key.txt")).unwrap();
+    let escrow = identity
+        .lines()
+        .find_map(|l| l.strip_prefix("# public key: "))
+        .unwrap();
+    std::fs::write(dir.join("keys/escrow.txt"), format!("{escrow}\n")).unwrap();
+    let dev = kseal_in(dir, &["keygen", "-o", "dev-key.txt"], b"");
+    std::fs::write(dir.join("keys/dev.txt"), dev).unwrap();
+    std::fs::copy(&env.recipients_doc, dir.join("keys/staging.json")).unwrap();
+    for env_dir in ["prod", "staging", "dev"] {
+        std::fs::create_dir_all(dir.join(env_dir)).unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_command_line_in_the_docs_runs() {
     let mut cluster = Cluster::with_options(Options {
@@ -249,6 +279,9 @@ async fn every_command_line_in_the_docs_runs() {
         }
         let dir = tempfile::tempdir().unwrap();
         fixtures(&env, dir.path(), name != "README.md");
+        if name == "docs/repository.md" {
+            repository_fixture(&env, dir.path(), &std::fs::read_to_string(file).unwrap());
+        }
         for line in lines {
             let command = env.mirror(&line);
             if command.contains('…') {

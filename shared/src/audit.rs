@@ -74,6 +74,9 @@ pub struct ExpectedRecipients {
     /// of them must be recorded. Without a cluster, the named recipients must be exactly
     /// the recorded ones.
     pub cluster: Option<Vec<Fingerprint>>,
+    /// A cluster whose keys were not read (a `.kseal.yaml` rule's context, offline): one
+    /// recipient beside the named ones is taken to be its key, unchecked.
+    pub unread_cluster: bool,
 }
 
 /// How a SealedSecret's recorded recipients compare with the expected ones.
@@ -101,6 +104,9 @@ pub fn check_recipients(
 ) -> RecipientsCheck {
     let recorded_all: Vec<&Fingerprint> = recorded.iter().collect();
     let Some(cluster) = &expected.cluster else {
+        if expected.unread_cluster {
+            return check_beside_unread_cluster(recorded, &expected.named);
+        }
         let mut named: Vec<&Fingerprint> = expected.named.iter().collect();
         named.sort();
         named.dedup();
@@ -150,6 +156,31 @@ pub fn check_recipients(
             newest: newest.clone(),
         },
         _ => RecipientsCheck::Pass,
+    }
+}
+
+/// The named recipients, and exactly one more: the key of a cluster not read.
+fn check_beside_unread_cluster(recorded: &[Fingerprint], named: &[Fingerprint]) -> RecipientsCheck {
+    let all: Vec<&Fingerprint> = recorded.iter().collect();
+    let missing: Vec<&Fingerprint> = named.iter().filter(|f| !recorded.contains(f)).collect();
+    if !missing.is_empty() {
+        return RecipientsCheck::Fail(format!(
+            "not sealed to {}, which were asked for (sealed to {})",
+            show(&missing),
+            show(&all)
+        ));
+    }
+    let others: Vec<&Fingerprint> = recorded.iter().filter(|f| !named.contains(f)).collect();
+    match others.len() {
+        1 => RecipientsCheck::Pass,
+        0 => RecipientsCheck::Fail(format!(
+            "sealed to {} only: not to the cluster's key",
+            show(&all)
+        )),
+        _ => RecipientsCheck::Fail(format!(
+            "sealed to {} beside the named recipients: one of them may be the cluster's key, the others were not asked for",
+            show(&others)
+        )),
     }
 }
 
@@ -231,6 +262,7 @@ mod tests {
         ExpectedRecipients {
             named: fps(named),
             cluster: Some(fps(cluster)),
+            unread_cluster: false,
         }
     }
 
@@ -239,6 +271,7 @@ mod tests {
         let exact = ExpectedRecipients {
             named: fps(&["b", "a"]),
             cluster: None,
+            unread_cluster: false,
         };
         assert_eq!(
             check_recipients(&fps(&["a", "b"]), &exact),
@@ -291,5 +324,29 @@ mod tests {
             panic!("a missing escrow recipient passed");
         };
         assert!(why.starts_with("not sealed to [escrow]"), "{why}");
+    }
+
+    /// A rule's context not read (offline): the named recipients and exactly one more.
+    #[test]
+    fn beside_an_unread_cluster_one_more_recipient_is_its_key() {
+        let offline = ExpectedRecipients {
+            named: fps(&["escrow"]),
+            cluster: None,
+            unread_cluster: true,
+        };
+        assert_eq!(
+            check_recipients(&fps(&["escrow", "k"]), &offline),
+            RecipientsCheck::Pass
+        );
+        for (recorded, says) in [
+            (&["escrow"][..], "sealed to [escrow] only"),
+            (&["k"][..], "not sealed to [escrow]"),
+            (&["escrow", "k", "x"][..], "sealed to [k, x] beside"),
+        ] {
+            let RecipientsCheck::Fail(why) = check_recipients(&fps(recorded), &offline) else {
+                panic!("{recorded:?} passed");
+            };
+            assert!(why.starts_with(says), "{why}");
+        }
     }
 }

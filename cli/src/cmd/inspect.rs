@@ -3,14 +3,15 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
-use kseal_core::audit::{ItemSummary, summarize_item};
+use kseal_core::audit::{ItemSummary, RecipientsCheck, check_recipients, summarize_item};
 use kseal_core::manifest::{parse_documents, sealed_from_value};
 use kseal_core::resource::{SealedSecret, printable};
 use serde::Serialize;
 
 use super::{doc_label, plural};
-use crate::cli::{InspectArgs, InspectFormat};
+use crate::cli::{InspectArgs, InspectFormat, RecipientArgs};
 use crate::io::{read_input, write_output};
+use crate::rules::{Matched, Rules};
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -28,6 +29,12 @@ struct Report {
     annotations: usize,
     plain_items: Vec<String>,
     items: Vec<ItemSummary>,
+    /// The `.kseal.yaml` rule that applies to the file, and how the recipients compare
+    /// with what it asks (offline: a rule's context is not read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule_check: Option<String>,
 }
 
 fn report(sealed: &SealedSecret) -> Report {
@@ -51,17 +58,44 @@ fn report(sealed: &SealedSecret) -> Report {
             .iter()
             .map(|(k, v)| summarize_item(k, v))
             .collect(),
+        rule: None,
+        rule_check: None,
     }
+}
+
+/// The rule's name and the recipients compared with what it asks.
+fn rule_check(
+    rules: &mut Rules,
+    rule: &Matched,
+    sealed: &SealedSecret,
+) -> Result<(String, String)> {
+    let wanted = rules.wanted(rule, &RecipientArgs::default(), false)?;
+    let check = match check_recipients(&sealed.spec.recipients, &wanted.expected()) {
+        RecipientsCheck::Pass => "recipients as it asks".to_owned(),
+        RecipientsCheck::OlderClusterKey { sealed_to, newest } => format!(
+            "sealed to the cluster's older key {sealed_to} (newest {newest}): kseal reseal moves it"
+        ),
+        RecipientsCheck::Fail(why) => format!("differs: {why}"),
+    };
+    Ok((rule.to_string(), check))
 }
 
 pub fn run(args: &InspectArgs) -> Result<()> {
     let input = read_input(Some(&args.file), "reading a SealedSecret from stdin")?;
     let (_, docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
+    let mut rules = Rules::default();
+    let rule = rules.for_file(&args.file)?;
     let mut reports = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
         let sealed =
             sealed_from_value(doc).with_context(|| doc_label(&input.name, i, docs.len()))?;
-        reports.push(report(&sealed));
+        let mut r = report(&sealed);
+        if let Some(rule) = &rule {
+            let (name, check) = rule_check(&mut rules, rule, &sealed)?;
+            r.rule = Some(name);
+            r.rule_check = Some(check);
+        }
+        reports.push(r);
     }
     let text = match args.output {
         InspectFormat::Json => {
@@ -97,6 +131,11 @@ fn render_text(r: &Report) -> String {
         r.api_version, r.format_version
     );
     let _ = writeln!(out, "  scope:       {}", r.scope);
+    let rule = match (&r.rule, &r.rule_check) {
+        (Some(rule), Some(check)) => format!("{rule}: {check}"),
+        _ => "none (no .kseal.yaml rule matches the file)".to_owned(),
+    };
+    let _ = writeln!(out, "  rule:        {}", printable(&rule));
     let _ = writeln!(
         out,
         "  recipients:  {} [{}]",

@@ -35,7 +35,11 @@ pub fn run(args: &MergeArgs) -> Result<()> {
         }
     }
     if !items.is_empty() {
-        let resolved = args.recipients.resolve()?;
+        // The flags, else the file's `.kseal.yaml` rule, else the cluster's key.
+        let resolved = match crate::rules::Rules::default().for_file(&args.file)? {
+            Some(rule) => rule.recipient_args(&args.recipients).resolve()?,
+            None => args.recipients.resolve()?,
+        };
         let recipients = resolved.set;
         let given = recipients.fingerprints();
         if !sealed.spec.recipients.is_empty() && given != sealed.spec.recipients {

@@ -2,11 +2,13 @@
 //! `crate::io`, so tests drive them through the real binary.
 
 pub mod atrest;
+pub mod audit;
 pub mod inspect;
 pub mod keygen;
 pub mod merge;
 pub mod migrate;
 pub mod recipients;
+pub mod reseal;
 pub mod rewrite;
 pub mod scan;
 pub mod seal;

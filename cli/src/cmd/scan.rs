@@ -1,11 +1,12 @@
 //! `kseal scan [PATHS…] [--staged]`: the plaintext guard. Finds Kubernetes Secrets with
 //! `data` or `stringData` in YAML and JSON files (several documents, `List`s, rendered Helm
 //! output), kustomize `secretGenerator` entries (literals, files, env files: plaintext kept
-//! beside the kustomization), and kseal SealedSecrets that `kseal validate` would refuse.
+//! beside the kustomization), kseal SealedSecrets that `kseal validate` would refuse, and
+//! kseal SealedSecrets not sealed to what their file's `.kseal.yaml` rule asks for.
 //! Only names and item keys are printed, never a value. Made for CI and for pre-commit
 //! (`.pre-commit-hooks.yaml`): exit 1 when anything is found.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
@@ -15,8 +16,10 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{doc_label, plural};
-use crate::cli::{InspectFormat, ScanArgs};
+use crate::cli::{InspectFormat, RecipientArgs, ScanArgs};
 use crate::io::{outln, read_file};
+use crate::rules::{Matched, Rules};
+use kseal_core::audit::{RecipientsCheck, check_recipients};
 
 /// One thing found.
 #[derive(Serialize)]
@@ -156,8 +159,39 @@ fn scan_document(doc: &Value, found: &mut Vec<(&'static str, String, String)>) {
     }
 }
 
+/// A kseal SealedSecret whose recorded recipients are not what its file's `.kseal.yaml`
+/// rule asks for (read offline: a rule's context counts as one recipient, unchecked).
+fn check_rule(
+    rules: &mut Rules,
+    rule: &Matched,
+    doc: &Value,
+    found: &mut Vec<(&'static str, String, String)>,
+) {
+    if doc["apiVersion"].as_str() != Some("kseal.dev/v1alpha1")
+        || doc["kind"].as_str() != Some("SealedSecret")
+    {
+        return;
+    }
+    let Ok(sealed) = sealed_from_value(doc) else {
+        return;
+    };
+    let problem = match rules.wanted(rule, &RecipientArgs::default(), false) {
+        Ok(wanted) => match check_recipients(&sealed.spec.recipients, &wanted.expected()) {
+            RecipientsCheck::Fail(why) => format!("does not match {rule}: {why}"),
+            _ => return,
+        },
+        Err(e) => format!("{e:#}"),
+    };
+    found.push((
+        "SealedSecret",
+        sealed.location(),
+        printable(&problem).into_owned(),
+    ));
+}
+
 pub fn run(args: &ScanArgs) -> Result<()> {
     let inputs = inputs(args)?;
+    let mut rules = Rules::default();
     let mut findings = Vec::new();
     let mut unreadable = 0;
     for (file, bytes) in &inputs {
@@ -171,9 +205,13 @@ pub fn run(args: &ScanArgs) -> Result<()> {
                 continue;
             }
         };
+        let rule = rules.for_file(Path::new(file))?;
         for (i, doc) in docs.iter().enumerate() {
             let mut found = Vec::new();
             scan_document(doc, &mut found);
+            if let (Some(rule), true) = (&rule, found.is_empty()) {
+                check_rule(&mut rules, rule, doc, &mut found);
+            }
             for (kind, object, problem) in found {
                 findings.push(Finding {
                     file: file.clone(),

@@ -13,6 +13,7 @@ use kseal_core::sealing::{scope_from_annotations, seal_secret};
 use super::{doc_label, output_format};
 use crate::cli::SealArgs;
 use crate::io::{read_file, read_input, render, split_key_path, write_output};
+use crate::rules::{Matched, Rules};
 
 pub fn run(args: &SealArgs) -> Result<()> {
     if args.raw {
@@ -21,14 +22,21 @@ pub fn run(args: &SealArgs) -> Result<()> {
     if args.key.is_some() || args.from_file.is_some() {
         bail!("--key and --from-file only apply with --raw");
     }
+    let rule = rule_for(args)?;
     let input = read_input(args.file.as_deref(), "reading Secrets from stdin")?;
     let (_, mut docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
-    let resolved = args.recipients.resolve()?;
+    let resolved = recipient_args(args, rule.as_ref()).resolve()?;
     let (recipients, context_namespace) = (resolved.set, resolved.cluster.map(|(_, ns)| ns));
     let total = docs.len();
     let mut sealed = Vec::with_capacity(total);
     for (i, doc) in docs.iter_mut().enumerate() {
-        let result = seal_one(args, doc, &recipients, context_namespace.as_deref());
+        let result = seal_one(
+            args,
+            rule.as_ref(),
+            doc,
+            &recipients,
+            context_namespace.as_deref(),
+        );
         scrub(doc);
         sealed.push(result.with_context(|| doc_label(&input.name, i, total))?);
     }
@@ -37,18 +45,38 @@ pub fn run(args: &SealArgs) -> Result<()> {
     write_output(args.write.as_deref(), text.as_bytes())
 }
 
+/// The `.kseal.yaml` rule for the file written (`-w`), else the file read (`-f`).
+fn rule_for(args: &SealArgs) -> Result<Option<Matched>> {
+    match args.write.as_deref().or(args.file.as_deref()) {
+        Some(path) => Rules::default().for_file(path),
+        None => Ok(None),
+    }
+}
+
+/// The recipients: the flags, else the rule's, else the cluster's.
+fn recipient_args(args: &SealArgs, rule: Option<&Matched>) -> crate::cli::RecipientArgs {
+    match rule {
+        Some(rule) => rule.recipient_args(&args.recipients),
+        None => args.recipients.clone(),
+    }
+}
+
 fn seal_one(
     args: &SealArgs,
+    rule: Option<&Matched>,
     doc: &serde_json::Value,
     recipients: &RecipientSet,
     context_namespace: Option<&str>,
 ) -> Result<kseal_core::resource::SealedSecret> {
     let mut secret = secret_from_value(doc)?;
-    let scope = scope_for(args.scope, &secret)?;
+    let rule = rule.map(Matched::rule);
+    let scope = scope_for(args.scope, rule.and_then(|r| r.scope), &secret)?;
     resolve_location(&mut secret, args)?;
-    // Sealing against a cluster: like kubectl, the context's namespace is the default.
+    // The rule's namespace, then (sealing against a cluster, like kubectl) the context's.
     if secret.namespace.is_none() && scope.binds_namespace() {
-        secret.namespace = context_namespace.map(str::to_owned);
+        secret.namespace = rule
+            .and_then(|r| r.spec.namespace.clone())
+            .or_else(|| context_namespace.map(str::to_owned));
     }
     if scope.binds_namespace() && secret.namespace.is_none() {
         bail!("namespace is required for {scope} scope: set metadata.namespace or pass -n");
@@ -68,14 +96,14 @@ fn seal_one(
     Ok(sealed)
 }
 
-/// `--scope`, else the Secret's `kseal.dev/scope` annotation, else strict.
-fn scope_for(flag: Option<Scope>, secret: &SecretInput) -> Result<Scope> {
+/// `--scope`, else the Secret's own annotation (`kseal.dev/scope`, or kubeseal's), else
+/// the rule's, else strict.
+fn scope_for(flag: Option<Scope>, rule: Option<Scope>, secret: &SecretInput) -> Result<Scope> {
     if let Some(scope) = flag {
         return Ok(scope);
     }
-    Ok(scope_from_annotations(&secret.annotations)
-        .map_err(|e| anyhow!(e))?
-        .unwrap_or(Scope::Strict))
+    let annotated = scope_from_annotations(&secret.annotations).map_err(|e| anyhow!(e))?;
+    Ok(annotated.or(rule).unwrap_or(Scope::Strict))
 }
 
 /// Fills in namespace and name from the flags, refusing contradictions.

@@ -1,4 +1,4 @@
-//! `kseal verify` and `kseal reseal`: ask the cluster's controller, which holds the private
+//! `kseal verify` (and `kseal reseal`, in `reseal.rs`): ask the cluster's controller, which holds the private
 //! keys, whether it can unseal a file, or to re-encrypt it to its newest key. Plaintext
 //! never leaves the controller.
 //!
@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use kseal_core::manifest::{Format, parse_documents, sealed_from_value};
+use kseal_core::manifest::{parse_documents, sealed_from_value};
 use kseal_core::reason::Reason;
 use kseal_core::resource::{
     RequestOperation, RequestTarget, SealedSecret, SealedSecretRequestSpec,
@@ -19,11 +19,11 @@ use kseal_core::resource::{
 use serde::Serialize;
 
 use super::doc_label;
-use crate::cli::{InspectFormat, OutputFormat, ServiceArgs};
+use crate::cli::{InspectFormat, ServiceArgs};
 use crate::cluster::Cluster;
-use crate::io::{outln, read_file, render, replace_file};
+use crate::io::{outln, read_file};
 
-fn post(url: &str, path: &str, body: &[u8]) -> Result<(u16, serde_json::Value)> {
+pub(crate) fn post(url: &str, path: &str, body: &[u8]) -> Result<(u16, serde_json::Value)> {
     let agent = ureq::Agent::config_builder()
         .timeout_global(Some(Duration::from_secs(60)))
         .http_status_as_error(false)
@@ -146,9 +146,9 @@ fn who(ss: &SealedSecret) -> String {
 /// The controller's refusal: a reason of kseal's vocabulary and a message that names the
 /// item and the cause.
 #[derive(Serialize)]
-struct Refusal {
-    reason: Option<String>,
-    message: String,
+pub(crate) struct Refusal {
+    pub reason: Option<String>,
+    pub message: String,
 }
 
 impl std::fmt::Display for Refusal {
@@ -166,7 +166,7 @@ impl std::fmt::Display for Refusal {
     }
 }
 
-fn service_error(code: u16, body: &serde_json::Value) -> Refusal {
+pub(crate) fn service_error(code: u16, body: &serde_json::Value) -> Refusal {
     let reason = body["reason"].as_str().map(str::to_owned);
     let message = match (body["message"].as_str(), body["error"].as_str()) {
         (Some(m), _) => m.to_owned(),
@@ -186,16 +186,11 @@ struct Answered {
     document: Option<usize>,
     /// `namespace/name`.
     object: String,
-    /// verify: whether the cluster can unseal it; reseal: always true.
+    /// Whether the cluster can unseal it.
     ok: bool,
-    /// verify: how many items it opened.
+    /// How many items it opened.
     #[serde(skip_serializing_if = "Option::is_none")]
     items: Option<u64>,
-    /// reseal: whether anything changed, and the recipients now recorded.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    resealed: Option<bool>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    recipients: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     refused: Option<Refusal>,
 }
@@ -216,8 +211,6 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
                 object: who(&sealed),
                 ok: true,
                 items: None,
-                resealed: None,
-                recipients: Vec::new(),
                 refused: None,
             };
             match controller.ask(RequestOperation::Verify, doc, &sealed)? {
@@ -252,62 +245,6 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
     }
     if failed > 0 {
         bail!("{failed} SealedSecret(s) failed verification");
-    }
-    Ok(())
-}
-
-pub fn reseal(args: &ServiceArgs) -> Result<()> {
-    let controller = Controller::new(args)?;
-    let json = args.output == InspectFormat::Json;
-    let mut answered = Vec::new();
-    for path in &args.files {
-        let input = read_file(path)?;
-        let (format, docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
-        let mut out = Vec::with_capacity(docs.len());
-        for (i, doc) in docs.iter().enumerate() {
-            let label = doc_label(&input.name, i, docs.len());
-            let before = sealed_from_value(doc).with_context(|| label.clone())?;
-            let body = match controller.ask(RequestOperation::Reseal, doc, &before)? {
-                Ok(body) => body,
-                Err(why) => bail!("{label}: {}: cannot reseal: {why}", who(&before)),
-            };
-            let after: SealedSecret = serde_json::from_value(body)
-                .with_context(|| format!("{label}: the controller's answer"))?;
-            let changed = after.spec.encrypted_data != before.spec.encrypted_data;
-            let recipients: Vec<String> =
-                after.spec.recipients.iter().map(|f| f.0.clone()).collect();
-            if !json {
-                eprintln!(
-                    "{label}: {}: {}",
-                    who(&after),
-                    if changed {
-                        format!("resealed to {}", recipients.join(", "))
-                    } else {
-                        "already sealed to the newest key".into()
-                    }
-                );
-            }
-            answered.push(Answered {
-                file: input.name.clone(),
-                document: super::doc_number(i, docs.len()),
-                object: who(&after),
-                ok: true,
-                items: None,
-                resealed: Some(changed),
-                recipients,
-                refused: None,
-            });
-            out.push(after);
-        }
-        let format = match format {
-            Format::Yaml => OutputFormat::Yaml,
-            Format::Json => OutputFormat::Json,
-        };
-        replace_file(path, render(&out, format)?.as_bytes())?;
-    }
-    if json {
-        // A refusal stops the run before this: every object here was resealed.
-        super::print_report(&answered, 0)?;
     }
     Ok(())
 }

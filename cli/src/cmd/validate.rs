@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::{doc_label, plural};
 use crate::cli::{InspectFormat, ValidateArgs};
 use crate::io::{outln, read_input};
+use crate::rules::Rules;
 
 /// What the recorded recipients are held to: nothing without flags; exactly the named
 /// ones; with `--cluster`, one of the cluster's keys (and the named ones beside it).
@@ -27,7 +28,11 @@ fn expected(args: &ValidateArgs) -> Result<Option<ExpectedRecipients>> {
     } else {
         None
     };
-    Ok(Some(ExpectedRecipients { named, cluster }))
+    Ok(Some(ExpectedRecipients {
+        named,
+        cluster,
+        unread_cluster: false,
+    }))
 }
 
 /// One object checked (or one input that could not be read as objects).
@@ -47,6 +52,9 @@ struct Checked {
     #[serde(skip_serializing_if = "Option::is_none")]
     scope: Option<String>,
     recipients: Vec<String>,
+    /// The `.kseal.yaml` rule the recipients were checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<String>,
     /// Every item sealed to post-quantum recipients only.
     post_quantum: bool,
     problems: Vec<String>,
@@ -66,6 +74,7 @@ impl Checked {
             items: None,
             scope: None,
             recipients: Vec::new(),
+            rule: None,
             post_quantum: false,
             problems: vec![why],
             notice: None,
@@ -75,9 +84,24 @@ impl Checked {
 }
 
 pub fn run(args: &ValidateArgs) -> Result<()> {
-    let expected = expected(args)?;
+    let from_flags = expected(args)?;
+    let mut rules = Rules::default();
     let mut objects = Vec::new();
     for path in &args.files {
+        // Recipient flags win; else the file's `.kseal.yaml` rule (its context read only
+        // with --cluster); else --cluster alone, or only the structure.
+        let mut rule = None;
+        if args.recipients.is_empty() {
+            rule = rules.for_file(path)?;
+        }
+        let expected = match &rule {
+            Some(rule) => Some(
+                rules
+                    .wanted(rule, &args.recipients, args.recipients.with_cluster)?
+                    .expected(),
+            ),
+            None => from_flags.clone(),
+        };
         let input = match read_input(Some(path), "reading a SealedSecret from stdin") {
             Ok(input) => input,
             Err(e) => {
@@ -137,6 +161,7 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                 items: Some(sealed.spec.encrypted_data.len()),
                 scope: Some(sealed.spec.scope.to_string()),
                 recipients: sealed.spec.recipients.iter().map(|f| f.0.clone()).collect(),
+                rule: rule.as_ref().map(ToString::to_string),
                 post_quantum: !sealed.spec.encrypted_data.is_empty()
                     && sealed.spec.encrypted_data.iter().all(|(k, v)| {
                         let s = kseal_core::audit::summarize_item(k, v);
@@ -169,11 +194,15 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                     outln!(
                         "{}",
                         line(&format!(
-                            "ok ({}, {} scope, {}{})",
+                            "ok ({}, {} scope, {}{}{})",
                             plural(o.items.unwrap_or_default(), "item"),
                             o.scope.as_deref().unwrap_or_default(),
                             plural(o.recipients.len(), "recipient"),
-                            if o.post_quantum { ", post-quantum" } else { "" }
+                            if o.post_quantum { ", post-quantum" } else { "" },
+                            o.rule
+                                .as_deref()
+                                .map(|r| format!(", as {r} asks"))
+                                .unwrap_or_default()
                         ))
                     )?;
                     if let Some(notice) = &o.notice {

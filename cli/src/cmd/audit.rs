@@ -1,0 +1,315 @@
+//! `kseal audit [PATH…]`: which files are sealed to which keys, read from the recipients
+//! each SealedSecret records (no private key needed). Each key is named by what it is to
+//! the file's rule: its cluster's newest key, an older one the cluster still holds (with
+//! the key's creation time when the cluster is reachable), a recipient the rule names, or
+//! unknown. Each object gets what `kseal reseal` would do with it, and each cluster what
+//! a rotation of its key would need resealed.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::Result;
+use kseal_core::audit::{RecipientsCheck, check_recipients};
+use kseal_core::recipients::Recipient;
+use serde::Serialize;
+
+use super::doc_number;
+use super::plural;
+use super::reseal::{Action, Planner, Target};
+use crate::cli::{AuditArgs, InspectFormat, RecipientArgs};
+use crate::cluster::Cluster;
+use crate::io::outln;
+
+/// One recipient of one object, and what it is.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyUse {
+    fingerprint: String,
+    /// `newest`, `older`, `named` or `unknown`.
+    role: &'static str,
+    /// The cluster it belongs to (`context prod`, `cert certs/prod.json`), for cluster keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<String>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Audited {
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<usize>,
+    object: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rule: Option<String>,
+    recipients: Vec<KeyUse>,
+    /// `current`, `reseal` (kseal reseal moves it), `attention` (it needs more than a
+    /// reseal through the controller: see `detail`) or `unchecked` (no cluster read).
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
+}
+
+/// One key over the whole audit.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct KeyReport {
+    fingerprint: String,
+    role: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<String>,
+    objects: usize,
+    files: usize,
+}
+
+/// What rotating one cluster's key would touch: every object on its newest key.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Rotation {
+    cluster: String,
+    objects: usize,
+    files: usize,
+}
+
+pub fn run(args: &AuditArgs) -> Result<()> {
+    let paths = if args.paths.is_empty() {
+        vec![".".into()]
+    } else {
+        args.paths.clone()
+    };
+    let live = !args.offline && Cluster::connect(&args.cluster)?.is_some();
+    let flags = RecipientArgs {
+        cluster: args.cluster.clone(),
+        ..RecipientArgs::default()
+    };
+    let mut planner = Planner::new(&flags, false, live);
+    let mut audited = Vec::new();
+    for path in super::manifest_files(&paths)? {
+        let Some(job) = planner.file(&path)? else {
+            continue;
+        };
+        for object in &job.objects {
+            audited.push(audit(&job, object, live));
+        }
+    }
+    let keys = key_report(&audited);
+    let rotations = rotations(&audited);
+    let count = |status: &str| audited.iter().filter(|a| a.status == status).count();
+    let files: BTreeSet<&str> = audited.iter().map(|a| a.file.as_str()).collect();
+    if args.output == InspectFormat::Json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "summary": {
+                    "files": files.len(),
+                    "objects": audited.len(),
+                    "current": count("current"),
+                    "reseal": count("reseal"),
+                    "attention": count("attention"),
+                    "unchecked": count("unchecked"),
+                    "clustersRead": live,
+                },
+                "keys": keys,
+                "rotation": rotations,
+                "objects": audited,
+            }))?
+        )?;
+        return Ok(());
+    }
+    outln!("keys:")?;
+    for k in &keys {
+        let mut what = match (k.role, &k.cluster) {
+            ("newest", Some(c)) => format!("{c}, its newest key"),
+            ("older", Some(c)) => format!("{c}, an older key it still holds"),
+            ("named", _) => "named by a rule".to_owned(),
+            _ => "unknown: no rule or cluster names it".to_owned(),
+        };
+        if let Some(created) = &k.created {
+            what.push_str(&format!(", created {created}"));
+        }
+        outln!(
+            "  {}  {what}: {} in {}",
+            k.fingerprint,
+            plural(k.objects, "object"),
+            plural(k.files, "file")
+        )?;
+    }
+    let needing: Vec<&Audited> = audited
+        .iter()
+        .filter(|a| matches!(a.status, "reseal" | "attention"))
+        .collect();
+    if !needing.is_empty() {
+        outln!("to do:")?;
+        for a in needing {
+            let label = match a.document {
+                Some(n) => format!("{}: document {n}", a.file),
+                None => a.file.clone(),
+            };
+            let what = match a.status {
+                "reseal" => format!("on an older key: kseal reseal {}", a.file),
+                _ => a.detail.clone().unwrap_or_default(),
+            };
+            outln!("  {label}: {}: {what}", a.object)?;
+        }
+    }
+    outln!("rules:")?;
+    let mut by_rule: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    for a in &audited {
+        by_rule
+            .entry(a.rule.as_deref().unwrap_or("no rule"))
+            .or_default()
+            .insert(&a.file);
+    }
+    for (rule, files) in by_rule {
+        outln!("  {rule}: {}", plural(files.len(), "file"))?;
+    }
+    for r in &rotations {
+        outln!(
+            "a rotation of {}'s key: {} in {} to reseal",
+            r.cluster,
+            plural(r.objects, "object"),
+            plural(r.files, "file")
+        )?;
+    }
+    outln!(
+        "{} in {}: {} current, {} to reseal, {} needing attention{}",
+        plural(audited.len(), "SealedSecret"),
+        plural(files.len(), "file"),
+        count("current"),
+        count("reseal"),
+        count("attention"),
+        match count("unchecked") {
+            0 => String::new(),
+            n => format!(", {n} unchecked (no cluster read: --offline, or no kubeconfig)"),
+        }
+    )?;
+    Ok(())
+}
+
+fn audit(job: &super::reseal::FileJob, object: &super::reseal::Object, live: bool) -> Audited {
+    let target = job.target.as_ref();
+    let recorded = object
+        .sealed
+        .as_ref()
+        .map(|s| s.spec.recipients.clone())
+        .unwrap_or_default();
+    let recipients = recorded
+        .iter()
+        .map(|fp| role(fp, target))
+        .collect::<Vec<_>>();
+    let cluster_unread = target.is_some_and(|t| {
+        t.cluster.as_ref().is_some_and(|c| c.keys.is_empty())
+            || (t.cluster.is_none() && !live && job.rule.is_none())
+    });
+    let (status, detail) = match (&object.action, &object.sealed, target) {
+        (Action::Refuse(why), _, _) => ("attention", Some(why.clone())),
+        (_, Some(sealed), Some(t)) if cluster_unread => {
+            if job.rule.is_none() {
+                ("unchecked", None)
+            } else {
+                let wanted = crate::rules::Wanted {
+                    named: t.named.clone(),
+                    cluster: t.cluster.clone(),
+                };
+                match check_recipients(&sealed.spec.recipients, &wanted.expected()) {
+                    RecipientsCheck::Fail(why) => ("attention", Some(why)),
+                    _ => ("current", None),
+                }
+            }
+        }
+        (Action::UpToDate, _, _) => ("current", None),
+        (Action::Controller, _, _) => ("reseal", None),
+        (Action::Identity(_), _, _) => ("reseal", None),
+    };
+    Audited {
+        file: job.name.clone(),
+        document: doc_number(object.doc, job.docs.len()),
+        object: object
+            .sealed
+            .as_ref()
+            .map_or_else(|| "(not a SealedSecret)".into(), |s| s.location()),
+        rule: job.rule.clone(),
+        recipients,
+        status,
+        detail,
+    }
+}
+
+fn role(fp: &kseal_core::recipients::Fingerprint, target: Option<&Target>) -> KeyUse {
+    let mut out = KeyUse {
+        fingerprint: fp.0.clone(),
+        role: "unknown",
+        cluster: None,
+        created: None,
+    };
+    let Some(target) = target else {
+        return out;
+    };
+    if let Some(c) = &target.cluster
+        && let Some(i) = c.keys.iter().position(|k| k.fingerprint() == *fp)
+    {
+        out.role = if i == 0 { "newest" } else { "older" };
+        out.cluster = Some(c.source.clone());
+        out.created = c.created.get(fp).cloned();
+    } else if target
+        .named
+        .iter()
+        .map(Recipient::fingerprint)
+        .any(|n| n == *fp)
+    {
+        out.role = "named";
+    }
+    out
+}
+
+/// A key as the audit names it: fingerprint, role, cluster.
+type KeyId = (String, &'static str, Option<String>);
+
+fn key_report(audited: &[Audited]) -> Vec<KeyReport> {
+    // Per key: its creation time, the objects on it, and their files.
+    let mut keys: BTreeMap<KeyId, (Option<String>, usize, BTreeSet<&str>)> = BTreeMap::new();
+    for a in audited {
+        for k in &a.recipients {
+            let slot = keys
+                .entry((k.fingerprint.clone(), k.role, k.cluster.clone()))
+                .or_insert_with(|| (k.created.clone(), 0, BTreeSet::new()));
+            slot.1 += 1;
+            slot.2.insert(&a.file);
+        }
+    }
+    keys.into_iter()
+        .map(
+            |((fingerprint, role, cluster), (created, objects, files))| KeyReport {
+                fingerprint,
+                role,
+                cluster,
+                created,
+                objects,
+                files: files.len(),
+            },
+        )
+        .collect()
+}
+
+fn rotations(audited: &[Audited]) -> Vec<Rotation> {
+    let mut by_cluster: BTreeMap<&str, (usize, BTreeSet<&str>)> = BTreeMap::new();
+    for a in audited {
+        for k in a.recipients.iter().filter(|k| k.role == "newest") {
+            if let Some(c) = &k.cluster {
+                let slot = by_cluster.entry(c).or_default();
+                slot.0 += 1;
+                slot.1.insert(&a.file);
+            }
+        }
+    }
+    by_cluster
+        .into_iter()
+        .map(|(cluster, (objects, files))| Rotation {
+            cluster: cluster.to_owned(),
+            objects,
+            files: files.len(),
+        })
+        .collect()
+}

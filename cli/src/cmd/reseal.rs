@@ -1,0 +1,828 @@
+//! `kseal reseal PATH…`: every SealedSecret under the paths that is not sealed to exactly
+//! its current recipients is re-encrypted, in place, and nothing else is touched.
+//!
+//! The current recipients of a file are its `.kseal.yaml` rule's (its named recipients
+//! and its cluster's newest key), or the flags' when any are given, or else the
+//! kubeconfig cluster's newest key beside whatever else the object is sealed to.
+//!
+//! Two ways to re-encrypt:
+//! - through the cluster's controller (the default): it opens the items with the key it
+//!   still holds and wraps them for its newest, keeping every other recipient's stanza.
+//!   It never adds or drops anyone else's: re-encrypting to a recipient named in the
+//!   request would hand the value to whoever can create a request.
+//! - offline with `-i`, like `sops updatekeys`: the items are opened with the user's key
+//!   and sealed again to exactly the rule's recipients, so recipients added to or removed
+//!   from a rule are taken up too.
+//!
+//! What is up to date is read from each object's recorded recipients (no key needed), so
+//! a run that is interrupted and started again skips what it finished: each file is
+//! replaced atomically as soon as its objects are done, and an object is resealed only
+//! while its recorded recipients differ. Objects that are up to date keep their bytes,
+//! and so do files with nothing to do.
+
+use std::collections::{BTreeSet, HashMap};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use futures::StreamExt;
+use kseal_core::keys::{Keyring, parse_identities};
+use kseal_core::manifest::{Format, parse_documents, sealed_from_value};
+use kseal_core::recipients::{Fingerprint, Recipient, RecipientSet};
+use kseal_core::resource::{
+    RequestOperation, RequestTarget, SealedSecret, SealedSecretRequestSpec,
+};
+use kseal_core::scope::Binding;
+use serde::Serialize;
+use serde_json::Value;
+use zeroize::Zeroizing;
+
+use super::{doc_label, doc_number, plural};
+use crate::cli::{InspectFormat, OutputFormat, RecipientArgs, ResealArgs};
+use crate::cluster::{Cluster, Pacing};
+use crate::io::{outln, read_file, render, replace_file};
+use crate::rules::{ClusterKeys, Rules};
+
+/// What one file's objects must be sealed to.
+#[derive(Clone)]
+pub(super) struct Target {
+    /// Where it comes from, for messages: a rule, the flags, or the kubeconfig's cluster.
+    pub from: String,
+    pub named: Vec<Recipient>,
+    /// The cluster, with its keys when they were read.
+    pub cluster: Option<ClusterKeys>,
+    /// No rule and no flags: the recipients beside the cluster's key stay as they are.
+    keep_others: bool,
+    /// The kubeconfig context whose controller re-encrypts (`None`: the current one);
+    /// absent when the cluster is only known from a cert.
+    pub controller: Option<Option<String>>,
+}
+
+/// What to do with one object.
+pub(super) enum Action {
+    UpToDate,
+    Controller,
+    Identity(RecipientSet),
+    Refuse(String),
+}
+
+pub(super) struct Object {
+    pub doc: usize,
+    pub label: String,
+    /// `None` when the document is not a readable SealedSecret (then the action says why).
+    pub sealed: Option<SealedSecret>,
+    pub action: Action,
+}
+
+pub(super) struct FileJob {
+    path: PathBuf,
+    pub name: String,
+    format: Format,
+    pub docs: Vec<Value>,
+    pub objects: Vec<Object>,
+    pub target: Option<Target>,
+    pub rule: Option<String>,
+}
+
+/// One object that was (or would be, or could not be) resealed, for the log and `-o json`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document: Option<usize>,
+    object: String,
+    /// `resealed`, `wouldReseal` or `failed`.
+    action: &'static str,
+    /// `controller` (of the kubeconfig's current context), `controller of context X`,
+    /// or `identity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<String>,
+    from: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    to: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+    #[serde(skip)]
+    label: String,
+}
+
+#[derive(Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Summary {
+    files: usize,
+    files_written: usize,
+    objects: usize,
+    resealed: usize,
+    up_to_date: usize,
+    failed: usize,
+    /// Files in the directories that hold no kseal SealedSecret, or are no YAML/JSON
+    /// manifest at all (Helm templates), left alone.
+    skipped_files: usize,
+    dry_run: bool,
+    seconds: f64,
+}
+
+pub fn run(args: &ResealArgs) -> Result<()> {
+    let started = Instant::now();
+    let mut keyring = Keyring::default();
+    if !args.identities.is_empty() {
+        rlimit::setrlimit(rlimit::Resource::CORE, 0, 0)
+            .context("disabling core dumps before reading keys")?;
+        for path in &args.identities {
+            let file = read_file(path).context("--identity")?;
+            keyring.extend(
+                parse_identities(&file.bytes)
+                    .with_context(|| format!("--identity {}", file.name))?,
+            );
+        }
+    }
+    let mut plan = Planner::new(&args.recipients, !args.identities.is_empty(), true);
+    let mut summary = Summary {
+        dry_run: args.dry_run,
+        ..Summary::default()
+    };
+    let mut entries = Vec::new();
+    let mut jobs = Vec::new();
+    for (path, explicit) in files(&args.paths)? {
+        match plan.file(&path)? {
+            Some(job) => jobs.push(job),
+            None if explicit => bail!("{}: holds no kseal SealedSecret", path.display()),
+            None => summary.skipped_files += 1,
+        }
+    }
+    summary.files = jobs.len();
+    summary.objects = jobs.iter().map(|j| j.objects.len()).sum();
+    summary.up_to_date = jobs
+        .iter()
+        .flat_map(|j| &j.objects)
+        .filter(|o| matches!(o.action, Action::UpToDate))
+        .count();
+    let todo: Vec<FileJob> = jobs
+        .into_iter()
+        .filter(|j| {
+            j.objects
+                .iter()
+                .any(|o| !matches!(o.action, Action::UpToDate))
+        })
+        .collect();
+
+    let json = args.output == InspectFormat::Json;
+    let bar = progress(todo.len() as u64, json);
+    let log = |entry: &Entry| {
+        if json {
+            return;
+        }
+        let line = describe(entry);
+        if entry.action == "failed" {
+            bar.suspend(|| eprintln!("{line}"));
+        } else {
+            bar.println(&line);
+            if bar.is_hidden() {
+                eprintln!("{line}");
+            }
+        }
+    };
+
+    // Grouped by the controller they need: each cluster's requests run on its own
+    // connection, several files at once.
+    let mut by_controller: Vec<(Option<Option<String>>, Vec<FileJob>)> = Vec::new();
+    for job in todo {
+        let key = job
+            .objects
+            .iter()
+            .any(|o| matches!(o.action, Action::Controller))
+            .then(|| job.target.as_ref().and_then(|t| t.controller.clone()))
+            .flatten();
+        match by_controller.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.push(job),
+            None => by_controller.push((key, vec![job])),
+        }
+    }
+    for (controller, group) in by_controller {
+        let outcomes = match controller {
+            None => group
+                .into_iter()
+                .map(|job| {
+                    let out = offline(job, &keyring, args, &log);
+                    bar.inc(1);
+                    out
+                })
+                .collect::<Vec<_>>(),
+            Some(context) => {
+                let asker = Asker::new(args, context)?;
+                asker.run(group, args, &bar, &log)
+            }
+        };
+        for (written, mut done) in outcomes {
+            summary.up_to_date += done.iter().filter(|e| e.action == "upToDate").count();
+            done.retain(|e| e.action != "upToDate");
+            summary.files_written += usize::from(written);
+            summary.resealed += done.iter().filter(|e| e.action == "resealed").count();
+            summary.failed += done.iter().filter(|e| e.action == "failed").count();
+            entries.append(&mut done);
+        }
+    }
+    bar.finish_and_clear();
+    summary.seconds = (started.elapsed().as_secs_f64() * 10.0).round() / 10.0;
+    entries.sort_by(|a, b| (&a.file, a.document).cmp(&(&b.file, b.document)));
+    let would = entries.iter().filter(|e| e.action == "wouldReseal").count();
+    if json {
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "summary": summary,
+                "objects": entries,
+            }))?
+        )?;
+    } else {
+        let done = if args.dry_run {
+            format!("would reseal {}", plural(would, "SealedSecret"))
+        } else {
+            format!(
+                "resealed {} in {}",
+                plural(summary.resealed, "SealedSecret"),
+                plural(summary.files_written, "file")
+            )
+        };
+        eprintln!(
+            "{done}; {} up to date; {} failed ({} in {}, {:.1} s)",
+            summary.up_to_date,
+            summary.failed,
+            plural(summary.objects, "SealedSecret"),
+            plural(summary.files, "file"),
+            summary.seconds
+        );
+    }
+    if summary.failed > 0 {
+        bail!(
+            "{} could not be resealed (their files are unchanged)",
+            plural(summary.failed, "SealedSecret")
+        );
+    }
+    Ok(())
+}
+
+/// The files to look at, and whether each was named on the command line.
+fn files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>> {
+    let mut out = Vec::new();
+    for path in paths {
+        let is_dir = std::fs::metadata(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?
+            .is_dir();
+        for file in super::manifest_files(std::slice::from_ref(path))? {
+            out.push((file, !is_dir));
+        }
+    }
+    Ok(out)
+}
+
+fn progress(len: u64, json: bool) -> indicatif::ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} files resealed [{elapsed_precise}, {per_sec}, {eta} left]",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+/// One log line: what happened to an object.
+fn describe(e: &Entry) -> String {
+    let via = match e.via.as_deref() {
+        Some("identity") => " with -i".to_owned(),
+        Some(v) => format!(" by the {v}"),
+        None => String::new(),
+    };
+    match e.action {
+        "upToDate" => format!(
+            "{}: {}: already sealed to the newest key",
+            e.label, e.object
+        ),
+        "resealed" => format!(
+            "{}: {}: resealed{via}: [{}] -> [{}]",
+            e.label,
+            e.object,
+            e.from.join(", "),
+            e.to.join(", ")
+        ),
+        "wouldReseal" => format!(
+            "{}: {}: would reseal{via}: sealed to [{}]",
+            e.label,
+            e.object,
+            e.from.join(", ")
+        ),
+        _ => format!(
+            "{}: {}: cannot reseal: {}",
+            e.label,
+            e.object,
+            e.error.as_deref().unwrap_or_default()
+        ),
+    }
+}
+
+/// Reads files and decides, for each object, what to do.
+pub(super) struct Planner<'a> {
+    flags: &'a RecipientArgs,
+    rules: Rules,
+    targets: HashMap<String, Target>,
+    /// Resealing with the user's keys (-i), not through a controller.
+    offline: bool,
+    /// Read the clusters (rules' contexts, the kubeconfig's) for their keys.
+    live: bool,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(flags: &'a RecipientArgs, offline: bool, live: bool) -> Planner<'a> {
+        Planner {
+            flags,
+            rules: Rules::default(),
+            targets: HashMap::new(),
+            offline,
+            live,
+        }
+    }
+
+    /// The file's objects and what each needs; `None` when it holds no kseal
+    /// SealedSecret or no manifest at all.
+    pub fn file(&mut self, path: &Path) -> Result<Option<FileJob>> {
+        let input = read_file(path)?;
+        let Ok((format, docs)) = parse_documents(&input.bytes) else {
+            return Ok(None);
+        };
+        let kseal: Vec<usize> = (0..docs.len())
+            .filter(|&i| {
+                docs[i]["apiVersion"].as_str() == Some("kseal.dev/v1alpha1")
+                    && docs[i]["kind"].as_str() == Some("SealedSecret")
+            })
+            .collect();
+        if kseal.is_empty() {
+            return Ok(None);
+        }
+        let target = self.target(path);
+        let rule = self.rules.for_file(path)?.map(|r| r.to_string());
+        let mut objects = Vec::with_capacity(kseal.len());
+        for i in kseal {
+            let label = doc_label(&input.name, i, docs.len());
+            let (sealed, action) = match sealed_from_value(&docs[i]) {
+                Ok(sealed) => {
+                    let action = match &target {
+                        Ok(t) => decide(&sealed, t, self.offline),
+                        Err(e) => Action::Refuse(format!("{e:#}")),
+                    };
+                    (Some(sealed), action)
+                }
+                Err(e) => (None, Action::Refuse(e.to_string())),
+            };
+            objects.push(Object {
+                doc: i,
+                label,
+                sealed,
+                action,
+            });
+        }
+        Ok(Some(FileJob {
+            path: path.to_path_buf(),
+            name: input.name,
+            format,
+            docs,
+            objects,
+            target: target.ok(),
+            rule,
+        }))
+    }
+
+    /// The file's target: the flags, else its rule, else the kubeconfig's cluster.
+    fn target(&mut self, path: &Path) -> Result<Target> {
+        let flags = self.flags;
+        let rule = if flags.is_empty() && !flags.with_cluster {
+            self.rules.for_file(path)?
+        } else {
+            None
+        };
+        let key = rule.as_ref().map_or_else(String::new, ToString::to_string);
+        if let Some(t) = self.targets.get(&key) {
+            return Ok(t.clone());
+        }
+        let target = match &rule {
+            Some(rule) => {
+                let wanted = self.rules.wanted(rule, flags, self.live)?;
+                let controller = wanted
+                    .cluster
+                    .as_ref()
+                    .and_then(|c| c.context.clone().map(Some));
+                Target {
+                    from: rule.to_string(),
+                    named: wanted.named,
+                    cluster: wanted.cluster,
+                    keep_others: false,
+                    controller,
+                }
+            }
+            None if !flags.is_empty() || flags.with_cluster => Target {
+                from: "the recipient flags".into(),
+                named: flags.named()?,
+                cluster: flags
+                    .with_cluster
+                    .then(|| kubeconfig_cluster(flags))
+                    .transpose()?,
+                keep_others: false,
+                controller: flags.with_cluster.then(|| flags.cluster.context.clone()),
+            },
+            // Without a kubeconfig (--controller-url alone) the keys are unknown and the
+            // controller decides.
+            None => Target {
+                from: "the kubeconfig's cluster".into(),
+                named: Vec::new(),
+                cluster: match self.live {
+                    true if Cluster::connect(&flags.cluster)?.is_some() => {
+                        Some(kubeconfig_cluster(flags)?)
+                    }
+                    _ => None,
+                },
+                keep_others: true,
+                controller: Some(flags.cluster.context.clone()),
+            },
+        };
+        self.targets.insert(key, target.clone());
+        Ok(target)
+    }
+}
+
+/// The keys the kubeconfig's cluster publishes, newest first.
+fn kubeconfig_cluster(flags: &RecipientArgs) -> Result<ClusterKeys> {
+    let cluster = Cluster::require(&flags.cluster)?;
+    let (doc, _) = cluster.configmap_with_annotations()?;
+    let keys = doc.keys()?;
+    let created = doc
+        .recipients
+        .iter()
+        .filter_map(|p| Some((p.fingerprint.clone(), p.created.clone()?)))
+        .collect();
+    Ok(ClusterKeys {
+        source: "the kubeconfig's cluster".into(),
+        context: flags.cluster.context.clone(),
+        keys,
+        created,
+    })
+}
+
+fn show(fps: &BTreeSet<Fingerprint>) -> String {
+    let names: Vec<&str> = fps.iter().map(|f| f.0.as_str()).collect();
+    format!("[{}]", names.join(", "))
+}
+
+/// Compares what an object records with its target.
+pub(super) fn decide(sealed: &SealedSecret, target: &Target, offline: bool) -> Action {
+    let recorded: BTreeSet<Fingerprint> = sealed.spec.recipients.iter().cloned().collect();
+    let cluster: BTreeSet<Fingerprint> = target
+        .cluster
+        .iter()
+        .flat_map(|c| c.keys.iter().map(Recipient::fingerprint))
+        .collect();
+    let newest = target.cluster.as_ref().and_then(|c| c.keys.first());
+    let others: BTreeSet<Fingerprint> = recorded.difference(&cluster).cloned().collect();
+    let named: BTreeSet<Fingerprint> = target.named.iter().map(Recipient::fingerprint).collect();
+    if target.keep_others && target.cluster.is_none() && !offline {
+        // No keys read: the controller tells, from the stanzas.
+        return Action::Controller;
+    }
+    let mut want = if target.keep_others {
+        others.clone()
+    } else {
+        named.clone()
+    };
+    want.extend(newest.map(Recipient::fingerprint));
+    if recorded == want {
+        return Action::UpToDate;
+    }
+    if offline {
+        if target.keep_others && !others.is_empty() {
+            return Action::Refuse(format!(
+                "sealed to {} beside the cluster, known only by fingerprint: name every recipient (-r, -R, --cert, --cluster, or a .kseal.yaml rule) to reseal with -i, or reseal without -i (the controller keeps them)",
+                show(&others)
+            ));
+        }
+        let mut all = target.named.clone();
+        all.extend(newest.cloned());
+        return match RecipientSet::new(all) {
+            Ok(set) => Action::Identity(set),
+            Err(e) => Action::Refuse(format!("{}: {e}", target.from)),
+        };
+    }
+    if target.controller.is_none() {
+        return Action::Refuse(format!(
+            "sealed to {}, {} asks for {}: only -i IDENTITY can change that here ({})",
+            show(&recorded),
+            target.from,
+            show(&want),
+            if target.cluster.is_some() {
+                "its cluster is a cert, with no controller to ask"
+            } else {
+                "no cluster is named"
+            }
+        ));
+    }
+    if !target.keep_others && others != named {
+        let added: BTreeSet<_> = named.difference(&others).cloned().collect();
+        let dropped: BTreeSet<_> = others.difference(&named).cloned().collect();
+        return Action::Refuse(format!(
+            "{} asks for recipients beside the cluster's key that differ (adds {}, drops {}): reseal with -i IDENTITY; the controller only moves its own old keys to its newest, and never re-encrypts to a recipient a request names",
+            target.from,
+            show(&added),
+            show(&dropped)
+        ));
+    }
+    if recorded.is_disjoint(&cluster) {
+        return Action::Refuse(format!(
+            "sealed to {}, none of them a key of {} ({}): its controller cannot open it; reseal with -i IDENTITY, or seal it again",
+            show(&recorded),
+            target
+                .cluster
+                .as_ref()
+                .map_or("the cluster", |c| c.source.as_str()),
+            show(&cluster)
+        ));
+    }
+    Action::Controller
+}
+
+fn entry(job: &FileJob, object: &Object, action: &'static str) -> Entry {
+    Entry {
+        file: job.name.clone(),
+        document: doc_number(object.doc, job.docs.len()),
+        object: object
+            .sealed
+            .as_ref()
+            .map_or_else(|| "(not a SealedSecret)".into(), SealedSecret::location),
+        action,
+        via: None,
+        from: object
+            .sealed
+            .iter()
+            .flat_map(|s| &s.spec.recipients)
+            .map(|f| f.0.clone())
+            .collect(),
+        to: Vec::new(),
+        error: None,
+        label: object.label.clone(),
+    }
+}
+
+/// Writes a file whose objects were all resealed or up to date; a file with a failure
+/// stays as it was. Returns whether it was written.
+fn finish(
+    job: &mut FileJob,
+    resealed: Vec<(usize, SealedSecret)>,
+    entries: &mut [Entry],
+    dry_run: bool,
+) -> bool {
+    if dry_run || resealed.is_empty() || entries.iter().any(|e| e.action == "failed") {
+        return false;
+    }
+    let write = || -> Result<()> {
+        for (doc, sealed) in resealed {
+            job.docs[doc] = serde_json::to_value(&sealed)?;
+        }
+        let format = match job.format {
+            Format::Yaml => OutputFormat::Yaml,
+            Format::Json => OutputFormat::Json,
+        };
+        replace_file(&job.path, render(&job.docs, format)?.as_bytes())
+    };
+    match write() {
+        Ok(()) => true,
+        Err(e) => {
+            for entry in entries.iter_mut() {
+                entry.action = "failed";
+                entry.error = Some(format!("{e:#}"));
+            }
+            false
+        }
+    }
+}
+
+/// Reseals a file's objects with the user's keys, to exactly the target recipients.
+fn offline(
+    mut job: FileJob,
+    keyring: &Keyring,
+    args: &ResealArgs,
+    log: &impl Fn(&Entry),
+) -> (bool, Vec<Entry>) {
+    let mut entries = Vec::new();
+    let mut resealed = Vec::new();
+    for object in &job.objects {
+        let (kind, result) = match &object.action {
+            Action::UpToDate => continue,
+            Action::Refuse(why) => ("failed", Err(anyhow!("{why}"))),
+            Action::Controller => ("failed", Err(anyhow!("no controller to ask"))),
+            Action::Identity(_) if args.dry_run => ("wouldReseal", Ok(None)),
+            Action::Identity(set) => match &object.sealed {
+                Some(sealed) => ("resealed", reseal_with(keyring, set, sealed).map(Some)),
+                None => continue,
+            },
+        };
+        let mut e = entry(&job, object, kind);
+        e.via = Some("identity".into());
+        match result {
+            Ok(Some(out)) => {
+                e.to = out.spec.recipients.iter().map(|f| f.0.clone()).collect();
+                resealed.push((object.doc, out));
+            }
+            Ok(None) => {}
+            Err(why) => {
+                e.action = "failed";
+                e.error = Some(format!("{why:#}"));
+            }
+        }
+        entries.push(e);
+    }
+    let written = finish(&mut job, resealed, &mut entries, args.dry_run);
+    entries.iter().for_each(log);
+    (written, entries)
+}
+
+/// Every item opened with `keyring` (checked against where the object is) and sealed
+/// again to `set`. The plaintext lives only in wiped buffers.
+fn reseal_with(
+    keyring: &Keyring,
+    set: &RecipientSet,
+    sealed: &SealedSecret,
+) -> Result<SealedSecret> {
+    let mut out = sealed.clone();
+    for (key, value) in out.spec.encrypted_data.iter_mut() {
+        let binding = Binding::new(
+            sealed.spec.scope,
+            sealed.metadata.namespace.as_deref(),
+            sealed.metadata.name.as_deref(),
+            key,
+        )?;
+        let plain: Zeroizing<Vec<u8>> =
+            kseal_core::item::open(keyring, &sealed.spec.recipients, &binding, value)
+                .map_err(|e| anyhow!("item {key:?}: {e} (with the keys of -i)"))?;
+        *value = kseal_core::item::seal(set, &binding, &plain)?;
+    }
+    out.spec.recipients = set.fingerprints();
+    Ok(out)
+}
+
+/// The controller of one cluster, asked for several files at once.
+struct Asker {
+    cluster: Option<Cluster>,
+    url: Option<String>,
+    namespace: String,
+    via: String,
+    timeout: Duration,
+    pacing: Pacing,
+}
+
+impl Asker {
+    fn new(args: &ResealArgs, context: Option<String>) -> Result<Asker> {
+        let via = match &context {
+            Some(c) => format!("controller of context {c}"),
+            None => "controller".to_owned(),
+        };
+        if let Some(url) = &args.controller_url {
+            return Ok(Asker {
+                cluster: None,
+                url: Some(url.clone()),
+                namespace: String::new(),
+                via,
+                timeout: Duration::from_secs(args.timeout),
+                pacing: Pacing::default(),
+            });
+        }
+        let mut cluster_args = args.recipients.cluster.clone();
+        cluster_args.context = context;
+        let cluster = Cluster::require(&cluster_args)?;
+        let namespace = args
+            .namespace
+            .clone()
+            .unwrap_or_else(|| cluster.default_namespace.clone());
+        Ok(Asker {
+            cluster: Some(cluster),
+            url: None,
+            namespace,
+            via,
+            timeout: Duration::from_secs(args.timeout),
+            pacing: Pacing::default(),
+        })
+    }
+
+    fn run(
+        &self,
+        group: Vec<FileJob>,
+        args: &ResealArgs,
+        bar: &indicatif::ProgressBar,
+        log: &impl Fn(&Entry),
+    ) -> Vec<(bool, Vec<Entry>)> {
+        let work = futures::stream::iter(group)
+            .map(|job| async move {
+                let out = self.file(job, args).await;
+                out.1.iter().for_each(log);
+                bar.inc(1);
+                out
+            })
+            .buffer_unordered(if self.url.is_some() {
+                1
+            } else {
+                usize::from(args.concurrency)
+            })
+            .collect::<Vec<_>>();
+        match &self.cluster {
+            Some(cluster) => cluster.runtime.block_on(work),
+            None => match tokio::runtime::Builder::new_current_thread().build() {
+                Ok(runtime) => runtime.block_on(work),
+                Err(e) => panic!("cannot start a runtime: {e}"),
+            },
+        }
+    }
+
+    async fn file(&self, mut job: FileJob, args: &ResealArgs) -> (bool, Vec<Entry>) {
+        let mut entries = Vec::new();
+        let mut resealed = Vec::new();
+        for object in &job.objects {
+            let mut e = match &object.action {
+                Action::UpToDate => continue,
+                Action::Refuse(why) => {
+                    let mut e = entry(&job, object, "failed");
+                    e.error = Some(why.clone());
+                    entries.push(e);
+                    continue;
+                }
+                Action::Identity(_) => continue,
+                Action::Controller if args.dry_run => entry(&job, object, "wouldReseal"),
+                Action::Controller => entry(&job, object, "resealed"),
+            };
+            e.via = Some(self.via.clone());
+            if let (false, Some(sealed)) = (args.dry_run, &object.sealed) {
+                match self.ask(sealed).await {
+                    // Its newest key alone already held every item.
+                    Ok(out) if out.spec.encrypted_data == sealed.spec.encrypted_data => {
+                        e.action = "upToDate";
+                    }
+                    Ok(out) => {
+                        e.to = out.spec.recipients.iter().map(|f| f.0.clone()).collect();
+                        resealed.push((object.doc, out));
+                    }
+                    Err(why) => {
+                        e.action = "failed";
+                        e.error = Some(format!("{why:#}"));
+                    }
+                }
+            }
+            entries.push(e);
+        }
+        let written = finish(&mut job, resealed, &mut entries, args.dry_run);
+        (written, entries)
+    }
+
+    async fn ask(&self, before: &SealedSecret) -> Result<SealedSecret> {
+        if let Some(url) = &self.url {
+            let body = serde_json::to_vec(before)?;
+            let (code, answer) = super::services::post(url, "/v1/reseal", &body)?;
+            if code != 200 {
+                bail!("{}", super::services::service_error(code, &answer));
+            }
+            return serde_json::from_value(answer).context("the controller's answer");
+        }
+        let cluster = self
+            .cluster
+            .as_ref()
+            .ok_or_else(|| anyhow!("no cluster to ask"))?;
+        let spec = SealedSecretRequestSpec {
+            operation: RequestOperation::Reseal,
+            target: RequestTarget {
+                namespace: before
+                    .metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| self.namespace.clone()),
+                name: before.metadata.name.clone().unwrap_or_default(),
+            },
+            sealed_secret: before.spec.clone(),
+        };
+        let status = cluster
+            .ask_async(&self.namespace, spec, self.timeout, &self.pacing)
+            .await?;
+        if status.phase.as_deref() != Some("Succeeded") {
+            bail!(
+                "{}",
+                super::services::Refusal {
+                    reason: status.reason,
+                    message: status.message.unwrap_or_default(),
+                }
+            );
+        }
+        let mut out = before.clone();
+        out.spec = status
+            .resealed
+            .ok_or_else(|| anyhow!("the controller's answer carries no resealed object"))?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,433 @@
+//! `.kseal.yaml` creation rules: which recipients, scope and namespace a file's
+//! SealedSecrets get, by where the file is in the repository. Found the way SOPS finds
+//! `.sops.yaml`: the nearest one in the file's directory or above it. The first rule
+//! whose pattern matches the file's path (relative to the directory of `.kseal.yaml`, with
+//! `/` separators) applies; a file no rule matches behaves as if there were no rules.
+//! Command-line flags win over a rule.
+//!
+//! ```yaml
+//! rules:
+//!   - path: prod/**                # a glob (`*` stays within a directory, `**` crosses
+//!     context: prod                #   them), or pathRegex: a regular expression
+//!     recipientsFiles: [keys/escrow.txt]
+//!     scope: strict
+//!     namespace: payments
+//!   - path: staging/**
+//!     cert: certs/staging.json     # the cluster's recipients document, read offline
+//!   - path: dev/**
+//!     recipients: [age1…]
+//! ```
+//!
+//! A rule names at most one cluster: a kubeconfig `context` (its newest key is read from
+//! the cluster, and `kseal reseal` asks its controller), or a `cert` (the recipients
+//! document `kseal recipients` prints, committed beside the files: every key the cluster
+//! holds, newest first, known offline). `recipients` and `recipientsFiles` are further
+//! recipients (an escrow key, a team's keys), every one required.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, anyhow, bail};
+use kseal_core::recipients::{Fingerprint, Recipient, RecipientsDocument, parse_cert};
+use kseal_core::scope::Scope;
+use serde::Deserialize;
+
+use crate::cli::RecipientArgs;
+use crate::io::read_file;
+
+/// The file the rules live in.
+pub const FILE_NAME: &str = ".kseal.yaml";
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    rules: Vec<RuleSpec>,
+}
+
+/// One rule as written.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RuleSpec {
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    path_regex: Option<String>,
+    /// A kubeconfig context: its cluster's newest key is a recipient.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// A cluster's recipients document (a file relative to `.kseal.yaml`, or an https URL).
+    #[serde(default)]
+    pub cert: Option<String>,
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    #[serde(default)]
+    pub recipients_files: Vec<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+enum Matcher {
+    Glob(globset::GlobMatcher),
+    Regex(regex::Regex),
+}
+
+/// One rule, checked and ready to match.
+pub struct Rule {
+    /// 1-based, as people count rules in the file.
+    pub number: usize,
+    /// The pattern as written (`prod/**`, or the regex).
+    pub pattern: String,
+    matcher: Matcher,
+    pub spec: RuleSpec,
+    pub scope: Option<Scope>,
+}
+
+/// A `.kseal.yaml` read and checked.
+pub struct Config {
+    /// The file, as found (relative to the working directory when under it).
+    pub file: PathBuf,
+    /// Its directory, absolute: patterns match paths relative to it.
+    dir: PathBuf,
+    rules: Vec<Rule>,
+}
+
+impl Config {
+    /// Reads and checks a `.kseal.yaml`: every pattern compiles, every scope is known,
+    /// every rule names at most one cluster. Errors name the file and the rule.
+    pub fn read(file: &Path) -> Result<Config> {
+        let input = read_file(file)?;
+        let name = input.name.clone();
+        let (_, docs) =
+            kseal_core::manifest::parse_documents(&input.bytes).with_context(|| name.clone())?;
+        let [doc] = docs.as_slice() else {
+            bail!("{name}: expected one YAML document with `rules:`");
+        };
+        let parsed: ConfigFile = serde_path_to_error::deserialize(doc)
+            .map_err(|e| anyhow!("{name}: {}: {}", e.path(), e.inner()))?;
+        let dir = std::path::absolute(file)
+            .ok()
+            .and_then(|f| f.parent().map(Path::to_path_buf))
+            .unwrap_or_default();
+        let mut rules = Vec::with_capacity(parsed.rules.len());
+        for (i, spec) in parsed.rules.into_iter().enumerate() {
+            let number = i + 1;
+            let at = || format!("{name}: rule {number}");
+            let (pattern, matcher) = match (&spec.path, &spec.path_regex) {
+                (Some(glob), None) => (
+                    glob.clone(),
+                    Matcher::Glob(
+                        globset::GlobBuilder::new(glob)
+                            .literal_separator(true)
+                            .build()
+                            .with_context(|| format!("{}: path {glob:?}", at()))?
+                            .compile_matcher(),
+                    ),
+                ),
+                (None, Some(re)) => (
+                    re.clone(),
+                    Matcher::Regex(regex::Regex::new(re).map_err(|_| {
+                        anyhow!(
+                            "{}: pathRegex {re:?} is not a valid regular expression",
+                            at()
+                        )
+                    })?),
+                ),
+                _ => bail!("{}: give exactly one of path (a glob) and pathRegex", at()),
+            };
+            if spec.context.is_some() && spec.cert.is_some() {
+                bail!(
+                    "{}: names a cluster twice (context and cert): a rule has one cluster; put further keys in recipients",
+                    at()
+                );
+            }
+            let scope = spec
+                .scope
+                .as_deref()
+                .map(|s| s.parse::<Scope>().map_err(|e| anyhow!("{}: {e}", at())))
+                .transpose()?;
+            for r in &spec.recipients {
+                r.parse::<Recipient>()
+                    .with_context(|| format!("{}: recipients", at()))?;
+            }
+            rules.push(Rule {
+                number,
+                pattern,
+                matcher,
+                spec,
+                scope,
+            });
+        }
+        Ok(Config {
+            file: file.to_path_buf(),
+            dir,
+            rules,
+        })
+    }
+
+    /// A path relative to the directory of `.kseal.yaml` (files and certs in rules).
+    fn resolve(&self, relative: &str) -> PathBuf {
+        self.dir.join(relative)
+    }
+}
+
+/// The rule that applies to a file.
+#[derive(Clone)]
+pub struct Matched {
+    pub config: Arc<Config>,
+    index: usize,
+}
+
+impl std::fmt::Display for Matched {
+    /// `.kseal.yaml rule 2 (prod/**)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rule = self.rule();
+        write!(
+            f,
+            "{} rule {} ({})",
+            self.config.file.display(),
+            rule.number,
+            rule.pattern
+        )
+    }
+}
+
+impl Matched {
+    pub fn rule(&self) -> &Rule {
+        &self.config.rules[self.index]
+    }
+
+    /// Identifies the rule, for caches.
+    fn key(&self) -> (PathBuf, usize) {
+        (self.config.file.clone(), self.index)
+    }
+
+    /// The recipient flags a command runs with: the command line's when it names any
+    /// recipient (flags win), else the rule's. Cluster flags (`--kubeconfig`,
+    /// `--controller-namespace`) carry over; the rule's context is used unless
+    /// `--context` was given.
+    pub fn recipient_args(&self, flags: &RecipientArgs) -> RecipientArgs {
+        if !flags.is_empty() || flags.with_cluster {
+            return flags.clone();
+        }
+        let spec = &self.rule().spec;
+        let mut cluster = flags.cluster.clone();
+        if cluster.context.is_none() {
+            cluster.context.clone_from(&spec.context);
+        }
+        RecipientArgs {
+            recipients: spec.recipients.clone(),
+            recipients_files: spec
+                .recipients_files
+                .iter()
+                .map(|f| self.config.resolve(f))
+                .collect(),
+            certs: spec.cert.iter().map(|c| self.cert_location(c)).collect(),
+            with_cluster: spec.context.is_some(),
+            allow_classic_with_pq: flags.allow_classic_with_pq,
+            cluster,
+        }
+    }
+
+    fn cert_location(&self, cert: &str) -> String {
+        if cert.starts_with("https://") || cert.starts_with("http://") {
+            cert.to_owned()
+        } else {
+            self.config.resolve(cert).display().to_string()
+        }
+    }
+}
+
+/// What a rule asks of an object's recipients, resolved once per rule.
+#[derive(Clone, Debug)]
+pub struct Wanted {
+    /// `recipients` and `recipientsFiles`: each must be there.
+    pub named: Vec<Recipient>,
+    /// The rule's cluster, when it names one.
+    pub cluster: Option<ClusterKeys>,
+}
+
+/// A cluster's keys, newest first, and where they were read.
+#[derive(Clone, Debug)]
+pub struct ClusterKeys {
+    /// `context prod`, or `cert certs/prod.json`.
+    pub source: String,
+    /// The kubeconfig context, when it is read live.
+    pub context: Option<String>,
+    /// Newest first; empty for a context not read (offline).
+    pub keys: Vec<Recipient>,
+    /// Creation times, as the recipients document gives them, by fingerprint.
+    pub created: HashMap<Fingerprint, String>,
+}
+
+impl Wanted {
+    /// The expected recipients for `kseal_core::audit::check_recipients`. A context not
+    /// read (offline) counts as one recipient beside the named ones, unchecked.
+    pub fn expected(&self) -> kseal_core::audit::ExpectedRecipients {
+        let cluster = self.cluster.as_ref();
+        let unread = cluster.is_some_and(|c| c.keys.is_empty());
+        kseal_core::audit::ExpectedRecipients {
+            named: self.named.iter().map(Recipient::fingerprint).collect(),
+            cluster: cluster
+                .filter(|_| !unread)
+                .map(|c| c.keys.iter().map(Recipient::fingerprint).collect()),
+            unread_cluster: unread,
+        }
+    }
+}
+
+/// Finds and caches `.kseal.yaml` files and what their rules resolve to.
+#[derive(Default)]
+pub struct Rules {
+    /// Per directory searched: the config that applies there, if any.
+    found: HashMap<PathBuf, Option<Arc<Config>>>,
+    wanted: HashMap<(PathBuf, usize, bool), Wanted>,
+}
+
+impl Rules {
+    /// The rule that applies to `file` (which need not exist yet): the first rule of the
+    /// nearest `.kseal.yaml` at or above its directory whose pattern matches.
+    pub fn for_file(&mut self, file: &Path) -> Result<Option<Matched>> {
+        if file == Path::new("-") {
+            return Ok(None);
+        }
+        let absolute = std::path::absolute(file)
+            .with_context(|| format!("{}: cannot resolve the path", file.display()))?;
+        let Some(config) = self.config_above(&absolute)? else {
+            return Ok(None);
+        };
+        let Ok(relative) = absolute.strip_prefix(&config.dir) else {
+            return Ok(None);
+        };
+        let relative: Vec<String> = relative
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect();
+        let relative = relative.join("/");
+        let index = config.rules.iter().position(|rule| match &rule.matcher {
+            Matcher::Glob(g) => g.is_match(&relative),
+            Matcher::Regex(r) => r.is_match(&relative),
+        });
+        Ok(index.map(|index| Matched { config, index }))
+    }
+
+    fn config_above(&mut self, file: &Path) -> Result<Option<Arc<Config>>> {
+        let mut searched = Vec::new();
+        let mut dir = file.parent();
+        let mut found = None;
+        while let Some(d) = dir {
+            if let Some(cached) = self.found.get(d) {
+                found = cached.clone();
+                break;
+            }
+            searched.push(d.to_path_buf());
+            let candidate = d.join(FILE_NAME);
+            if candidate.is_file() {
+                found = Some(Arc::new(Config::read(&shorten(&candidate))?));
+                break;
+            }
+            dir = d.parent();
+        }
+        for d in searched {
+            self.found.insert(d, found.clone());
+        }
+        Ok(found)
+    }
+
+    /// What `matched` asks for. `live` reads a rule's context from the cluster (its keys
+    /// and their ages); otherwise a context's keys stay unknown. A cert is always read.
+    pub fn wanted(
+        &mut self,
+        matched: &Matched,
+        flags: &RecipientArgs,
+        live: bool,
+    ) -> Result<Wanted> {
+        let (file, index) = matched.key();
+        if let Some(w) = self.wanted.get(&(file.clone(), index, live)) {
+            return Ok(w.clone());
+        }
+        let args = matched.recipient_args(&RecipientArgs {
+            cluster: flags.cluster.clone(),
+            allow_classic_with_pq: flags.allow_classic_with_pq,
+            ..RecipientArgs::default()
+        });
+        let spec = &matched.rule().spec;
+        let at = matched.to_string();
+        // The named recipients alone: the cert is the cluster, read whole below.
+        let named = RecipientArgs {
+            certs: Vec::new(),
+            ..args.clone()
+        }
+        .named()
+        .with_context(|| at.clone())?;
+        let cluster = if let Some(cert) = args.certs.first() {
+            let text = crate::recipients::fetch_cert(cert).with_context(|| at.clone())?;
+            let (keys, created) = cert_keys(&text).with_context(|| format!("{at}: cert {cert}"))?;
+            Some(ClusterKeys {
+                source: format!("cert {}", spec.cert.as_deref().unwrap_or(cert)),
+                context: None,
+                keys,
+                created,
+            })
+        } else if let Some(context) = &args
+            .cluster
+            .context
+            .clone()
+            .filter(|_| spec.context.is_some())
+        {
+            let (keys, created) = if live {
+                let cluster = args.connect().with_context(|| at.clone())?;
+                let (doc, _) = cluster
+                    .configmap_with_annotations()
+                    .with_context(|| format!("{at}: context {context}"))?;
+                document_keys(&doc).with_context(|| format!("{at}: context {context}"))?
+            } else {
+                (Vec::new(), HashMap::new())
+            };
+            Some(ClusterKeys {
+                source: format!("context {context}"),
+                context: Some(context.clone()),
+                keys,
+                created,
+            })
+        } else {
+            None
+        };
+        let wanted = Wanted { named, cluster };
+        self.wanted.insert((file, index, live), wanted.clone());
+        Ok(wanted)
+    }
+}
+
+/// A path under the working directory as a relative one, for messages.
+fn shorten(path: &Path) -> PathBuf {
+    std::env::current_dir()
+        .ok()
+        .and_then(|cwd| path.strip_prefix(cwd).ok().map(Path::to_path_buf))
+        .unwrap_or_else(|| path.to_path_buf())
+}
+
+fn document_keys(
+    doc: &RecipientsDocument,
+) -> Result<(Vec<Recipient>, HashMap<Fingerprint, String>)> {
+    let keys = doc.keys()?;
+    let created = doc
+        .recipients
+        .iter()
+        .filter_map(|p| Some((p.fingerprint.clone(), p.created.clone()?)))
+        .collect();
+    Ok((keys, created))
+}
+
+/// Every key a recipients document (or a recipients file) names, newest first.
+fn cert_keys(text: &str) -> Result<(Vec<Recipient>, HashMap<Fingerprint, String>)> {
+    if text.trim_start().starts_with('{') {
+        // parse_cert checks the document and says what is wrong in one line.
+        parse_cert(text)?;
+        let doc: RecipientsDocument = serde_json::from_str(text)?;
+        return document_keys(&doc);
+    }
+    Ok((parse_cert(text)?, HashMap::new()))
+}
