@@ -105,8 +105,13 @@ impl Config {
         let [doc] = docs.as_slice() else {
             bail!("{name}: expected one YAML document with `rules:`");
         };
-        let parsed: ConfigFile = serde_path_to_error::deserialize(doc)
-            .map_err(|e| anyhow!("{name}: {}: {}", e.path(), e.inner()))?;
+        let parsed: ConfigFile = serde_path_to_error::deserialize(doc).map_err(|e| {
+            anyhow!(
+                "{name}: {}: {}",
+                rule_path(&e.path().to_string()),
+                e.inner()
+            )
+        })?;
         let dir = std::path::absolute(file)
             .ok()
             .and_then(|f| f.parent().map(Path::to_path_buf))
@@ -401,6 +406,21 @@ impl Rules {
     }
 }
 
+/// `rules[1].recipient` as people count rules: `rule 2: recipient`.
+fn rule_path(path: &str) -> String {
+    let numbered = path.strip_prefix("rules[").and_then(|rest| {
+        let (n, field) = rest.split_once(']')?;
+        let n: usize = n.parse().ok()?;
+        let field = field.trim_start_matches('.');
+        Some(if field.is_empty() {
+            format!("rule {}", n + 1)
+        } else {
+            format!("rule {}: {field}", n + 1)
+        })
+    });
+    numbered.unwrap_or_else(|| path.to_owned())
+}
+
 /// A path under the working directory as a relative one, for messages.
 fn shorten(path: &Path) -> PathBuf {
     std::env::current_dir()
@@ -430,4 +450,84 @@ fn cert_keys(text: &str) -> Result<(Vec<Recipient>, HashMap<Fingerprint, String>
         return document_keys(&doc);
     }
     Ok((parse_cert(text)?, HashMap::new()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, text: &str) -> Result<Config> {
+        let file = dir.join(FILE_NAME);
+        std::fs::write(&file, text).unwrap();
+        Config::read(&file)
+    }
+
+    #[test]
+    fn the_first_matching_rule_of_the_nearest_file_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("prod/eu")).unwrap();
+        config(
+            root,
+            "rules:\n  - path: prod/*.yaml\n    namespace: a\n  - path: prod/**\n    namespace: b\n  - pathRegex: ^dev/\n    namespace: c\n",
+        )
+        .unwrap();
+        let mut rules = Rules::default();
+        let namespace = |rules: &mut Rules, file: &str| {
+            rules
+                .for_file(&root.join(file))
+                .unwrap()
+                .map(|m| m.rule().spec.namespace.clone().unwrap())
+        };
+        assert_eq!(namespace(&mut rules, "prod/db.yaml").as_deref(), Some("a"));
+        // `*` stays within a directory; `**` crosses them.
+        assert_eq!(
+            namespace(&mut rules, "prod/eu/db.yaml").as_deref(),
+            Some("b")
+        );
+        assert_eq!(namespace(&mut rules, "dev/x/db.yaml").as_deref(), Some("c"));
+        assert_eq!(namespace(&mut rules, "staging/db.yaml"), None);
+        // A nearer file hides the one above, even with no matching rule.
+        config(&root.join("prod/eu"), "rules:\n  - path: none/**\n").unwrap();
+        let mut rules = Rules::default();
+        assert_eq!(namespace(&mut rules, "prod/eu/db.yaml"), None);
+        assert_eq!(namespace(&mut rules, "prod/db.yaml").as_deref(), Some("a"));
+    }
+
+    #[test]
+    fn a_bad_rule_file_names_the_file_and_the_rule() {
+        let dir = tempfile::tempdir().unwrap();
+        for (text, says) in [
+            (
+                "rules:\n  - path: a\n  - path: b\n    recipient: x\n",
+                "rule 2: recipient: unknown field `recipient`",
+            ),
+            (
+                "rules:\n  - namespace: a\n",
+                "rule 1: give exactly one of path (a glob) and pathRegex",
+            ),
+            (
+                "rules:\n  - path: a\n    pathRegex: b\n",
+                "rule 1: give exactly one of path",
+            ),
+            (
+                "rules:\n  - pathRegex: '(['\n",
+                "rule 1: pathRegex \"([\" is not a valid regular expression",
+            ),
+            ("rules:\n  - path: a\n    scope: wide\n", "rule 1: "),
+            (
+                "rules:\n  - path: a\n    context: x\n    cert: c.json\n",
+                "rule 1: names a cluster twice",
+            ),
+            (
+                "rules:\n  - path: a\n    recipients: [age1nope]\n",
+                "rule 1: recipients",
+            ),
+            ("rule: []\n", "unknown field `rule`"),
+        ] {
+            let err = format!("{:#}", config(dir.path(), text).err().unwrap());
+            assert!(err.contains(FILE_NAME), "{err}");
+            assert!(err.contains(says), "{text}: {err}");
+        }
+    }
 }

@@ -72,11 +72,13 @@ fn seal_one(
     let rule = rule.map(Matched::rule);
     let scope = scope_for(args.scope, rule.and_then(|r| r.scope), &secret)?;
     resolve_location(&mut secret, args)?;
-    // The rule's namespace, then (sealing against a cluster, like kubectl) the context's.
+    // The rule's namespace (where its objects go, in any scope), then (sealing against a
+    // cluster, like kubectl) the context's.
+    if secret.namespace.is_none() {
+        secret.namespace = rule.and_then(|r| r.spec.namespace.clone());
+    }
     if secret.namespace.is_none() && scope.binds_namespace() {
-        secret.namespace = rule
-            .and_then(|r| r.spec.namespace.clone())
-            .or_else(|| context_namespace.map(str::to_owned));
+        secret.namespace = context_namespace.map(str::to_owned);
     }
     if scope.binds_namespace() && secret.namespace.is_none() {
         bail!("namespace is required for {scope} scope: set metadata.namespace or pass -n");
