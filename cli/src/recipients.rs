@@ -50,7 +50,11 @@ impl RecipientArgs {
     /// The cluster named by the kubeconfig flags; an error when there is no kubeconfig.
     pub fn connect(&self) -> Result<crate::cluster::Cluster> {
         crate::cluster::Cluster::connect(&self.cluster)?.ok_or_else(|| {
-            if self.is_empty() {
+            if let (true, Some(context)) = (self.with_cluster, &self.cluster.context) {
+                anyhow::anyhow!(
+                    "context {context}: no kubeconfig to find it in (--kubeconfig, $KUBECONFIG, ~/.kube/config)"
+                )
+            } else if self.is_empty() {
                 anyhow::anyhow!(
                     "no recipients: pass --recipient age1…, --recipients-file FILE or --cert FILE|URL, or a kubeconfig (--kubeconfig, $KUBECONFIG) to use the cluster's key"
                 )

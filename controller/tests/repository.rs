@@ -272,6 +272,22 @@ async fn rules_pick_recipients_scope_and_namespace_per_environment() {
         "pw-prod-1"
     );
 
+    // merge follows the rule too: the new item is sealed to the same recipients.
+    ok(
+        kseal_at(
+            &cluster,
+            &repo,
+            &["merge", "prod/db.yaml", "--from-literal", "token=tk-prod-7"],
+            b"",
+        ),
+        "merge",
+    );
+    cluster.apply(&["repo/prod/db.yaml"]).await;
+    assert_eq!(
+        cluster.secret_value("prod", "db", "token").await,
+        "tk-prod-7"
+    );
+
     // validate follows each file's rule, offline and with --cluster.
     let files = [
         "prod/db.yaml",

@@ -37,7 +37,10 @@ pub fn run(args: &MergeArgs) -> Result<()> {
     if !items.is_empty() {
         // The flags, else the file's `.kseal.yaml` rule, else the cluster's key.
         let resolved = match crate::rules::Rules::default().for_file(&args.file)? {
-            Some(rule) => rule.recipient_args(&args.recipients).resolve()?,
+            Some(rule) => rule
+                .recipient_args(&args.recipients)
+                .resolve()
+                .with_context(|| rule.to_string())?,
             None => args.recipients.resolve()?,
         };
         let recipients = resolved.set;

@@ -25,7 +25,13 @@ pub fn run(args: &SealArgs) -> Result<()> {
     let rule = rule_for(args)?;
     let input = read_input(args.file.as_deref(), "reading Secrets from stdin")?;
     let (_, mut docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
-    let resolved = recipient_args(args, rule.as_ref()).resolve()?;
+    let resolved = match &rule {
+        Some(rule) => rule
+            .recipient_args(&args.recipients)
+            .resolve()
+            .with_context(|| rule.to_string())?,
+        None => args.recipients.resolve()?,
+    };
     let (recipients, context_namespace) = (resolved.set, resolved.cluster.map(|(_, ns)| ns));
     let total = docs.len();
     let mut sealed = Vec::with_capacity(total);
@@ -50,14 +56,6 @@ fn rule_for(args: &SealArgs) -> Result<Option<Matched>> {
     match args.write.as_deref().or(args.file.as_deref()) {
         Some(path) => Rules::default().for_file(path),
         None => Ok(None),
-    }
-}
-
-/// The recipients: the flags, else the rule's, else the cluster's.
-fn recipient_args(args: &SealArgs, rule: Option<&Matched>) -> crate::cli::RecipientArgs {
-    match rule {
-        Some(rule) => rule.recipient_args(&args.recipients),
-        None => args.recipients.clone(),
     }
 }
 
