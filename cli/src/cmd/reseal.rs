@@ -247,11 +247,15 @@ pub fn run(args: &ResealArgs) -> Result<()> {
             )
         };
         eprintln!(
-            "{done}; {} up to date; {} failed ({} in {}, {:.1} s)",
+            "{done}; {} up to date; {} failed ({} in {}{}, {:.1} s)",
             summary.up_to_date,
             summary.failed,
             plural(summary.objects, "SealedSecret"),
             plural(summary.files, "file"),
+            match summary.skipped_files {
+                0 => String::new(),
+                n => format!("; {} without one left alone", plural(n, "file")),
+            },
             summary.seconds
         );
     }

@@ -1,0 +1,150 @@
+//! `.kseal.yaml` rules whose cluster is a recipients document (`cert`): everything offline.
+//! After the cluster's key rotates (a new document is committed), `kseal reseal` without a
+//! key refuses (no controller to ask) and writes nothing; with `-i` it moves the files to
+//! the new key, leaves the others' bytes alone, and the new key alone opens them.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{keygen, run_in, stderr};
+
+fn ok(out: std::process::Output) -> String {
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A recipients document (newest first), with fingerprints from `kseal recipients`.
+fn document(dir: &Path, recipients: &[&str]) -> String {
+    let mut entries = Vec::new();
+    for r in recipients {
+        let line = ok(run_in(dir, &["recipients", "-r", r, "-o", "text"], b""));
+        let fingerprint = line.split_whitespace().next().unwrap().to_owned();
+        entries.push(serde_json::json!({"recipient": r, "fingerprint": fingerprint}));
+    }
+    serde_json::json!({"format": "kseal.dev/recipients/v1", "recipients": entries}).to_string()
+}
+
+#[test]
+fn a_cert_rule_reseals_offline_after_a_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let (old_key, old) = keygen(root, "old.key");
+    let (new_key, new) = keygen(root, "new.key");
+    for d in ["staging/apps", "other"] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("staging.json"), document(root, &[&old])).unwrap();
+    std::fs::write(
+        root.join(".kseal.yaml"),
+        "rules:\n  - path: staging/**\n    cert: staging.json\n    namespace: staging\n",
+    )
+    .unwrap();
+    let secret = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\nstringData:\n  password: pw-{name}\n"
+        )
+    };
+    for name in ["a", "b"] {
+        let file = format!("staging/apps/{name}.yaml");
+        ok(run_in(
+            root,
+            &["seal", "-w", &file],
+            secret(name).as_bytes(),
+        ));
+    }
+    // Another file, sealed by hand to a key no rule covers: the run must not touch it.
+    ok(run_in(
+        root,
+        &["seal", "-r", &new, "-n", "x", "-w", "other/c.yaml"],
+        secret("c").as_bytes(),
+    ));
+
+    // The rotation: the cluster publishes its new key first.
+    std::fs::write(root.join("staging.json"), document(root, &[&new, &old])).unwrap();
+    let before: Vec<Vec<u8>> = ["staging/apps/a.yaml", "staging/apps/b.yaml", "other/c.yaml"]
+        .iter()
+        .map(|f| std::fs::read(root.join(f)).unwrap())
+        .collect();
+    // Validate passes (an older key the cluster still holds), with a notice to reseal.
+    let out = run_in(root, &["validate", "staging/apps/a.yaml"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("kseal reseal staging/apps/a.yaml"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Without a key: refused, nothing written, exit 1.
+    let out = run_in(root, &["reseal", "staging"], b"");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("its cluster is a cert, with no controller to ask"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(root.join("staging/apps/a.yaml")).unwrap(),
+        before[0]
+    );
+
+    // With the old key: both staging files move to the new key, and only they.
+    let out = run_in(
+        root,
+        &[
+            "reseal",
+            "staging",
+            "-i",
+            old_key.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        b"",
+    );
+    let report: serde_json::Value = serde_json::from_str(&ok(out)).unwrap();
+    assert_eq!(report["summary"]["resealed"], 2, "{report}");
+    assert_eq!(report["summary"]["filesWritten"], 2);
+    assert_eq!(std::fs::read(root.join("other/c.yaml")).unwrap(), before[2]);
+    let out = ok(run_in(
+        root,
+        &["validate", "staging/apps/a.yaml", "staging/apps/b.yaml"],
+        b"",
+    ));
+    assert!(
+        out.contains("as .kseal.yaml rule 1 (staging/**) asks"),
+        "{out}"
+    );
+    for name in ["a", "b"] {
+        let file = format!("staging/apps/{name}.yaml");
+        let opened = ok(run_in(
+            root,
+            &["unseal", "-i", new_key.to_str().unwrap(), "-f", &file],
+            b"",
+        ));
+        assert!(opened.contains("namespace: staging"), "{opened}");
+        let refused = run_in(
+            root,
+            &["unseal", "-i", old_key.to_str().unwrap(), "-f", &file],
+            b"",
+        );
+        assert!(!refused.status.success(), "the old key still opens {file}");
+    }
+    // Run again: nothing to do, nothing written.
+    let after: Vec<u8> = std::fs::read(root.join("staging/apps/a.yaml")).unwrap();
+    let out = run_in(
+        root,
+        &["reseal", "staging", "-i", old_key.to_str().unwrap()],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).starts_with("resealed 0 SealedSecrets in 0 files; 2 up to date"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(root.join("staging/apps/a.yaml")).unwrap(),
+        after
+    );
+}
