@@ -76,6 +76,43 @@ fn a_cert_rule_reseals_offline_after_a_rotation() {
         stderr(&out)
     );
 
+    // audit names both staging files as to reseal with a key, and the other as unchecked.
+    let report: serde_json::Value = serde_json::from_str(&ok(run_in(
+        root,
+        &["audit", "--offline", "-o", "json"],
+        b"",
+    )))
+    .unwrap();
+    let objects = report["objects"].as_array().unwrap();
+    let status = |file: &str| {
+        objects
+            .iter()
+            .find(|o| o["file"].as_str().unwrap().ends_with(file))
+            .map(|o| {
+                (
+                    o["status"].as_str().unwrap().to_owned(),
+                    o["detail"].clone(),
+                )
+            })
+            .unwrap()
+    };
+    let (a, detail) = status("staging/apps/a.yaml");
+    assert_eq!(a, "reseal");
+    assert!(
+        detail.as_str().unwrap().starts_with("kseal reseal -i KEY"),
+        "{detail}"
+    );
+    assert_eq!(status("staging/apps/b.yaml").0, "reseal");
+    assert_eq!(status("other/c.yaml").0, "unchecked");
+    let old_fp = report["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["role"] == "older")
+        .unwrap();
+    assert_eq!(old_fp["files"], 2);
+    assert_eq!(old_fp["cluster"], "cert staging.json");
+
     // Without a key: refused, nothing written, exit 1.
     let out = run_in(root, &["reseal", "staging"], b"");
     assert_eq!(out.status.code(), Some(1));

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use super::doc_number;
 use super::plural;
-use super::reseal::{Action, Planner, Target};
+use super::reseal::{Action, Planner, Target, decide};
 use crate::cli::{AuditArgs, InspectFormat, RecipientArgs};
 use crate::cluster::Cluster;
 use crate::io::outln;
@@ -43,8 +43,9 @@ struct Audited {
     #[serde(skip_serializing_if = "Option::is_none")]
     rule: Option<String>,
     recipients: Vec<KeyUse>,
-    /// `current`, `reseal` (kseal reseal moves it), `attention` (it needs more than a
-    /// reseal through the controller: see `detail`) or `unchecked` (no cluster read).
+    /// `current`, `reseal` (kseal reseal moves it: through the controller, or with `-i`
+    /// as `detail` says), `attention` (a reseal cannot fix it: see `detail`) or
+    /// `unchecked` (no cluster read).
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     detail: Option<String>,
@@ -147,10 +148,7 @@ pub fn run(args: &AuditArgs) -> Result<()> {
                 Some(n) => format!("{}: document {n}", a.file),
                 None => a.file.clone(),
             };
-            let what = match a.status {
-                "reseal" => format!("on an older key: kseal reseal {}", a.file),
-                _ => a.detail.clone().unwrap_or_default(),
-            };
+            let what = a.detail.clone().unwrap_or_default();
             outln!("  {label}: {}: {what}", a.object)?;
         }
     }
@@ -203,7 +201,22 @@ fn audit(job: &super::reseal::FileJob, object: &super::reseal::Object, live: boo
         t.cluster.as_ref().is_some_and(|c| c.keys.is_empty())
             || (t.cluster.is_none() && !live && job.rule.is_none())
     });
+    // What only a reseal with the user's key (-i) can do is still a reseal.
+    let with_key = match (&object.action, &object.sealed, target) {
+        (Action::Refuse(why), Some(sealed), Some(t)) => {
+            matches!(decide(sealed, t, true), Action::Identity(_)).then(|| why.clone())
+        }
+        _ => None,
+    };
     let (status, detail) = match (&object.action, &object.sealed, target) {
+        (Action::Refuse(_), _, _) if with_key.is_some() => (
+            "reseal",
+            Some(format!(
+                "kseal reseal -i KEY {}: {}",
+                job.name,
+                with_key.unwrap_or_default()
+            )),
+        ),
         (Action::Refuse(why), _, _) => ("attention", Some(why.clone())),
         (_, Some(sealed), Some(t)) if cluster_unread => {
             if job.rule.is_none() {
@@ -220,8 +233,13 @@ fn audit(job: &super::reseal::FileJob, object: &super::reseal::Object, live: boo
             }
         }
         (Action::UpToDate, _, _) => ("current", None),
-        (Action::Controller, _, _) => ("reseal", None),
-        (Action::Identity(_), _, _) => ("reseal", None),
+        (Action::Controller, _, _) | (Action::Identity(_), _, _) => (
+            "reseal",
+            Some(format!(
+                "on a key its cluster has replaced: kseal reseal {}",
+                job.name
+            )),
+        ),
     };
     Audited {
         file: job.name.clone(),
