@@ -173,6 +173,18 @@ pub struct ServiceArgs {
     /// SealedSecret files (each may hold several documents)
     #[arg(value_name = "FILE", required = true, value_hint = ValueHint::FilePath)]
     pub files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub ask: AskArgs,
+    /// Output format: a line per object, or one JSON report on stdout
+    #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
+    pub output: InspectFormat,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// How the cluster's controller is asked (verify, reseal).
+#[derive(Debug, Args, Clone)]
+pub struct AskArgs {
     /// Ask the controller over HTTP at this address (e.g. http://127.0.0.1:8080 with
     /// `kubectl port-forward`) instead of through SealedSecretRequest objects
     #[arg(long, env = "KSEAL_CONTROLLER_URL", value_name = "URL")]
@@ -180,14 +192,9 @@ pub struct ServiceArgs {
     /// Namespace for the SealedSecretRequest objects [default: the context's namespace]
     #[arg(short = 'n', long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
-    /// How long to wait for the controller's answer, in seconds
+    /// How long to wait for each of the controller's answers, in seconds
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub timeout: u64,
-    /// Output format: a line per object, or one JSON report on stdout
-    #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]
-    pub output: InspectFormat,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -207,16 +214,8 @@ pub struct ResealArgs {
     /// Files resealed at once (requests in flight to a controller)
     #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
-    /// Ask the controller over HTTP at this address (e.g. http://127.0.0.1:8080 with
-    /// `kubectl port-forward`) instead of through SealedSecretRequest objects
-    #[arg(long, env = "KSEAL_CONTROLLER_URL", value_name = "URL")]
-    pub controller_url: Option<String>,
-    /// Namespace for the SealedSecretRequest objects [default: the context's namespace]
-    #[arg(short = 'n', long, value_name = "NAMESPACE")]
-    pub namespace: Option<String>,
-    /// How long to wait for each of the controller's answers, in seconds
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    pub timeout: u64,
+    #[command(flatten)]
+    pub ask: AskArgs,
     /// Output format: a line per object resealed (and a progress bar on a terminal), or
     /// one JSON report on stdout
     #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]

@@ -429,7 +429,8 @@ fn shorten(path: &Path) -> PathBuf {
         .unwrap_or_else(|| path.to_path_buf())
 }
 
-fn document_keys(
+/// A recipients document's keys, newest first, and their creation times.
+pub fn document_keys(
     doc: &RecipientsDocument,
 ) -> Result<(Vec<Recipient>, HashMap<Fingerprint, String>)> {
     let keys = doc.keys()?;

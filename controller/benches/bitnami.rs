@@ -33,12 +33,11 @@ use common::{
     CONCURRENCY, Object, cpu_seconds, create_all, kseal_objects, metric, plain_secret, start_kseal,
     wait_count,
 };
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::Secret;
 use kseal_tests::bitnami::{BitnamiController, kubeseal};
-use kseal_tests::cluster::{ControlPlane, Options};
+use kseal_tests::cluster::ControlPlane;
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 
 fn rss_mib(pid: u32) -> f64 {
     common::rss_kib(pid) as f64 / 1024.0
@@ -83,49 +82,14 @@ async fn wait_unsealed(
     }
 }
 
-async fn namespace(admin: &Client, name: &str) {
-    let mut ns = Namespace::default();
-    ns.metadata.name = Some(name.into());
-    let _ = Api::<Namespace>::all(admin.clone())
-        .create(&PostParams::default(), &ns)
-        .await;
-}
-
 /// A control plane with both CRDs and the namespaces the rounds use.
 async fn plane() -> (ControlPlane, Client) {
-    let plane = ControlPlane::start(Options {
-        controller_manager: false,
-        ..Options::default()
-    })
+    let bitnami = std::fs::read_to_string(kseal_tests::bitnami::crd().unwrap()).unwrap();
+    common::plane(
+        &["raw", "kseal", "bitnami", "noise", "kseal-system"],
+        &bitnami,
+    )
     .await
-    .unwrap();
-    let admin = plane.client(&plane.admin).await.unwrap();
-    for ns in ["raw", "kseal", "bitnami", "noise", "kseal-system"] {
-        namespace(&admin, ns).await;
-    }
-    let mut text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/crd.yaml"
-    ))
-    .unwrap();
-    text.push_str("\n---\n");
-    text.push_str(&std::fs::read_to_string(kseal_tests::bitnami::crd().unwrap()).unwrap());
-    let crds: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&text).unwrap();
-    let api = Api::<CustomResourceDefinition>::all(admin.clone());
-    for crd in &crds {
-        api.create(&PostParams::default(), crd).await.unwrap();
-    }
-    for crd in &crds {
-        let name = crd.metadata.name.clone().unwrap();
-        kube::runtime::wait::await_condition(
-            api.clone(),
-            &name,
-            kube::runtime::conditions::is_crd_established(),
-        )
-        .await
-        .unwrap();
-    }
-    (plane, admin)
 }
 
 /// The Bitnami controller's newest certificate, written to `dir/cert.pem`.

@@ -18,85 +18,23 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::controller_binary;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use common::{controller_binary, start_kseal, start_kseal_with};
+use k8s_openapi::api::core::v1::ConfigMap;
 use kseal_core::keys::Key;
 use kseal_core::manifest::SecretInput;
 use kseal_core::recipients::{RecipientSet, parse_cert};
 use kseal_core::scope::Scope;
-use kseal_tests::cluster::{ControlPlane, Options};
 use kube::Client;
-use kube::api::{Api, PostParams};
+use kube::api::Api;
 use zeroize::Zeroizing;
 
 const FILES: usize = 1_000;
 
 fn kseal_cli() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_kseal-controller")).with_file_name("kseal")
-}
-
-async fn plane() -> (ControlPlane, Client) {
-    let plane = ControlPlane::start(Options {
-        controller_manager: false,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let admin = plane.client(&plane.admin).await.unwrap();
-    for name in ["kseal-system", "prod"] {
-        let mut ns = Namespace::default();
-        ns.metadata.name = Some(name.into());
-        Api::<Namespace>::all(admin.clone())
-            .create(&PostParams::default(), &ns)
-            .await
-            .unwrap();
-    }
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../manifests/crd.yaml"
-    ))
-    .unwrap();
-    let crds: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&text).unwrap();
-    let api = Api::<CustomResourceDefinition>::all(admin.clone());
-    for crd in &crds {
-        api.create(&PostParams::default(), crd).await.unwrap();
-    }
-    for crd in &crds {
-        let name = crd.metadata.name.clone().unwrap();
-        kube::runtime::wait::await_condition(
-            api.clone(),
-            &name,
-            kube::runtime::wait::conditions::is_crd_established(),
-        )
-        .await
-        .unwrap();
-    }
-    (plane, admin)
-}
-
-fn start(plane: &ControlPlane, dir: &Path, extra: &[&str]) -> Child {
-    let kubeconfig = dir.join("kubeconfig");
-    plane
-        .write_kubeconfig(&kubeconfig, &plane.admin, "kseal-system")
-        .unwrap();
-    Command::new(controller_binary())
-        .args(["--kubeconfig", kubeconfig.to_str().unwrap()])
-        .args(["--log-level", "warn", "--identity", "bench"])
-        .args([
-            "--listen-addr",
-            "127.0.0.1:0",
-            "--metrics-addr",
-            "127.0.0.1:0",
-        ])
-        .args(extra)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
 }
 
 async fn published(admin: &Client, keys: usize) -> String {
@@ -199,7 +137,7 @@ async fn main() {
     println!(
         "kseal reseal: {FILES} files after a rotation (release kseal; real kube-apiserver and etcd on this machine)"
     );
-    let (plane, admin) = plane().await;
+    let (plane, admin) = common::plane(&["kseal-system", "prod"], "").await;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("user-kubeconfig");
     plane
@@ -214,7 +152,8 @@ async fn main() {
         .to_owned();
     std::fs::write(&kubeconfig, text.replace(&context, "bench")).unwrap();
 
-    let mut controller = start(&plane, dir.path(), &[]);
+    let metrics = kseal_tests::ports::free_port().unwrap();
+    let mut controller = start_kseal(&plane, dir.path(), metrics);
     let old = parse_cert(&published(&admin, 1).await).unwrap();
     let escrow = Key::generate();
     let mut recipients = old.clone();
@@ -267,9 +206,10 @@ async fn main() {
 
     let _ = controller.kill();
     let _ = controller.wait();
-    controller = start(
+    controller = start_kseal_with(
         &plane,
         dir.path(),
+        metrics,
         &["--rate-limit", "10000", "--rate-limit-burst", "10000"],
     );
     published(&admin, 2).await;

@@ -29,14 +29,13 @@ use std::time::{Duration, Instant};
 
 use common::{CONCURRENCY, cpu_seconds, create_all, metric, plain_secret, start_kseal, wait_count};
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use k8s_openapi::api::core::v1::Secret;
 use kseal_core::keys::Key;
 use kseal_core::recipients::RecipientSet;
 use kseal_core::resource::SealedSecret;
-use kseal_tests::cluster::{ControlPlane, Options};
+use kseal_tests::cluster::ControlPlane;
 use kube::Client;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams};
 
 /// The apiserver's `apiserver_request_total` summed over the requests that reach
 /// Secrets, SealedSecrets and Events, excluding list and watch: (writes, gets).
@@ -68,41 +67,7 @@ async fn apiserver_requests(admin: &Client) -> (f64, f64) {
 }
 
 async fn plane() -> (ControlPlane, Client) {
-    let plane = ControlPlane::start(Options {
-        controller_manager: false,
-        ..Options::default()
-    })
-    .await
-    .unwrap();
-    let admin = plane.client(&plane.admin).await.unwrap();
-    for ns in ["raw", "kseal", "backlog", "noise", "kseal-system"] {
-        let mut namespace = Namespace::default();
-        namespace.metadata.name = Some(ns.into());
-        Api::<Namespace>::all(admin.clone())
-            .create(&PostParams::default(), &namespace)
-            .await
-            .unwrap();
-    }
-    let crds: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(
-        &std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../manifests/crd.yaml"
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let crd_api = Api::<CustomResourceDefinition>::all(admin.clone());
-    for crd in &crds {
-        crd_api.create(&PostParams::default(), crd).await.unwrap();
-    }
-    for crd in &crds {
-        let name = crd.metadata.name.clone().unwrap();
-        let established = kube::runtime::conditions::is_crd_established();
-        kube::runtime::wait::await_condition(crd_api.clone(), &name, established)
-            .await
-            .unwrap();
-    }
-    (plane, admin)
+    common::plane(&["raw", "kseal", "backlog", "noise", "kseal-system"], "").await
 }
 
 /// How many of the SealedSecrets in `namespace` report Ready=True for their generation.

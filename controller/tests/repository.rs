@@ -25,20 +25,23 @@ use zeroize::Zeroizing;
 /// kseal in `dir`, with the cluster's admin kubeconfig as `$KUBECONFIG` (as a user's
 /// shell has it): no flag names a cluster or a recipient.
 fn kseal_at(cluster: &Cluster, dir: &Path, args: &[&str], stdin: &[u8]) -> Output {
-    use std::io::Write;
-    let mut child = Command::new(kseal_bin())
-        .args(args)
-        .current_dir(dir)
-        .env("KUBECONFIG", cluster.path("admin"))
-        .env_remove("KSEAL_RECIPIENT")
-        .env_remove("KSEAL_CERT")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    cluster.kseal_in(dir, &[("KUBECONFIG", &cluster.path("admin"))], args, stdin)
+}
+
+/// The files a `kseal reseal -o json` report lists objects of.
+fn report_files(report: &Value) -> BTreeSet<String> {
+    report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            o["file"]
+                .as_str()
+                .unwrap()
+                .trim_start_matches("./")
+                .to_owned()
+        })
+        .collect()
 }
 
 fn ok(out: Output, what: &str) -> String {
@@ -557,18 +560,7 @@ async fn a_thousand_files_reseal_after_a_rotation_resumably() {
         b"",
     );
     let dry: Value = serde_json::from_str(&ok(out, "dry run")).unwrap();
-    let would: BTreeSet<String> = dry["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            o["file"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("./")
-                .to_owned()
-        })
-        .collect();
+    let would = report_files(&dry);
     assert_eq!(would, on_old);
     assert_eq!(file_bytes(&repo), original);
 
@@ -626,18 +618,7 @@ async fn a_thousand_files_reseal_after_a_rotation_resumably() {
     assert_eq!(summary["upToDate"], NEW + DEV + changed.len(), "{summary}");
     assert_eq!(summary["failed"], 0);
     assert_eq!(summary["files"], OLD + NEW + DEV);
-    let redone: BTreeSet<String> = rerun["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            o["file"]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("./")
-                .to_owned()
-        })
-        .collect();
+    let redone = report_files(&rerun);
     assert!(
         redone.is_disjoint(&changed),
         "finished files were not redone"

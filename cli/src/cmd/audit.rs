@@ -51,16 +51,12 @@ struct Audited {
     detail: Option<String>,
 }
 
-/// One key over the whole audit.
+/// One key over the whole audit: what it is, and how many objects and files use it.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct KeyReport {
-    fingerprint: String,
-    role: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    cluster: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    created: Option<String>,
+    #[serde(flatten)]
+    key: KeyUse,
     objects: usize,
     files: usize,
 }
@@ -121,18 +117,18 @@ pub fn run(args: &AuditArgs) -> Result<()> {
     }
     outln!("keys:")?;
     for k in &keys {
-        let mut what = match (k.role, &k.cluster) {
+        let mut what = match (k.key.role, &k.key.cluster) {
             ("newest", Some(c)) => format!("{c}, its newest key"),
             ("older", Some(c)) => format!("{c}, an older key it still holds"),
             ("named", _) => "named by a rule".to_owned(),
             _ => "unknown: no rule or cluster names it".to_owned(),
         };
-        if let Some(created) = &k.created {
+        if let Some(created) = &k.key.created {
             what.push_str(&format!(", created {created}"));
         }
         outln!(
             "  {}  {what}: {} in {}",
-            k.fingerprint,
+            k.key.fingerprint,
             plural(k.objects, "object"),
             plural(k.files, "file")
         )?;
@@ -300,10 +296,12 @@ fn key_report(audited: &[Audited]) -> Vec<KeyReport> {
     keys.into_iter()
         .map(
             |((fingerprint, role, cluster), (created, objects, files))| KeyReport {
-                fingerprint,
-                role,
-                cluster,
-                created,
+                key: KeyUse {
+                    fingerprint,
+                    role,
+                    cluster,
+                    created,
+                },
                 objects,
                 files: files.len(),
             },

@@ -462,12 +462,7 @@ impl<'a> Planner<'a> {
 fn kubeconfig_cluster(flags: &RecipientArgs) -> Result<ClusterKeys> {
     let cluster = Cluster::require(&flags.cluster)?;
     let (doc, _) = cluster.configmap_with_annotations()?;
-    let keys = doc.keys()?;
-    let created = doc
-        .recipients
-        .iter()
-        .filter_map(|p| Some((p.fingerprint.clone(), p.created.clone()?)))
-        .collect();
+    let (keys, created) = crate::rules::document_keys(&doc)?;
     Ok(ClusterKeys {
         source: "the kubeconfig's cluster".into(),
         context: flags.cluster.context.clone(),
@@ -691,13 +686,13 @@ impl Asker {
             Some(c) => format!("controller of context {c}"),
             None => "controller".to_owned(),
         };
-        if let Some(url) = &args.controller_url {
+        if let Some(url) = &args.ask.controller_url {
             return Ok(Asker {
                 cluster: None,
                 url: Some(url.clone()),
                 namespace: String::new(),
                 via,
-                timeout: Duration::from_secs(args.timeout),
+                timeout: Duration::from_secs(args.ask.timeout),
                 pacing: Pacing::default(),
             });
         }
@@ -705,6 +700,7 @@ impl Asker {
         cluster_args.context = context;
         let cluster = Cluster::require(&cluster_args)?;
         let namespace = args
+            .ask
             .namespace
             .clone()
             .unwrap_or_else(|| cluster.default_namespace.clone());
@@ -713,7 +709,7 @@ impl Asker {
             url: None,
             namespace,
             via,
-            timeout: Duration::from_secs(args.timeout),
+            timeout: Duration::from_secs(args.ask.timeout),
             pacing: Pacing::default(),
         })
     }

@@ -58,20 +58,21 @@ enum Controller {
 
 impl Controller {
     fn new(args: &ServiceArgs) -> Result<Controller> {
-        if let Some(url) = &args.controller_url {
+        if let Some(url) = &args.ask.controller_url {
             return Ok(Controller::Http(url.clone()));
         }
         let cluster = Cluster::connect(&args.cluster)?.ok_or_else(|| {
             anyhow!("no kubeconfig: pass --kubeconfig (or set $KUBECONFIG), or --controller-url")
         })?;
         let namespace = args
+            .ask
             .namespace
             .clone()
             .unwrap_or_else(|| cluster.default_namespace.clone());
         Ok(Controller::Api {
             cluster: Box::new(cluster),
             namespace,
-            timeout: Duration::from_secs(args.timeout),
+            timeout: Duration::from_secs(args.ask.timeout),
         })
     }
 

@@ -8,14 +8,15 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kseal_core::manifest::SecretInput;
 use kseal_core::recipients::RecipientSet;
 use kseal_core::recipients::parse_cert;
 use kseal_core::resource::SealedSecret;
 use kseal_core::scope::Scope;
 use kseal_core::sealing::seal_secret;
-use kseal_tests::cluster::ControlPlane;
+use kseal_tests::cluster::{ControlPlane, Options};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
 use zeroize::Zeroizing;
@@ -170,6 +171,11 @@ pub fn controller_binary() -> PathBuf {
 }
 
 pub fn start_kseal(plane: &ControlPlane, dir: &Path, metrics: u16) -> Child {
+    start_kseal_with(plane, dir, metrics, &[])
+}
+
+/// [`start_kseal`] with further flags.
+pub fn start_kseal_with(plane: &ControlPlane, dir: &Path, metrics: u16, extra: &[&str]) -> Child {
     let kubeconfig = dir.join("kubeconfig");
     plane
         .write_kubeconfig(&kubeconfig, &plane.admin, "kseal-system")
@@ -179,10 +185,53 @@ pub fn start_kseal(plane: &ControlPlane, dir: &Path, metrics: u16) -> Child {
         .args(["--log-level", "warn", "--identity", "bench"])
         .args(["--listen-addr", "127.0.0.1:0"])
         .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap()
+}
+
+/// A fresh control plane (no controller-manager) with these namespaces, kseal's CRDs and
+/// `extra_crds` (YAML documents, or empty), every CRD established; and its admin client.
+pub async fn plane(namespaces: &[&str], extra_crds: &str) -> (ControlPlane, Client) {
+    let plane = ControlPlane::start(Options {
+        controller_manager: false,
+        ..Options::default()
+    })
+    .await
+    .unwrap();
+    let admin = plane.client(&plane.admin).await.unwrap();
+    for name in namespaces {
+        let mut ns = Namespace::default();
+        ns.metadata.name = Some((*name).into());
+        Api::<Namespace>::all(admin.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap();
+    }
+    let mut text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../manifests/crd.yaml"
+    ))
+    .unwrap();
+    if !extra_crds.is_empty() {
+        text.push_str("\n---\n");
+        text.push_str(extra_crds);
+    }
+    let crds: Vec<CustomResourceDefinition> = serde_saphyr::from_multiple(&text).unwrap();
+    let api = Api::<CustomResourceDefinition>::all(admin.clone());
+    for crd in &crds {
+        api.create(&PostParams::default(), crd).await.unwrap();
+    }
+    for crd in &crds {
+        let name = crd.metadata.name.clone().unwrap();
+        let established = kube::runtime::conditions::is_crd_established();
+        kube::runtime::wait::await_condition(api.clone(), &name, established)
+            .await
+            .unwrap();
+    }
+    (plane, admin)
 }
 
 /// `n` SealedSecrets for namespace `namespace` ([`sealed_objects`]), sealed to the

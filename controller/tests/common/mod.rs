@@ -368,10 +368,23 @@ impl Cluster {
 
     /// Runs kseal and returns its output whether it succeeded or not.
     pub fn kseal_unchecked(&self, args: &[&str], stdin: &[u8]) -> Output {
+        self.kseal_in(self.dir.path(), &[], args, stdin)
+    }
+
+    /// Runs kseal in `dir` with these environment variables, and returns its output
+    /// whether it succeeded or not.
+    pub fn kseal_in(
+        &self,
+        dir: &Path,
+        env: &[(&str, &Path)],
+        args: &[&str],
+        stdin: &[u8],
+    ) -> Output {
         use std::io::Write;
         let mut child = Command::new(kseal_bin())
             .args(args)
-            .current_dir(self.dir.path())
+            .current_dir(dir)
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
