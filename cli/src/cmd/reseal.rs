@@ -289,9 +289,15 @@ fn progress(len: u64, json: bool) -> indicatif::ProgressBar {
     let bar = indicatif::ProgressBar::new(len);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{bar:30} {pos}/{len} files resealed [{elapsed_precise}, {per_sec}, {eta} left]",
+            "{bar:30} {pos}/{len} files resealed [{elapsed_precise}, {rate}, {eta} left]",
         )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.1} files/s", state.per_sec());
+            },
+        ),
     );
     bar
 }
