@@ -611,7 +611,43 @@ impl ControlPlane {
         };
         binding.metadata.name = Some(name.into());
         bindings.create(&PostParams::default(), &binding).await?;
-        Ok(())
+        // The RBAC authorizer reads bindings from its own watch: a request right after
+        // the create can still be refused (403). Wait until it answers as the binding says.
+        self.wait_until_allowed(&format!("system:serviceaccount:{namespace}:{name}"))
+            .await
+    }
+
+    /// Waits (up to 30 s) until the authorizer lets `user` create ConfigMaps anywhere, as
+    /// a SubjectAccessReview answers.
+    async fn wait_until_allowed(&self, user: &str) -> Result<(), Error> {
+        use k8s_openapi::api::authorization::v1::{
+            ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
+        };
+        let reviews: Api<SubjectAccessReview> = Api::all(self.client(&self.admin).await?);
+        let review = SubjectAccessReview {
+            spec: SubjectAccessReviewSpec {
+                user: Some(user.into()),
+                resource_attributes: Some(ResourceAttributes {
+                    verb: Some("create".into()),
+                    resource: Some("configmaps".into()),
+                    namespace: Some("default".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let answer = reviews.create(&PostParams::default(), &review).await?;
+            if answer.status.is_some_and(|s| s.allowed) {
+                return Ok(());
+            }
+            if std::time::Instant::now() > deadline {
+                return Err(format!("{user}: still not allowed 30 s after its binding").into());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// A kubeconfig for `credential` with `namespace` as its default.
