@@ -16,7 +16,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -24,12 +23,9 @@ use std::time::{Duration, Instant};
 use common::{controller_binary, start_kseal, start_kseal_with};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kseal_core::keys::Key;
-use kseal_core::manifest::SecretInput;
 use kseal_core::recipients::{RecipientSet, parse_cert};
-use kseal_core::scope::Scope;
 use kube::Client;
 use kube::api::Api;
-use zeroize::Zeroizing;
 
 const FILES: usize = 1_000;
 
@@ -68,25 +64,13 @@ fn repository(dir: &Path, recipients: &RecipientSet, escrow: &Key) {
     )
     .unwrap();
     for i in 0..FILES {
-        let mut data = BTreeMap::new();
-        data.insert(
-            "password".into(),
-            Zeroizing::new(format!("pw-{i}").into_bytes()),
+        let (password, token) = (format!("pw-{i}"), format!("tok-{i}"));
+        let sealed = kseal_tests::sealing::sealed(
+            "prod",
+            &format!("app-{i:04}"),
+            &[("password", &password), ("token", &token)],
+            recipients,
         );
-        data.insert(
-            "token".into(),
-            Zeroizing::new(format!("tok-{i}").into_bytes()),
-        );
-        let input = SecretInput {
-            name: Some(format!("app-{i:04}")),
-            namespace: Some("prod".into()),
-            labels: BTreeMap::new(),
-            annotations: BTreeMap::new(),
-            type_: None,
-            immutable: None,
-            data,
-        };
-        let sealed = kseal_core::sealing::seal_secret(&input, Scope::Strict, recipients).unwrap();
         std::fs::write(
             dir.join(format!("prod/apps/app-{i:04}.yaml")),
             serde_saphyr::to_string(&sealed).unwrap(),

@@ -15,12 +15,9 @@ use std::process::{Command, Output, Stdio};
 use common::*;
 use k8s_openapi::api::core::v1::Secret;
 use kseal_core::keys::{Key, parse_identities};
-use kseal_core::manifest::SecretInput;
 use kseal_core::recipients::{Recipient, RecipientSet, RecipientsDocument};
-use kseal_core::scope::Scope;
 use kube::api::{Api, ListParams};
 use serde_json::Value;
-use zeroize::Zeroizing;
 
 /// kseal in `dir`, with the cluster's admin kubeconfig as `$KUBECONFIG` (as a user's
 /// shell has it): no flag names a cluster or a recipient.
@@ -382,21 +379,7 @@ async fn rules_pick_recipients_scope_and_namespace_per_environment() {
 /// A SealedSecret file for `name` with `value`, sealed in-process (as `kseal seal` would)
 /// to `recipients` for namespace `prod`.
 fn sealed_file(name: &str, value: &str, recipients: &RecipientSet) -> String {
-    let mut data = BTreeMap::new();
-    data.insert(
-        "password".to_owned(),
-        Zeroizing::new(value.as_bytes().to_vec()),
-    );
-    let input = SecretInput {
-        name: Some(name.to_owned()),
-        namespace: Some("prod".to_owned()),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        type_: None,
-        immutable: None,
-        data,
-    };
-    let sealed = kseal_core::sealing::seal_secret(&input, Scope::Strict, recipients).unwrap();
+    let sealed = kseal_tests::sealing::sealed("prod", name, &[("password", value)], recipients);
     serde_saphyr::to_string(&sealed).unwrap()
 }
 

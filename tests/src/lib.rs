@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod etcd;
 pub mod faults;
 pub mod ports;
+pub mod sealing;
 pub mod stored_values;
 
 use serde::{Deserialize, Serialize};

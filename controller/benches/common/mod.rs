@@ -10,16 +10,12 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kseal_core::manifest::SecretInput;
 use kseal_core::recipients::RecipientSet;
 use kseal_core::recipients::parse_cert;
 use kseal_core::resource::SealedSecret;
-use kseal_core::scope::Scope;
-use kseal_core::sealing::seal_secret;
 use kseal_tests::cluster::{ControlPlane, Options};
 use kube::Client;
 use kube::api::{Api, ListParams, PostParams};
-use zeroize::Zeroizing;
 
 /// Creates in flight at once.
 pub const CONCURRENCY: usize = 32;
@@ -107,19 +103,13 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 pub fn sealed_objects(recipients: &RecipientSet, namespace: &str, n: usize) -> Vec<SealedSecret> {
     (0..n)
         .map(|i| {
-            let mut input = SecretInput {
-                name: Some(format!("ss-{i:05}")),
-                namespace: Some(namespace.into()),
-                ..SecretInput::default()
-            };
-            input.data.insert(
-                "password".into(),
-                Zeroizing::new(format!("value-{i}").into_bytes()),
-            );
-            input
-                .data
-                .insert("username".into(), Zeroizing::new(b"admin".to_vec()));
-            seal_secret(&input, Scope::Strict, recipients).unwrap()
+            let password = format!("value-{i}");
+            kseal_tests::sealing::sealed(
+                namespace,
+                &format!("ss-{i:05}"),
+                &[("password", &password), ("username", "admin")],
+                recipients,
+            )
         })
         .collect()
 }
