@@ -179,7 +179,7 @@ fn line(what: &str, n: usize, (elapsed, have): (Duration, usize), raw: f64) {
         )
     };
     println!(
-        "  {n:>6} {what:<34} {done} = {rate:.1}/s ({:.3}x the raw create rate)",
+        "  {n:>6} {what:<34} {done} = {rate:.1}/s ({:.4}x the raw create rate)",
         rate / raw
     );
 }
