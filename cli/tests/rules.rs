@@ -167,6 +167,35 @@ fn a_cert_rule_reseals_offline_after_a_rotation() {
         );
         assert!(!refused.status.success(), "the old key still opens {file}");
     }
+    // A file named on the command line that does not parse is one line naming it and
+    // the problem, and nothing is written anywhere.
+    let whole = std::fs::read(root.join("staging/apps/a.yaml")).unwrap();
+    std::fs::write(
+        root.join("staging/cut.yaml"),
+        "apiVersion: kseal.dev/v1alpha1\nkind: SealedSecret\nspec: {encryptedData: [\n",
+    )
+    .unwrap();
+    let out = run_in(
+        root,
+        &[
+            "reseal",
+            "staging/apps/a.yaml",
+            "staging/cut.yaml",
+            "-i",
+            old_key.to_str().unwrap(),
+        ],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.starts_with("error: staging/cut.yaml: "), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(
+        std::fs::read(root.join("staging/apps/a.yaml")).unwrap(),
+        whole
+    );
+    std::fs::remove_file(root.join("staging/cut.yaml")).unwrap();
+
     // Run again: nothing to do, nothing written.
     let after: Vec<u8> = std::fs::read(root.join("staging/apps/a.yaml")).unwrap();
     let out = run_in(

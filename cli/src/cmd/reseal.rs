@@ -148,7 +148,12 @@ pub fn run(args: &ResealArgs) -> Result<()> {
     for (path, explicit) in files(&args.paths)? {
         match plan.file(&path)? {
             Some(job) => jobs.push(job),
-            None if explicit => bail!("{}: holds no kseal SealedSecret", path.display()),
+            None if explicit => {
+                // Named on the command line: say why, in one line, before any work.
+                let input = read_file(&path)?;
+                parse_documents(&input.bytes).with_context(|| input.name.clone())?;
+                bail!("{}: holds no kseal SealedSecret", input.name)
+            }
             None => summary.skipped_files += 1,
         }
     }
