@@ -236,6 +236,21 @@ impl Matched {
         }
     }
 
+    /// The recipients to seal to under `rule` (see [`Matched::recipient_args`]), or the
+    /// flags' without one; errors name the rule.
+    pub fn resolve(
+        rule: Option<&Matched>,
+        flags: &RecipientArgs,
+    ) -> Result<crate::recipients::Resolved> {
+        match rule {
+            Some(rule) => rule
+                .recipient_args(flags)
+                .resolve()
+                .with_context(|| rule.to_string()),
+            None => flags.resolve(),
+        }
+    }
+
     fn cert_location(&self, cert: &str) -> String {
         if cert.starts_with("https://") || cert.starts_with("http://") {
             cert.to_owned()

@@ -378,9 +378,20 @@ async fn rules_pick_recipients_scope_and_namespace_per_environment() {
 
 /// A SealedSecret file for `name` with `value`, sealed in-process (as `kseal seal` would)
 /// to `recipients` for namespace `prod`.
-fn sealed_file(name: &str, value: &str, recipients: &RecipientSet) -> String {
-    let sealed = kseal_tests::sealing::sealed("prod", name, &[("password", value)], recipients);
-    serde_saphyr::to_string(&sealed).unwrap()
+/// `n` files `<dir>/<prefix>-NNNN.yaml`, each one SealedSecret `prod/<prefix>-NNNN` whose
+/// `password` is `pw-<prefix>-N`, sealed in-process (as `kseal seal` would) to `recipients`.
+fn write_sealed(dir: &Path, prefix: &str, n: usize, recipients: &RecipientSet) {
+    for i in 0..n {
+        let name = format!("{prefix}-{i:04}");
+        let value = format!("pw-{prefix}-{i}");
+        let sealed =
+            kseal_tests::sealing::sealed("prod", &name, &[("password", &value)], recipients);
+        std::fs::write(
+            dir.join(format!("{name}.yaml")),
+            serde_saphyr::to_string(&sealed).unwrap(),
+        )
+        .unwrap();
+    }
 }
 
 /// The controller's key with this fingerprint, as an identity file in `dir`.
@@ -479,23 +490,9 @@ async fn a_thousand_files_reseal_after_a_rotation_resumably() {
     std::fs::write(repo.join("prod/chart-template.yaml"), "{{ .Values.x }}\n").unwrap();
 
     let to_old = RecipientSet::new([old_key.clone(), escrow.recipient().clone()]).unwrap();
-    for i in 0..OLD {
-        let name = format!("old-{i:04}");
-        std::fs::write(
-            repo.join(format!("prod/before/{name}.yaml")),
-            sealed_file(&name, &format!("pw-old-{i}"), &to_old),
-        )
-        .unwrap();
-    }
+    write_sealed(&repo.join("prod/before"), "old", OLD, &to_old);
     let to_dev = RecipientSet::new([dev.recipient().clone()]).unwrap();
-    for i in 0..DEV {
-        let name = format!("dev-{i:04}");
-        std::fs::write(
-            repo.join(format!("dev/{name}.yaml")),
-            sealed_file(&name, &format!("pw-dev-{i}"), &to_dev),
-        )
-        .unwrap();
-    }
+    write_sealed(&repo.join("dev"), "dev", DEV, &to_dev);
 
     let rotated = cluster.rotate_key(None);
     assert!(rotated.status.success());
@@ -506,14 +503,7 @@ async fn a_thousand_files_reseal_after_a_rotation_resumably() {
     let new_key: Recipient = cluster.document().await.keys().unwrap().remove(0);
     assert_ne!(new_key.fingerprint(), old_key.fingerprint());
     let to_new = RecipientSet::new([new_key.clone(), escrow.recipient().clone()]).unwrap();
-    for i in 0..NEW {
-        let name = format!("new-{i:04}");
-        std::fs::write(
-            repo.join(format!("prod/after/{name}.yaml")),
-            sealed_file(&name, &format!("pw-new-{i}"), &to_new),
-        )
-        .unwrap();
-    }
+    write_sealed(&repo.join("prod/after"), "new", NEW, &to_new);
     let original = file_bytes(&repo);
     let on_old: BTreeSet<String> = (0..OLD)
         .map(|i| format!("prod/before/old-{i:04}.yaml"))

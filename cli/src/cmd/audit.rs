@@ -84,7 +84,7 @@ pub fn run(args: &AuditArgs) -> Result<()> {
     let mut planner = Planner::new(&flags, false, live);
     let mut audited = Vec::new();
     for path in super::manifest_files(&paths)? {
-        let Some(job) = planner.file(&path)? else {
+        let Some(job) = planner.file(&path, false)? else {
             continue;
         };
         for object in &job.objects {

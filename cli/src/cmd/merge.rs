@@ -36,13 +36,8 @@ pub fn run(args: &MergeArgs) -> Result<()> {
     }
     if !items.is_empty() {
         // The flags, else the file's `.kseal.yaml` rule, else the cluster's key.
-        let resolved = match crate::rules::Rules::default().for_file(&args.file)? {
-            Some(rule) => rule
-                .recipient_args(&args.recipients)
-                .resolve()
-                .with_context(|| rule.to_string())?,
-            None => args.recipients.resolve()?,
-        };
+        let rule = crate::rules::Rules::default().for_file(&args.file)?;
+        let resolved = crate::rules::Matched::resolve(rule.as_ref(), &args.recipients)?;
         let recipients = resolved.set;
         let given = recipients.fingerprints();
         if !sealed.spec.recipients.is_empty() && given != sealed.spec.recipients {

@@ -42,7 +42,7 @@ use super::{doc_label, doc_number, plural};
 use crate::cli::{InspectFormat, OutputFormat, RecipientArgs, ResealArgs};
 use crate::cluster::{Cluster, Pacing};
 use crate::io::{outln, read_file, render, replace_file};
-use crate::rules::{ClusterKeys, Rules};
+use crate::rules::{ClusterKeys, Matched, Rules};
 
 /// What one file's objects must be sealed to.
 #[derive(Clone)]
@@ -146,14 +146,9 @@ pub fn run(args: &ResealArgs) -> Result<()> {
     let mut entries = Vec::new();
     let mut jobs = Vec::new();
     for (path, explicit) in files(&args.paths)? {
-        match plan.file(&path)? {
+        match plan.file(&path, explicit)? {
             Some(job) => jobs.push(job),
-            None if explicit => {
-                // Named on the command line: say why, in one line, before any work.
-                let input = read_file(&path)?;
-                parse_documents(&input.bytes).with_context(|| input.name.clone())?;
-                bail!("{}: holds no kseal SealedSecret", input.name)
-            }
+            None if explicit => bail!("{}: holds no kseal SealedSecret", path.display()),
             None => summary.skipped_files += 1,
         }
     }
@@ -364,11 +359,14 @@ impl<'a> Planner<'a> {
     }
 
     /// The file's objects and what each needs; `None` when it holds no kseal
-    /// SealedSecret or no manifest at all.
-    pub fn file(&mut self, path: &Path) -> Result<Option<FileJob>> {
+    /// SealedSecret, or no manifest at all and was not named (`explicit`) on the command
+    /// line: a named one that does not parse is an error naming it.
+    pub fn file(&mut self, path: &Path, explicit: bool) -> Result<Option<FileJob>> {
         let input = read_file(path)?;
-        let Ok((format, docs)) = parse_documents(&input.bytes) else {
-            return Ok(None);
+        let (format, docs) = match parse_documents(&input.bytes) {
+            Ok(parsed) => parsed,
+            Err(e) if explicit => return Err(anyhow!("{}: {e}", input.name)),
+            Err(_) => return Ok(None),
         };
         let kseal: Vec<usize> = (0..docs.len())
             .filter(|&i| {
@@ -379,8 +377,14 @@ impl<'a> Planner<'a> {
         if kseal.is_empty() {
             return Ok(None);
         }
-        let target = self.target(path);
-        let rule = self.rules.for_file(path)?.map(|r| r.to_string());
+        // Flags win over the file's rule.
+        let flags = self.flags;
+        let rule = if flags.is_empty() && !flags.with_cluster {
+            self.rules.for_file(path)?
+        } else {
+            None
+        };
+        let target = self.target(rule.as_ref());
         let mut objects = Vec::with_capacity(kseal.len());
         for i in kseal {
             let label = doc_label(&input.name, i, docs.len());
@@ -408,23 +412,18 @@ impl<'a> Planner<'a> {
             docs,
             objects,
             target: target.ok(),
-            rule,
+            rule: rule.map(|r| r.to_string()),
         }))
     }
 
     /// The file's target: the flags, else its rule, else the kubeconfig's cluster.
-    fn target(&mut self, path: &Path) -> Result<Target> {
+    fn target(&mut self, rule: Option<&Matched>) -> Result<Target> {
         let flags = self.flags;
-        let rule = if flags.is_empty() && !flags.with_cluster {
-            self.rules.for_file(path)?
-        } else {
-            None
-        };
-        let key = rule.as_ref().map_or_else(String::new, ToString::to_string);
+        let key = rule.map_or_else(String::new, ToString::to_string);
         if let Some(t) = self.targets.get(&key) {
             return Ok(t.clone());
         }
-        let target = match &rule {
+        let target = match rule {
             Some(rule) => {
                 let wanted = self.rules.wanted(rule, flags, self.live)?;
                 let controller = wanted

@@ -25,13 +25,7 @@ pub fn run(args: &SealArgs) -> Result<()> {
     let rule = rule_for(args)?;
     let input = read_input(args.file.as_deref(), "reading Secrets from stdin")?;
     let (_, mut docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
-    let resolved = match &rule {
-        Some(rule) => rule
-            .recipient_args(&args.recipients)
-            .resolve()
-            .with_context(|| rule.to_string())?,
-        None => args.recipients.resolve()?,
-    };
+    let resolved = Matched::resolve(rule.as_ref(), &args.recipients)?;
     let (recipients, context_namespace) = (resolved.set, resolved.cluster.map(|(_, ns)| ns));
     let total = docs.len();
     let mut sealed = Vec::with_capacity(total);
