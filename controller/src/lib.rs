@@ -5,6 +5,7 @@
 
 pub mod atrest;
 pub mod bitnami;
+pub mod cached;
 pub mod config;
 pub mod crypto;
 pub mod http;
@@ -21,7 +22,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use kseal_core::resource::SealedSecret;
 use kube::Client;
 use kube::ResourceExt;
 use kube::api::Api;
@@ -273,7 +273,7 @@ async fn controllers(
     if at_rest.is_some() && verdict_rx.wait_for(Option::is_some).await.is_err() {
         return;
     }
-    let apis: Vec<(Api<SealedSecret>, Api<PartialObjectMeta<Secret>>)> =
+    let apis: Vec<(Api<cached::Cached>, Api<PartialObjectMeta<Secret>>)> =
         api_pairs(&client, &args.watch_namespaces);
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -335,7 +335,8 @@ async fn controllers(
             );
             unsealing_controller(
                 sealed,
-                reconcile::compact,
+                // The watch has read the resourceVersion; the cache does not need it.
+                |ss: &mut cached::Cached| ss.metadata.resource_version = None,
                 (secrets, owned.clone(), Some(watch)),
                 trigger,
                 args.concurrency,

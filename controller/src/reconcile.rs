@@ -31,6 +31,7 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 
+use crate::cached::Cached;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::owned::{self, Owned, OwnedSecrets};
@@ -204,11 +205,11 @@ impl Error {
     }
 }
 
-fn key_of(ss: &SealedSecret) -> String {
+fn key_of(ss: &Cached) -> String {
     format!("{}/{}", ss.namespace().unwrap_or_default(), ss.name_any())
 }
 
-pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let result = apply(&ss, &ctx).await;
     ctx.metrics
@@ -246,7 +247,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
                     &ctx,
                     false,
                     "Unsealed",
-                    format!("unsealed {} items", ss.spec.encrypted_data.len()),
+                    format!("unsealed {} items", ss.item_count()),
                 )
                 .await;
             }
@@ -270,7 +271,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
 
 /// Retries: transient errors from 1 s doubling to 5 min, permanent ones from 1 min
 /// doubling to 1 h; one object's failures never delay another's.
-pub fn error_policy(ss: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
+pub fn error_policy(ss: Arc<Cached>, error: &Error, ctx: Arc<Context>) -> Action {
     let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
     let n = failures.entry(key_of(&ss)).or_insert(0);
     *n = n.saturating_add(1);
@@ -286,14 +287,14 @@ pub fn error_policy(ss: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> 
     Action::requeue(Duration::from_secs(delay))
 }
 
-async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> {
+async fn apply(ss: &Cached, ctx: &Context) -> Result<Outcome, Error> {
     if crate::atrest::blocks(ctx.at_rest_policy, ctx.at_rest.borrow().as_ref()) {
         // Existing Secrets are left alone: only new plaintext is refused.
         return Err(Error::EncryptionAtRestNotConfigured);
     }
     let namespace = ss.namespace().ok_or(Error::NoNamespace)?;
     policy::check_namespace(&namespace, &ctx.namespace, &ctx.deny_namespaces)?;
-    policy::check_template(ss.spec.template.as_ref(), &ctx.allow_template_metadata)?;
+    policy::check_template(ss.template(), &ctx.allow_template_metadata)?;
     let keyring = ctx.keys.keyring();
     if keyring.is_empty() {
         return Err(Error::NoKeys);
@@ -302,7 +303,7 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> 
     ctx.owned.ready().await;
     let uid = ss.uid().unwrap_or_default();
     let name = ss.name_any();
-    let template = ss.spec.template.clone().unwrap_or_default();
+    let template = ss.template().cloned().unwrap_or_default();
     let cached = ctx.owned.get(&namespace, &name);
     let ours = |found: &Owned| {
         ownership_of(
@@ -318,16 +319,14 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> 
         None => false,
     };
     if let Some(secret) = &cached
-        && unsealed(ss)
+        && ss.unsealed()
         && hint_held(ss, &keyring)
     {
         // The Secret this reconcile would write, less its values: kseal's apply entry
         // must still hold its every field.
         let shape: BTreeMap<String, zeroize::Zeroizing<Vec<u8>>> = ss
-            .spec
-            .encrypted_data
             .keys()
-            .map(|k| (k.clone(), Default::default()))
+            .map(|k| (k.to_owned(), Default::default()))
             .collect();
         let desired = desired_secret(
             &name,
@@ -347,18 +346,19 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> 
         // The watch events of that write are on their way.
         return Ok(Outcome::Settling);
     }
-    tracing::debug!(sealedsecret = %key_of(ss), cached = cached.is_some(), unsealed = unsealed(ss), "not up to date: unsealing");
+    tracing::debug!(sealedsecret = %key_of(ss), cached = cached.is_some(), unsealed = ss.unsealed(), "not up to date: unsealing");
     // Work to do. The cache drops an unsealed object's ciphertexts: read them back.
-    let full = if ss.spec.encrypted_data.values().any(String::is_empty) {
-        let api: Api<SealedSecret> = Api::namespaced(ctx.client.clone(), &namespace);
-        let full = api.get(&name).await?;
-        if full.uid() != ss.uid() {
-            // Replaced meanwhile: the new one's own watch event reconciles it.
-            return Err(Error::SecretChanged(name));
+    let full = match ss.whole() {
+        Some(whole) => whole,
+        None => {
+            let api: Api<SealedSecret> = Api::namespaced(ctx.client.clone(), &namespace);
+            let full = api.get(&name).await?;
+            if full.uid() != ss.uid() {
+                // Replaced meanwhile: the new one's own watch event reconciles it.
+                return Err(Error::SecretChanged(name));
+            }
+            full
         }
-        Arc::new(full)
-    } else {
-        ss.clone()
     };
     let opened = full.spec.encrypted_data.len() as u64;
     let items = ctx
@@ -407,53 +407,20 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<Outcome, Error> 
 
 /// The owner reference the Secret gets, unless the template asks for none
 /// (`kseal.dev/skip-owner-reference: "true"`).
-fn owner_of(ss: &SealedSecret) -> Option<OwnerReference> {
+fn owner_of(ss: &Cached) -> Option<OwnerReference> {
     let skip = ss
-        .spec
-        .template
-        .as_ref()
+        .template()
         .and_then(|t| t.metadata.as_ref())
         .and_then(|m| m.annotations.get(SKIP_OWNER_ANNOTATION))
         .is_some_and(|v| v == "true");
     (!skip).then(|| ss.controller_owner_ref(&())).flatten()
 }
 
-/// Whether the status records this generation as unsealed.
-pub(crate) fn unsealed(ss: &SealedSecret) -> bool {
-    let generation = ss.metadata.generation;
-    ss.status.as_ref().is_some_and(|s| {
-        s.observed_generation == generation
-            && s.conditions.iter().any(|c| {
-                c.type_ == "Ready" && c.status == "True" && c.observed_generation == generation
-            })
-    })
-}
-
 /// Whether a key the recipients hint names is still held: after a key is retired, an
 /// object sealed only to it fails again, as decrypting it would. An empty hint names
 /// none and is not held against the object.
-fn hint_held(ss: &SealedSecret, keyring: &kseal_core::keys::Keyring) -> bool {
-    ss.spec.recipients.is_empty() || ss.spec.recipients.iter().any(|f| keyring.get(f).is_some())
-}
-
-/// What the cache keeps of a SealedSecret: no managedFields, resourceVersion or creation
-/// time, no `kubectl apply` copy of the whole object, and once its status records it
-/// unsealed, its item keys without their ciphertexts (read back only if it must be
-/// decrypted again).
-pub fn compact(ss: &mut SealedSecret) {
-    ss.managed_fields_mut().clear();
-    ss.metadata.resource_version = None;
-    ss.metadata.creation_timestamp = None;
-    if let Some(annotations) = ss.metadata.annotations.as_mut() {
-        for a in kseal_core::resource::DROPPED_ANNOTATIONS {
-            annotations.remove(*a);
-        }
-    }
-    if unsealed(ss) {
-        for v in ss.spec.encrypted_data.values_mut() {
-            *v = String::new();
-        }
-    }
+fn hint_held(ss: &Cached, keyring: &kseal_core::keys::Keyring) -> bool {
+    ss.recipients().is_empty() || ss.recipients().iter().any(|f| keyring.get(f).is_some())
 }
 
 /// Whether the Secret `name` may be written for the owner `uid`, and how, read from the
@@ -590,7 +557,7 @@ pub(crate) fn desired_secret(
 /// `Stalled=True` as `Failed`, a lagging `observedGeneration` as `InProgress`, and
 /// neither as `Current`. Returns whether it wrote.
 async fn set_status(
-    ss: &SealedSecret,
+    ss: &Cached,
     ctx: &Context,
     status: &str,
     reason: Reason,
@@ -660,13 +627,7 @@ async fn set_status(
 
 /// Publishes an `events.k8s.io/v1` Event about the SealedSecret without waiting for it:
 /// Events are only sent on transitions, and a slow Event never slows a reconcile.
-async fn publish_event(
-    ss: &SealedSecret,
-    ctx: &Context,
-    warning: bool,
-    reason: &str,
-    note: String,
-) {
+async fn publish_event(ss: &Cached, ctx: &Context, warning: bool, reason: &str, note: String) {
     let namespace = ss.namespace().unwrap_or_default();
     let mut event = Event {
         action: Some("Unseal".into()),
