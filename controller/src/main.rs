@@ -7,6 +7,11 @@ use clap::Parser;
 use kseal_controller::config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, configured in `.cargo/config.toml`: the caches are many small objects, which
+/// glibc's malloc gives a header each and whose freed pages its per-thread arenas keep.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn init_logging(format: LogFormat, level: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
