@@ -7,8 +7,9 @@ use clap::Parser;
 use kseal_controller::config::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
-/// jemalloc, configured in `.cargo/config.toml`: the caches are many small objects, which
-/// glibc's malloc gives a header each and whose freed pages its per-thread arenas keep.
+/// jemalloc, configured in `.cargo/config.toml` (one arena, no thread caches): the caches
+/// are many small objects, which glibc's malloc gives a header each and whose freed pages
+/// its per-thread arenas keep.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
