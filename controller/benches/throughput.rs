@@ -291,7 +291,8 @@ async fn main() {
         .filter_map(|a| a.parse().ok())
         .collect();
     println!(
-        "kseal-controller at scale (release; real kube-apiserver and etcd on this machine; {CONCURRENCY} concurrent creates)"
+        "kseal-controller at scale ({}; real kube-apiserver and etcd on this machine; {CONCURRENCY} concurrent creates)",
+        common::controller_binary().display()
     );
     for n in [1_000, 10_000, 100_000] {
         if picked.is_empty() || picked.contains(&n) {

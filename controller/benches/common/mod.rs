@@ -153,11 +153,19 @@ pub fn metric(port: u16, name: &str) -> f64 {
 /// A release kseal-controller on `plane` as its admin, metrics on 127.0.0.1:`metrics`.
 /// The controller the benches run: this build's, or the one `KSEAL_CONTROLLER_BIN`
 /// names, such as the `dist` build the image ships (`scripts/build-dist.sh`), whose
-/// resident memory is what users see.
+/// resident memory is what users see. A relative path is taken from the workspace root
+/// (cargo runs a bench in its package's directory).
 pub fn controller_binary() -> PathBuf {
-    std::env::var_os("KSEAL_CONTROLLER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| env!("CARGO_BIN_EXE_kseal-controller").into())
+    let Some(named) = std::env::var_os("KSEAL_CONTROLLER_BIN") else {
+        return env!("CARGO_BIN_EXE_kseal-controller").into();
+    };
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(named);
+    assert!(
+        path.is_file(),
+        "KSEAL_CONTROLLER_BIN: no file at {}",
+        path.display()
+    );
+    path
 }
 
 pub fn start_kseal(plane: &ControlPlane, dir: &Path, metrics: u16) -> Child {
