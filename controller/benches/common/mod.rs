@@ -160,12 +160,8 @@ pub fn controller_binary() -> PathBuf {
         return env!("CARGO_BIN_EXE_kseal-controller").into();
     };
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(named);
-    assert!(
-        path.is_file(),
-        "KSEAL_CONTROLLER_BIN: no file at {}",
-        path.display()
-    );
-    path
+    std::fs::canonicalize(&path)
+        .unwrap_or_else(|e| panic!("KSEAL_CONTROLLER_BIN: {}: {e}", path.display()))
 }
 
 pub fn start_kseal(plane: &ControlPlane, dir: &Path, metrics: u16) -> Child {
