@@ -429,3 +429,73 @@ fn post_quantum_values_interoperate_with_go_age() {
     let decrypted = run(&go.join("age"), &["-d", "-i", "kseal.key", "plain.age"]);
     assert_eq!(decrypted, b"sealed by Go age");
 }
+
+/// A post-quantum recipient nothing could open: an ML-KEM coefficient at or above q = 3329
+/// (FIPS 203's encapsulation-key check) or a small-order X25519 half. Go age refuses each
+/// as a recipient; so must `kseal seal`, before it writes anything, and the valid edge
+/// (coefficient 3328) is taken by both.
+#[test]
+fn post_quantum_recipients_go_age_refuses_are_refused() {
+    use kseal_tests::crafted::{pq_recipient, set_first_coefficient};
+    let go = kseal_tests::cluster::go_age_dir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_in(dir.path(), &["keygen", "--pq", "-o", "owner.key"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let good = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    std::fs::write(dir.path().join("plain.txt"), b"x").unwrap();
+    let go_accepts = |recipient: &str| {
+        Command::new(go.join("age"))
+            .args(["-r", recipient, "-o", "out.age", "plain.txt"])
+            .current_dir(dir.path())
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    let kseal_seal = |recipient: &str| {
+        run_in(
+            dir.path(),
+            &["seal", "-r", recipient],
+            secret_yaml().as_bytes(),
+        )
+    };
+
+    let cases = [
+        (
+            "coefficient 4095",
+            pq_recipient(&good, |k| set_first_coefficient(k, 4095)),
+            false,
+        ),
+        (
+            "coefficient 3329 (q)",
+            pq_recipient(&good, |k| set_first_coefficient(k, 3329)),
+            false,
+        ),
+        (
+            "X25519 u = 0",
+            pq_recipient(&good, |k| k[1184..].fill(0)),
+            false,
+        ),
+        (
+            "coefficient 3328",
+            pq_recipient(&good, |k| set_first_coefficient(k, 3328)),
+            true,
+        ),
+    ];
+    for (what, recipient, valid) in cases {
+        assert_eq!(go_accepts(&recipient), valid, "Go age's verdict on {what}");
+        let out = kseal_seal(&recipient);
+        assert_eq!(
+            out.status.success(),
+            valid,
+            "kseal seal on {what}: {}",
+            stderr(&out)
+        );
+        if !valid {
+            assert!(out.stdout.is_empty(), "{what}: nothing sealed");
+            let err = stderr(&out);
+            assert!(err.contains("not a valid age recipient"), "{what}: {err}");
+            assert_eq!(err.trim().lines().count(), 1, "{what}: one line: {err}");
+        }
+    }
+}

@@ -9,6 +9,9 @@
 //! - Decrypting, as the spec requires: stanzas of other types are ignored; exactly one
 //!   argument, canonical base64 of exactly 1120 bytes; a body of exactly 32 bytes, checked
 //!   before anything is decrypted; an X25519 share giving the all-zero secret is refused.
+//! - Parsing a recipient, as Go age does: the ML-KEM key passes FIPS 203's modulus check
+//!   (it encodes back to the same bytes) and the X25519 half is not of small order; a
+//!   recipient that fails either could never open what is sealed to it.
 //! - Its recipients carry age's `postquantum` label: age refuses to seal one file to
 //!   them and to classic recipients (a classic stanza would undo the protection).
 //!
@@ -134,6 +137,31 @@ mod xwing {
         Some((ct, ss))
     }
 
+    /// Whether `public` is a key anything can be sealed to: FIPS 203's encapsulation-key
+    /// check (decoding and encoding again gives the same bytes, so every coefficient is
+    /// below q; `ml-kem` 0.2 reduces them silently, and Go age refuses such a key) and an
+    /// X25519 half that is not of small order (its shared secret would be all zeros).
+    pub fn is_valid_public(public: &[u8; PUBLIC_KEY_BYTES]) -> bool {
+        let Ok(encoded) = ml_kem::Encoded::<EncapsulationKey>::try_from(&public[..1184]) else {
+            return false;
+        };
+        if EncapsulationKey::from_bytes(&encoded).as_bytes()[..] != public[..1184] {
+            return false;
+        }
+        // Any scalar works: clamping makes it a multiple of the cofactor, so a point of
+        // small order gives the all-zero secret, which AWS-LC refuses.
+        let Ok(probe) = PrivateKey::from_private_key(&X25519, &[0x5a; 32]) else {
+            return false;
+        };
+        agreement::agree(
+            &probe,
+            UnparsedPublicKey::new(&X25519, &public[1184..]),
+            (),
+            |_| Ok(()),
+        )
+        .is_ok()
+    }
+
     /// Decapsulates `ct`. `None` when the X25519 half gives the all-zero secret.
     pub fn decapsulate(key: &Expanded, ct: &[u8; CIPHERTEXT_BYTES]) -> Option<Zeroizing<[u8; 32]>> {
         let ct_m = ml_kem::Ciphertext::<MlKem768>::try_from(&ct[..1088]).ok()?;
@@ -203,6 +231,11 @@ impl FromStr for PqRecipient {
         }
         let bytes = bech32_decode(s, RECIPIENT_HRP).ok_or(PqError::Recipient)?;
         let key: [u8; KEY_BYTES] = bytes[..].try_into().map_err(|_| PqError::Recipient)?;
+        // A key nothing could be opened with is refused here, where the user typed it,
+        // rather than found out when nobody can unseal what was sealed to it.
+        if !xwing::is_valid_public(&key) {
+            return Err(PqError::Recipient);
+        }
         Ok(PqRecipient { key: Box::new(key) })
     }
 }
@@ -471,5 +504,49 @@ mod tests {
         );
         let classic = age::x25519::Identity::generate().to_public().to_string();
         assert!(classic.parse::<PqRecipient>().is_err());
+    }
+
+    /// `text` with its key bytes changed by `edit`, under a valid checksum: what an
+    /// attacker (or a corrupted copy-paste that kept the checksum) hands `kseal seal`.
+    pub(crate) fn crafted(text: &str, edit: impl FnOnce(&mut [u8])) -> String {
+        let mut key = bech32_decode(text, RECIPIENT_HRP).unwrap();
+        edit(&mut key);
+        let hrp = Hrp::parse(RECIPIENT_HRP).unwrap();
+        bech32::encode_lower::<LongBech32>(hrp, &key).unwrap()
+    }
+
+    #[test]
+    fn an_ml_kem_key_out_of_range_is_refused() {
+        // FIPS 203's encapsulation-key check: every 12-bit coefficient below q = 3329.
+        // Coefficient 0 is byte 0 and the low nibble of byte 1.
+        let good = PqIdentity::generate().to_public().to_string();
+        for (low, high) in [(0xff, 0x0f), (0x01, 0x0d)] {
+            let bad = crafted(&good, |k| {
+                k[0] = low;
+                k[1] = (k[1] & 0xf0) | high;
+            });
+            assert_eq!(bad.parse::<PqRecipient>().err(), Some(PqError::Recipient));
+        }
+        // the largest valid coefficient, 3328, is accepted
+        let edge = crafted(&good, |k| {
+            k[0] = 0x00;
+            k[1] = (k[1] & 0xf0) | 0x0d;
+        });
+        assert!(edge.parse::<PqRecipient>().is_ok());
+    }
+
+    #[test]
+    fn a_low_order_x25519_half_is_refused() {
+        let good = PqIdentity::generate().to_public().to_string();
+        // u = 0 and u = 1 are of small order; so is p + 1 written non-canonically
+        let mut one_plus_p = [0xffu8; 32];
+        one_plus_p[0] = 0xee;
+        one_plus_p[31] = 0x7f;
+        let mut one = [0u8; 32];
+        one[0] = 1;
+        for point in [[0u8; 32], one, one_plus_p] {
+            let bad = crafted(&good, |k| k[1184..].copy_from_slice(&point));
+            assert_eq!(bad.parse::<PqRecipient>().err(), Some(PqError::Recipient));
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod bitnami;
 pub mod cluster;
+pub mod crafted;
 pub mod etcd;
 pub mod faults;
 pub mod ports;
