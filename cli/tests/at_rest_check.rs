@@ -626,6 +626,68 @@ fn identity_first_then_aescbc_then_rewrite() {
     assert_eq!(again["rewritten"], done["rewritten"], "{again}");
 }
 
+/// The third review's N11: a Secret someone edits between every read and write used to
+/// stop the whole rewrite after 20 conflicts. Now it is left to its editor and named, and
+/// every other Secret is stored encrypted.
+#[test]
+fn a_secret_edited_on_every_try_is_left_and_the_rest_rewritten() {
+    let setup = Setup::new(&[Some(config(IDENTITY_FIRST))]);
+    setup.create("s", 5, 0);
+    setup.runtime.block_on(async {
+        setup
+            .plane
+            .set_encryption_config(Some(&config(AESCBC)))
+            .await
+            .unwrap();
+        setup.mirror_pod(0, true).await;
+    });
+    let proxy = setup
+        .runtime
+        .block_on(kseal_tests::faults::FaultProxy::start(&setup.plane))
+        .unwrap();
+    proxy.set_faults(kseal_tests::faults::Faults {
+        conflicts_on: vec!["/api/v1/namespaces/default/secrets/s-2".into()],
+        ..Default::default()
+    });
+    let token = setup.runtime.block_on(setup.plane.admin_token()).unwrap();
+    let contended = setup.dir.path().join("contended-kubeconfig");
+    std::fs::write(
+        &contended,
+        proxy.kubeconfig(&setup.plane, &token, "default"),
+    )
+    .unwrap();
+    let out = setup.kseal(&[
+        "at-rest",
+        "rewrite",
+        "--kubeconfig",
+        contended.to_str().unwrap(),
+        "-n",
+        "default",
+        "--json",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let done: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        done["contended"],
+        serde_json::json!(["default/s-2"]),
+        "{done}"
+    );
+    assert_eq!(done["rewritten"], 4, "{done}");
+    assert_eq!(done["conflicts_retried"], 20, "{done}");
+    let (_, scan) = setup.scan(Some(&config(AESCBC)));
+    assert_eq!(
+        formats(&scan),
+        counts(&[("aescbc:key1", 4), ("plaintext-protobuf", 1)]),
+        "{scan}"
+    );
+    assert_eq!(
+        scan["plaintext"],
+        serde_json::json!(["default/s-2"]),
+        "{scan}"
+    );
+}
+
 #[test]
 fn identity_first() {
     let setup = Setup::new(&[Some(config(IDENTITY_FIRST))]);

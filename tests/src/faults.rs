@@ -38,6 +38,9 @@ pub struct Faults {
     pub latency: Duration,
     /// Each watch is cut this long after it starts.
     pub drop_watches_after: Option<Duration>,
+    /// Updates (PUT) of these paths are answered `409 Conflict`, every time: an object
+    /// someone else keeps editing, as a client that reads then writes sees it.
+    pub conflicts_on: Vec<String>,
 }
 
 /// What the proxy has done so far.
@@ -261,6 +264,13 @@ async fn forward(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body>
     if fail {
         shared.counters.errors.fetch_add(1, Ordering::Relaxed);
         return status(500, "InternalError", &format!("injected fault on {verb}"));
+    }
+    if verb == "update" && faults.conflicts_on.iter().any(|p| p == req.uri().path()) {
+        return status(
+            409,
+            "Conflict",
+            "Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again",
+        );
     }
     if throttle {
         shared.counters.throttled.fetch_add(1, Ordering::Relaxed);

@@ -9,8 +9,10 @@
 //! provider when what etcd held was plaintext or under another provider or key (stale),
 //! and writes nothing when it was already current (the `resourceVersion` comes back
 //! unchanged). A Secret edited between the GET and the PUT gets a conflict; it is read
-//! again and that version written, so the edit stays. Values are never parsed, printed
-//! or logged; the buffers holding them are wiped.
+//! again and that version written, so the edit stays. One that conflicts every time is
+//! being edited continuously: it is left to its editor (each of whose writes stores it
+//! again under the current provider) and named in the report, and the run goes on.
+//! Values are never parsed, printed or logged; the buffers holding them are wiped.
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -44,16 +46,21 @@ struct Progress {
     gone: u64,
     /// Edited by someone else between the read and the write, and read again.
     conflicts_retried: u64,
+    /// Edited by someone else on every try (`namespace/name`): left to its editor.
+    #[serde(default)]
+    contended: Vec<String>,
 }
 
 enum Outcome {
     Rewritten,
     AlreadyCurrent,
     Gone,
+    /// A conflict on every one of [`MAX_CONFLICTS`] tries.
+    Contended,
 }
 
 /// A conflict means another writer got there first; this many in a row on one Secret
-/// mean it is edited continuously, and the rewrite stops rather than spin.
+/// mean it is edited continuously, and the rewrite leaves it rather than spin.
 const MAX_CONFLICTS: u64 = 20;
 
 pub fn run(args: &RewriteArgs) -> Result<ExitCode> {
@@ -118,24 +125,25 @@ pub fn run(args: &RewriteArgs) -> Result<ExitCode> {
                 bar.inc(todo.len() as u64);
                 continue;
             }
-            let outcomes: Vec<(Outcome, u64)> = futures::stream::iter(todo)
+            let outcomes: Vec<(&String, Outcome, u64)> = futures::stream::iter(todo)
                 .map(|key| {
                     let (bar, client) = (&bar, &client);
                     async move {
-                        let done = rewrite_one(client, key).await;
+                        let (outcome, conflicts) = rewrite_one(client, key).await?;
                         bar.inc(1);
-                        done
+                        anyhow::Ok((key, outcome, conflicts))
                     }
                 })
                 .buffer_unordered(usize::from(args.concurrency))
                 .try_collect()
                 .await?;
-            for (outcome, conflicts) in outcomes {
+            for (key, outcome, conflicts) in outcomes {
                 progress.conflicts_retried += conflicts;
                 match outcome {
                     Outcome::Rewritten => progress.rewritten += 1,
                     Outcome::AlreadyCurrent => progress.already_current += 1,
                     Outcome::Gone => progress.gone += 1,
+                    Outcome::Contended => progress.contended.push(key.clone()),
                 }
             }
             if let Some(last) = page.last() {
@@ -177,6 +185,11 @@ pub fn run(args: &RewriteArgs) -> Result<ExitCode> {
             progress.gone,
             progress.conflicts_retried
         )?;
+        for key in &progress.contended {
+            outln!(
+                "left {key}: edited by someone else on each of {MAX_CONFLICTS} tries (each of their writes stores it again)"
+            )?;
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -363,8 +376,11 @@ async fn rewrite_one(client: &kube::Client, key: &str) -> Result<(Outcome, u64)>
                 };
                 return Ok((outcome, conflicts));
             }
-            Err(kube::Error::Api(s)) if s.code == 409 && conflicts < MAX_CONFLICTS => {
+            Err(kube::Error::Api(s)) if s.code == 409 => {
                 conflicts += 1;
+                if conflicts == MAX_CONFLICTS {
+                    return Ok((Outcome::Contended, conflicts));
+                }
             }
             Err(kube::Error::Api(s)) if s.code == 404 => return Ok((Outcome::Gone, conflicts)),
             Err(e) => return Err(api_error(&format!("writing Secret {key} back"), &e)),
