@@ -184,10 +184,18 @@ fn check_beside_unread_cluster(recorded: &[Fingerprint], named: &[Fingerprint]) 
     }
 }
 
+/// What the user said [`problems`] should let pass.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Allowed {
+    /// Items sealed to post-quantum and classic recipients together (asked for).
+    pub classic_with_pq: bool,
+    /// Objects in kube-system (the controller runs with `--allow-kube-system`).
+    pub kube_system: bool,
+}
+
 /// Every problem found, as one-line messages; empty when the object passes. The
-/// recipients are checked apart, by [`check_recipients`]. An item sealed to post-quantum
-/// and classic recipients together is one, unless `allow_mixed` (the user asked for it).
-pub fn problems(sealed: &SealedSecret, allow_mixed: bool) -> Vec<String> {
+/// recipients are checked apart, by [`check_recipients`].
+pub fn problems(sealed: &SealedSecret, allowed: Allowed) -> Vec<String> {
     let mut out = Vec::new();
     let spec = &sealed.spec;
     if spec.format_version != crate::envelope::VERSION {
@@ -203,11 +211,26 @@ pub fn problems(sealed: &SealedSecret, allow_mixed: bool) -> Vec<String> {
     if spec.encrypted_data.is_empty() {
         out.push("no items in spec.encryptedData".into());
     }
+    if let Err(e) = crate::limits::check_items(spec.encrypted_data.len()) {
+        out.push(format!(
+            "{e} (the controller refuses it: {})",
+            crate::reason::Reason::TooMuchWork
+        ));
+    }
     if let Some(ns) = sealed.metadata.namespace.as_deref()
         && ns == crate::policy::DEFAULT_CONTROLLER_NAMESPACE
     {
         out.push(format!(
             "namespace {ns:?} is kseal-controller's own (its keys live there): it never unseals into it"
+        ));
+    }
+    if sealed.metadata.namespace.as_deref() == Some(crate::policy::KUBE_SYSTEM)
+        && !allowed.kube_system
+    {
+        out.push(format!(
+            "{} (the controller refuses it: {}; pass --allow-kube-system if yours runs with it)",
+            crate::policy::PolicyError::KubeSystem,
+            crate::reason::Reason::ForbiddenNamespace
         ));
     }
     if let Err(e) = crate::policy::check_template(spec.template.as_ref(), &[]) {
@@ -241,7 +264,7 @@ pub fn problems(sealed: &SealedSecret, allow_mixed: bool) -> Vec<String> {
                 summary.x25519_stanzas + summary.pq_stanzas,
                 spec.recipients.len()
             ));
-        } else if !allow_mixed && summary.x25519_stanzas > 0 && summary.pq_stanzas > 0 {
+        } else if !allowed.classic_with_pq && summary.x25519_stanzas > 0 && summary.pq_stanzas > 0 {
             out.push(format!(
                 "item {key:?}: sealed to post-quantum and classic recipients together: the classic ones undo the protection (--allow-classic-with-pq if that was meant)"
             ));

@@ -120,6 +120,32 @@ pub enum OpenError {
     NoKey(usize),
     #[error("the value's AES-GCM tag does not match: tampered or truncated")]
     Tampered,
+    /// The object's budget of RSA decryptions ran out ([`Trials`]).
+    #[error("the object's budget of RSA decryptions ran out")]
+    OverBudget,
+}
+
+/// The RSA decryptions one object may still cost, and the key that opened the value
+/// before (tried first: a Bitnami SealedSecret's items are mostly sealed with one key).
+#[derive(Debug)]
+pub struct Trials {
+    left: usize,
+    first: usize,
+}
+
+impl Trials {
+    /// At most `budget` RSA decryptions.
+    pub fn new(budget: usize) -> Self {
+        Trials {
+            left: budget,
+            first: 0,
+        }
+    }
+
+    /// No bound: for one value, opened on the user's own machine.
+    pub fn unbounded() -> Self {
+        Trials::new(usize::MAX)
+    }
 }
 
 /// One Bitnami controller key.
@@ -227,27 +253,44 @@ impl BitnamiKeys {
         Ok(added)
     }
 
-    /// Opens one sealed value with `label` (see [`label`]).
-    pub fn open(&self, label: &[u8], value: &str) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    /// Opens one sealed value with `label` (see [`label`]), spending `trials`.
+    pub fn open(
+        &self,
+        label: &[u8],
+        value: &str,
+        trials: &mut Trials,
+    ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
         if value.len() > MAX_VALUE_BASE64 {
             return Err(OpenError::TooLarge);
         }
         let blob = STANDARD.decode(value).map_err(|_| OpenError::Base64)?;
-        self.open_bytes(label, &blob)
+        self.open_bytes(label, &blob, trials)
     }
 
-    /// [`open`](Self::open), for a value already base64-decoded.
-    pub fn open_bytes(&self, label: &[u8], blob: &[u8]) -> Result<Zeroizing<Vec<u8>>, OpenError> {
+    /// [`open`](Self::open), for a value already base64-decoded. Keys are tried from the
+    /// one that opened the value before; each RSA decryption spends one of `trials`.
+    pub fn open_bytes(
+        &self,
+        label: &[u8],
+        blob: &[u8],
+        trials: &mut Trials,
+    ) -> Result<Zeroizing<Vec<u8>>, OpenError> {
         let (len, rest) = blob.split_first_chunk::<2>().ok_or(OpenError::Truncated)?;
         let rsa_len = usize::from(u16::from_be_bytes(*len));
         if rest.len() < rsa_len {
             return Err(OpenError::Truncated);
         }
         let (rsa, sealed) = rest.split_at(rsa_len);
-        for key in &self.0 {
+        let n = self.0.len();
+        for i in (0..n).map(|i| (trials.first + i) % n) {
+            let key = &self.0[i];
             if key.key.key_size_bytes() != rsa_len {
                 continue;
             }
+            if trials.left == 0 {
+                return Err(OpenError::OverBudget);
+            }
+            trials.left -= 1;
             let mut out = Zeroizing::new(vec![0u8; key.key.min_output_size()]);
             let Ok(session) = key
                 .key
@@ -258,6 +301,7 @@ impl BitnamiKeys {
             let Ok(session) = <&[u8; 32]>::try_from(&session[..]) else {
                 continue;
             };
+            trials.first = i;
             return open_gcm(session, sealed);
         }
         Err(OpenError::NoKey(self.0.len()))
@@ -361,6 +405,9 @@ pub enum UnsealError {
     GoTemplate(String),
     #[error("no encryptedData items")]
     Empty,
+    /// Refused whole: too many items, or too many RSA decryptions.
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
 }
 
 impl UnsealError {
@@ -373,6 +420,7 @@ impl UnsealError {
                 ..
             } => Reason::NoMatchingKey,
             UnsealError::Item { .. } | UnsealError::V1(_) => Reason::DecryptionFailed,
+            UnsealError::Limit(_) => Reason::TooMuchWork,
             _ => Reason::InvalidSealedSecret,
         }
     }
@@ -459,19 +507,33 @@ pub fn unseal(ss: &SealedSecret, keys: &BitnamiKeys) -> Result<Unsealed, UnsealE
     })
 }
 
-/// Opens Bitnami values sealed with `label`.
+/// Opens Bitnami values sealed with `label`: at most [`MAX_ITEMS`] of them, with at most
+/// [`bitnami_trials`] RSA decryptions in all (the Bitnami format names no key, so each
+/// value may need every key tried; a hostile object would ask for items × keys).
+///
+/// [`MAX_ITEMS`]: crate::limits::MAX_ITEMS
+/// [`bitnami_trials`]: crate::limits::bitnami_trials
 pub fn open_items(
     keys: &BitnamiKeys,
     label: &[u8],
     values: &BTreeMap<String, String>,
 ) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, UnsealError> {
+    use crate::limits::{LimitError, bitnami_trials, check_items};
+    check_items(values.len())?;
+    let budget = bitnami_trials(keys.len());
+    let mut trials = Trials::new(budget);
     let mut items = BTreeMap::new();
     for (item, value) in values {
         let plain = keys
-            .open(label, value)
-            .map_err(|source| UnsealError::Item {
-                item: crate::resource::printable(item).into_owned(),
-                source,
+            .open(label, value, &mut trials)
+            .map_err(|source| match source {
+                OpenError::OverBudget => {
+                    UnsealError::Limit(LimitError::TooManyBitnamiTrials(budget))
+                }
+                source => UnsealError::Item {
+                    item: crate::resource::printable(item).into_owned(),
+                    source,
+                },
             })?;
         items.insert(item.clone(), plain);
     }
@@ -488,7 +550,7 @@ fn open_v1(
         .decode(v1)
         .map_err(|_| UnsealError::V1(OpenError::Base64.to_string()))?;
     let json = keys
-        .open_bytes(label, &blob)
+        .open_bytes(label, &blob, &mut Trials::new(keys.len()))
         .map_err(|e| UnsealError::V1(e.to_string()))?;
     let mut secret: serde_json::Value = serde_json::from_slice(&json)
         .map_err(|_| UnsealError::V1("the opened value is not a Secret in JSON".into()))?;
@@ -621,11 +683,12 @@ mod tests {
     #[test]
     fn hostile_values_fail_before_any_key() {
         let keys = BitnamiKeys::default();
-        assert_eq!(keys.open(b"", "!!"), Err(OpenError::Base64));
-        assert_eq!(keys.open(b"", "AA=="), Err(OpenError::Truncated));
-        assert_eq!(keys.open(b"", "AgA="), Err(OpenError::Truncated));
+        let open = |value: &str| keys.open(b"", value, &mut Trials::unbounded());
+        assert_eq!(open("!!"), Err(OpenError::Base64));
+        assert_eq!(open("AA=="), Err(OpenError::Truncated));
+        assert_eq!(open("AgA="), Err(OpenError::Truncated));
         let huge = "A".repeat(MAX_VALUE_BASE64 + 4);
-        assert_eq!(keys.open(b"", &huge), Err(OpenError::TooLarge));
+        assert_eq!(open(&huge), Err(OpenError::TooLarge));
     }
 
     #[test]

@@ -19,6 +19,7 @@
 //! - [`sealing`]: whole objects: Secret → SealedSecret and back.
 //! - `bitnami` (feature `bitnami`): Bitnami sealed-secrets keys, values and objects,
 //!   for `kseal migrate` and the controller's drop-in mode.
+//! - [`limits`]: how many items, and key trials, one object may cost to open.
 //! - [`policy`]: where a SealedSecret may be unsealed and what its template may set.
 //! - [`reason`]: why a SealedSecret is or is not unsealed, one vocabulary for the
 //!   controller's condition, Event and metric, the verify answers and the CLI.
@@ -31,6 +32,7 @@ pub mod bitnami;
 pub mod envelope;
 pub mod item;
 pub mod keys;
+pub mod limits;
 pub mod manifest;
 pub mod policy;
 pub mod pq;

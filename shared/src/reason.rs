@@ -22,6 +22,9 @@ pub enum Reason {
     UnsupportedFormat,
     /// An item over the bounds, refused before any decryption.
     SealedValueTooLarge,
+    /// More items, or more key trials to open them, than one object may cost
+    /// (`kseal_core::limits`): refused before any decryption.
+    TooMuchWork,
     /// The object is not a SealedSecret the controller can work on (no namespace, no
     /// items, a Bitnami object it cannot read).
     InvalidSealedSecret,
@@ -45,7 +48,7 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order docs/controller.md lists them.
-    pub const ALL: [Reason; 16] = [
+    pub const ALL: [Reason; 17] = [
         Reason::Unsealed,
         Reason::ScopeMismatch,
         Reason::NoMatchingKey,
@@ -53,6 +56,7 @@ impl Reason {
         Reason::MalformedSealedValue,
         Reason::UnsupportedFormat,
         Reason::SealedValueTooLarge,
+        Reason::TooMuchWork,
         Reason::InvalidSealedSecret,
         Reason::ForbiddenNamespace,
         Reason::ForbiddenTemplate,
@@ -73,6 +77,7 @@ impl Reason {
             Reason::MalformedSealedValue => "MalformedSealedValue",
             Reason::UnsupportedFormat => "UnsupportedFormat",
             Reason::SealedValueTooLarge => "SealedValueTooLarge",
+            Reason::TooMuchWork => "TooMuchWork",
             Reason::InvalidSealedSecret => "InvalidSealedSecret",
             Reason::ForbiddenNamespace => "ForbiddenNamespace",
             Reason::ForbiddenTemplate => "ForbiddenTemplate",
@@ -104,6 +109,9 @@ impl Reason {
             Reason::UnsupportedFormat => "upgrade the controller",
             Reason::SealedValueTooLarge => {
                 "seal it again with kseal seal; a value like this was not made by kseal"
+            }
+            Reason::TooMuchWork => {
+                "split it into SealedSecrets of at most 256 items, each sealed with kseal seal"
             }
             Reason::InvalidSealedSecret => "check the object with kseal validate",
             Reason::ForbiddenNamespace => "SealedSecrets are never unsealed there: move it",

@@ -9,6 +9,7 @@ use zeroize::Zeroizing;
 
 use crate::item::{self, OpenError, SealError};
 use crate::keys::{Key, Keyring};
+use crate::limits::{LimitError, MAX_KEY_TRIALS, PQ_TRIAL, check_items};
 use crate::manifest::SecretInput;
 use crate::recipients::RecipientSet;
 use crate::resource::{
@@ -26,6 +27,9 @@ pub enum SealingError {
     Name(#[from] NameError),
     #[error(transparent)]
     Seal(#[from] SealError),
+    /// The controller would refuse the result (more items than one object may hold).
+    #[error("{0}: the controller would refuse it")]
+    Limit(#[from] LimitError),
 }
 
 /// One item of a SealedSecret could not be opened.
@@ -35,6 +39,73 @@ pub struct ItemError {
     pub item: String,
     #[source]
     pub source: OpenError,
+}
+
+/// A SealedSecret that could not be opened or resealed.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum UnsealError {
+    /// Refused whole, before any decryption.
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    /// Names the item; its cause is the source.
+    #[error(transparent)]
+    Item(#[from] ItemError),
+}
+
+impl UnsealError {
+    /// The reason for conditions, Events, metrics and answers.
+    pub fn reason(&self) -> crate::reason::Reason {
+        match self {
+            UnsealError::Limit(_) => crate::reason::Reason::TooMuchWork,
+            UnsealError::Item(e) => e.source.reason(),
+        }
+    }
+
+    /// One line with the cause: what a condition or an answer says.
+    pub fn message(&self) -> String {
+        match self {
+            UnsealError::Limit(e) => e.to_string(),
+            UnsealError::Item(e) => format!("{e}: {}", e.source),
+        }
+    }
+}
+
+/// How many key trials opening every item of `sealed` with `keys` costs, read from the
+/// headers alone (nothing is decrypted): per item, each key times the stanzas of its
+/// kind, a post-quantum trial counting [`PQ_TRIAL`]. An item whose header does not read
+/// costs none (it fails before any key).
+pub fn key_trials<'a>(sealed: &SealedSecret, keys: impl Iterator<Item = &'a Key>) -> usize {
+    let (mut classic, mut pq) = (0usize, 0usize);
+    for key in keys {
+        if key.is_pq() {
+            pq += 1;
+        } else {
+            classic += 1;
+        }
+    }
+    sealed
+        .spec
+        .encrypted_data
+        .values()
+        .filter_map(|value| item::decode_bounded(value).ok())
+        .map(|(_, header)| {
+            header.count(crate::keys::X25519_TAG) * classic
+                + header.count(crate::pq::TAG) * pq * PQ_TRIAL
+        })
+        .fold(0, usize::saturating_add)
+}
+
+/// Refuses an object over [`crate::limits`]' bounds with `keys`, before any decryption.
+fn check_work<'a>(
+    sealed: &SealedSecret,
+    keys: impl Iterator<Item = &'a Key>,
+) -> Result<(), LimitError> {
+    check_items(sealed.spec.encrypted_data.len())?;
+    let trials = key_trials(sealed, keys);
+    if trials > MAX_KEY_TRIALS {
+        return Err(LimitError::TooManyTrials(trials));
+    }
+    Ok(())
 }
 
 /// Seals every item of `input` for `scope` to `recipients`.
@@ -49,6 +120,7 @@ pub fn seal_secret(
 ) -> Result<SealedSecret, SealingError> {
     let name = input.name.as_deref().ok_or(SealingError::MissingName)?;
     validate_name(name)?;
+    check_items(input.data.len())?;
     let annotations = template_annotations(&input.annotations);
     let metadata =
         (!input.labels.is_empty() || !annotations.is_empty()).then(|| TemplateMetadata {
@@ -150,6 +222,8 @@ pub fn seal_items<'a>(
             .encrypted_data
             .insert(key.to_owned(), ciphertext);
     }
+    // Checked after: merging may replace items as well as add them.
+    check_items(sealed.spec.encrypted_data.len())?;
     Ok(())
 }
 
@@ -164,12 +238,14 @@ pub fn binding_for(sealed: &SealedSecret, item: &str) -> Result<Binding, NameErr
     )
 }
 
-/// Opens every item. Fails on the first item that cannot be opened; nothing partial is
-/// returned, so a caller never writes a Secret with some items missing.
+/// Opens every item. An object over [`crate::limits`]' bounds is refused first, whole.
+/// Fails on the first item that cannot be opened; nothing partial is returned, so a
+/// caller never writes a Secret with some items missing.
 pub fn unseal(
     sealed: &SealedSecret,
     keyring: &Keyring,
-) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, ItemError> {
+) -> Result<BTreeMap<String, Zeroizing<Vec<u8>>>, UnsealError> {
+    check_work(sealed, keyring.ordered_for(&sealed.spec.recipients))?;
     let mut out = BTreeMap::new();
     for (key, ciphertext) in &sealed.spec.encrypted_data {
         let fail = |source| ItemError {
@@ -203,7 +279,10 @@ pub fn reseal(
     sealed: &SealedSecret,
     keyring: &Keyring,
     newest: &Key,
-) -> Result<(SealedSecret, usize), ItemError> {
+) -> Result<(SealedSecret, usize), UnsealError> {
+    // Every key may be tried on every stanza here (rewrap decides by the stanzas, not the
+    // hint), so the bound counts them all.
+    check_work(sealed, keyring.iter())?;
     let mut out = sealed.clone();
     let mut scope = None;
     let mut changed = 0;
@@ -220,7 +299,8 @@ pub fn reseal(
                 field: "item key",
                 sealed: format!("{:?}", binding.item),
                 actual: format!("item key {key:?}"),
-            }));
+            })
+            .into());
         }
         match scope {
             None => scope = Some(binding.scope),
@@ -229,7 +309,8 @@ pub fn reseal(
                     field: "scope",
                     sealed: binding.scope.to_string(),
                     actual: format!("scope {s} (of the other items)"),
-                }));
+                })
+                .into());
             }
             Some(_) => {}
         }
@@ -329,6 +410,81 @@ mod tests {
         let mut sealed = seal_secret(&input(), Scope::Strict, &set).unwrap();
         sealed.metadata.namespace = Some("dev".into());
         let err = unseal(&sealed, &Keyring::new([key])).unwrap_err();
-        assert_eq!(err.source.reason().as_str(), "ScopeMismatch");
+        assert_eq!(err.reason().as_str(), "ScopeMismatch");
+    }
+
+    fn with_items(n: usize, recipients: &RecipientSet) -> SealedSecret {
+        let mut input = input();
+        input.data.clear();
+        for i in 0..n {
+            input
+                .data
+                .insert(format!("k{i}"), Zeroizing::new(b"v".to_vec()));
+        }
+        seal_secret(&input, Scope::Strict, recipients).unwrap()
+    }
+
+    #[test]
+    fn an_object_over_the_item_cap_is_refused_before_any_key() {
+        let key = Key::generate();
+        let set = RecipientSet::new([key.recipient().clone()]).unwrap();
+        let ring = Keyring::new([key.clone()]);
+        let most = with_items(crate::limits::MAX_ITEMS, &set);
+        assert_eq!(
+            unseal(&most, &ring).unwrap().len(),
+            crate::limits::MAX_ITEMS
+        );
+        // kseal seal refuses to make it; a writer adds one by hand.
+        let mut input = input();
+        input.data = (0..=crate::limits::MAX_ITEMS)
+            .map(|i| (format!("k{i}"), Zeroizing::new(b"v".to_vec())))
+            .collect();
+        assert!(matches!(
+            seal_secret(&input, Scope::Strict, &set),
+            Err(SealingError::Limit(LimitError::TooManyItems(257)))
+        ));
+        let mut over = most.clone();
+        let extra = with_items(1, &set).spec.encrypted_data["k0"].clone();
+        over.spec.encrypted_data.insert("k256".into(), extra);
+        let err = unseal(&over, &ring).unwrap_err();
+        assert_eq!(err, UnsealError::Limit(LimitError::TooManyItems(257)));
+        assert_eq!(err.reason(), crate::reason::Reason::TooMuchWork);
+        assert_eq!(
+            reseal(&over, &ring, &key).unwrap_err(),
+            UnsealError::Limit(LimitError::TooManyItems(257))
+        );
+    }
+
+    /// The review's "500 items × 15 stanzas, no hint": every retained key tried on every
+    /// stanza. Counted from the headers and refused before any decryption; the same
+    /// object with a hint naming one held key costs one key's trials.
+    #[test]
+    fn trials_are_counted_from_the_headers_and_bounded() {
+        let keys: Vec<Key> = (0..10).map(|_| Key::generate()).collect();
+        let strangers: Vec<Key> = (0..15).map(|_| Key::generate()).collect();
+        let set = RecipientSet::new(strangers.iter().map(|k| k.recipient().clone())).unwrap();
+        let mut sealed = with_items(crate::limits::MAX_ITEMS, &set);
+        let ring = Keyring::new(keys.clone());
+        // no hint naming a held key: all ten keys on all 15 stanzas of all 256 items
+        assert_eq!(
+            key_trials(&sealed, ring.ordered_for(&sealed.spec.recipients)),
+            256 * 15 * 10
+        );
+        let err = unseal(&sealed, &ring).unwrap_err();
+        assert_eq!(
+            err,
+            UnsealError::Limit(LimitError::TooManyTrials(256 * 15 * 10))
+        );
+        // a hint naming one held key: that key alone is tried
+        sealed.spec.recipients = vec![keys[0].fingerprint().clone()];
+        assert_eq!(
+            key_trials(&sealed, ring.ordered_for(&sealed.spec.recipients)),
+            256 * 15
+        );
+        assert_eq!(
+            unseal(&sealed, &ring).unwrap_err().reason(),
+            crate::reason::Reason::NoMatchingKey,
+            "within the bound, it is tried (and fails: no held key sealed it)"
+        );
     }
 }

@@ -91,3 +91,39 @@ fn moved_renamed_or_changed_values_do_not_open() {
         })
     ));
 }
+
+/// The third review's N1: Bitnami binds no item key, so copies of one cluster-wide value
+/// are valid under any item name, and each costs an RSA-4096 decryption per key tried.
+/// An object holds at most `MAX_ITEMS` items (refused whole, before any key), and the RSA
+/// decryptions one object may cost are counted: the key that opened the item before is
+/// tried first, so a well-formed object costs one per item.
+#[test]
+fn work_per_object_is_bounded() {
+    use kseal_core::bitnami::Trials;
+    use kseal_core::limits::{LimitError, MAX_ITEMS};
+    let keys = keys("key.pem");
+    let mut ss = sealed("shared.yaml");
+    let value = ss.spec.encrypted_data["password"].clone();
+    ss.spec.encrypted_data = (0..MAX_ITEMS)
+        .map(|i| (format!("copy-{i}"), value.clone()))
+        .collect();
+    let opened = unseal(&ss, &keys).unwrap();
+    assert_eq!(opened.items.len(), MAX_ITEMS);
+    assert!(opened.items.values().all(|v| &v[..] == b"pw-bitnami-1"));
+    ss.spec
+        .encrypted_data
+        .insert("one-more".into(), value.clone());
+    assert!(matches!(
+        unseal(&ss, &keys),
+        Err(UnsealError::Limit(LimitError::TooManyItems(n))) if n == MAX_ITEMS + 1
+    ));
+    // One RSA decryption per value with the right key; then the budget is spent.
+    let mut trials = Trials::new(2);
+    for _ in 0..2 {
+        assert!(keys.open(b"", &value, &mut trials).is_ok());
+    }
+    assert_eq!(
+        keys.open(b"", &value, &mut trials),
+        Err(OpenError::OverBudget)
+    );
+}
