@@ -136,6 +136,153 @@ pub fn parse_documents_with(
     Ok((format, out))
 }
 
+/// What stands in a Helm template's source for each of its actions (`{{ … }}`) that shares
+/// its line with YAML, when [`read_deployable`] reads one: a value holding it came from the
+/// chart's values, not from the file.
+pub const TEMPLATE_ACTION: &str = "KSEAL_HELM_TEMPLATE_ACTION";
+
+/// A file read as kubectl and kustomize read what they deploy: the documents that read,
+/// and those that did not (by number, from 1), so that one bad document hides no other.
+#[derive(Debug, Default)]
+pub struct Deployable {
+    pub docs: Vec<Value>,
+    pub unreadable: Vec<(usize, ManifestError)>,
+}
+
+/// Reads a file the way a plaintext guard must: everything kubectl or kustomize would
+/// deploy from it, so that nothing they accept is skipped. Unlike [`parse_documents`]:
+/// UTF-16 with a byte-order mark is decoded, other bytes that are not UTF-8 are replaced
+/// (a Latin-1 byte in a comment), a byte-order mark may open any document, a duplicate
+/// key keeps its last value, a document opening with `{` that is not JSON is read as YAML
+/// (a flow mapping), each document is read on its own, and a Helm template's actions
+/// (`{{ … }}`) are replaced: one alone on its line by nothing, one inside a line by
+/// [`TEMPLATE_ACTION`]. Text that is neither UTF-8 nor marked UTF-16 (NUL bytes) is
+/// refused.
+pub fn read_deployable(bytes: &[u8]) -> Result<Deployable, ManifestError> {
+    let text = decode_text(bytes)?;
+    let text = if text.contains("{{") {
+        neutralize_template_actions(&text)
+    } else {
+        text
+    };
+    let mut out = Deployable::default();
+    for (i, doc) in split_documents(&text).into_iter().enumerate() {
+        let doc = doc.trim_start_matches('\u{feff}');
+        let content = doc
+            .lines()
+            .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+        if !content {
+            continue;
+        }
+        match read_values(doc) {
+            Ok(values) => {
+                for value in values {
+                    match value {
+                        Value::Null => {}
+                        Value::Object(ref map) if is_list(map) => match map.get("items") {
+                            Some(Value::Array(items)) => out.docs.extend(items.iter().cloned()),
+                            _ => out
+                                .unreadable
+                                .push((i + 1, ManifestError::NotAnObject(i + 1))),
+                        },
+                        Value::Object(_) => out.docs.push(value),
+                        _ => out
+                            .unreadable
+                            .push((i + 1, ManifestError::NotAnObject(i + 1))),
+                    }
+                }
+            }
+            Err(e) => out.unreadable.push((i + 1, e)),
+        }
+    }
+    Ok(out)
+}
+
+fn decode_text(bytes: &[u8]) -> Result<String, ManifestError> {
+    let utf16 = |bytes: &[u8], unit: fn([u8; 2]) -> u16| {
+        let units = bytes
+            .chunks_exact(2)
+            .map(|c| unit([c[0], c[1]]))
+            .collect::<Vec<_>>();
+        char::decode_utf16(units)
+            .map(|c| c.unwrap_or(char::REPLACEMENT_CHARACTER))
+            .collect::<String>()
+    };
+    match bytes {
+        [0xff, 0xfe, rest @ ..] => Ok(utf16(rest, u16::from_le_bytes)),
+        [0xfe, 0xff, rest @ ..] => Ok(utf16(rest, u16::from_be_bytes)),
+        _ if bytes.contains(&0) => Err(ManifestError::NotUtf8),
+        _ => Ok(String::from_utf8_lossy(bytes).into_owned()),
+    }
+}
+
+/// A Helm template's actions replaced so that the YAML around them reads (see
+/// [`read_deployable`]); newlines inside an action are kept, so positions stay.
+fn neutralize_template_actions(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    while let Some(start) = text[at..].find("{{").map(|s| s + at) {
+        let Some(end) = text[start..].find("}}").map(|e| start + e + 2) else {
+            break;
+        };
+        let line_start = text[..start].rfind('\n').map_or(0, |p| p + 1);
+        let line_end = text[end..].find('\n').map_or(text.len(), |p| end + p);
+        let alone =
+            text[line_start..start].trim().is_empty() && text[end..line_end].trim().is_empty();
+        out.push_str(&text[at..start]);
+        if alone {
+            out.extend(text[start..end].chars().filter(|c| *c == '\n'));
+        } else {
+            out.push_str(TEMPLATE_ACTION);
+        }
+        at = end;
+    }
+    out.push_str(&text[at..]);
+    out
+}
+
+/// The documents of a YAML stream, split at `---` lines (a `--- ` line may carry the
+/// document's first content) and `...` lines.
+fn split_documents(text: &str) -> Vec<String> {
+    let mut docs = vec![String::new()];
+    for line in text.split_inclusive('\n') {
+        let bare = line
+            .trim_end_matches(['\r', '\n'])
+            .trim_start_matches('\u{feff}');
+        if bare == "---" || bare.starts_with("--- ") || bare.starts_with("---\t") {
+            docs.push(bare[3..].trim_start().to_owned() + "\n");
+        } else if bare == "..." {
+            docs.push(String::new());
+        } else if let Some(doc) = docs.last_mut() {
+            doc.push_str(line);
+        }
+    }
+    docs
+}
+
+/// One document as [`read_deployable`] reads it: JSON (a stream of values) when it opens
+/// like JSON and reads as JSON, otherwise YAML with duplicate keys resolved as kubectl
+/// does (the last one wins).
+pub fn read_values(doc: &str) -> Result<Vec<Value>, ManifestError> {
+    let trimmed = doc.trim_start();
+    if (trimmed.starts_with('{') || trimmed.starts_with('['))
+        && let Ok(values) = serde_json::Deserializer::from_str(doc)
+            .into_iter::<Value>()
+            .collect::<Result<Vec<_>, _>>()
+    {
+        return Ok(values);
+    }
+    let mut options = serde_saphyr::Options::default();
+    options.duplicate_keys = serde_saphyr::options::DuplicateKeyPolicy::LastWins;
+    serde_saphyr::from_multiple_with_options::<Value>(doc, options).map_err(|e| {
+        let loc = e.location();
+        ManifestError::Yaml {
+            line: loc.map(|l| l.line()).unwrap_or(0),
+            column: loc.map(|l| l.column()).unwrap_or(0),
+        }
+    })
+}
+
 /// What a YAML budget breach means, in words that name no input.
 fn budget_limit(breach: &serde_saphyr::budget::BudgetBreach) -> &'static str {
     use serde_saphyr::budget::BudgetBreach as B;

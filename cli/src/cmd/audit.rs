@@ -83,7 +83,7 @@ pub fn run(args: &AuditArgs) -> Result<()> {
     };
     let mut planner = Planner::new(&flags, false, live);
     let mut audited = Vec::new();
-    for path in super::manifest_files(&paths)? {
+    for path in super::manifest_files(&paths, super::Hidden::Skip)? {
         let Some(job) = planner.file(&path, false)? else {
             continue;
         };

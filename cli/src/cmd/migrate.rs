@@ -43,7 +43,7 @@ struct Converted {
 
 pub fn run(args: &MigrateArgs) -> Result<()> {
     let opener = opener(args)?;
-    let files = super::manifest_files(&args.paths)?;
+    let files = super::manifest_files(&args.paths, super::Hidden::Skip)?;
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(

@@ -70,15 +70,25 @@ pub fn plural(n: usize, noun: &str) -> String {
     }
 }
 
+/// Which entries whose names start with a dot a directory search enters.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Hidden {
+    /// None: the commands that work on SealedSecrets a user keeps.
+    Skip,
+    /// All but `.git`: the plaintext guard, since kubectl and kustomize deploy hidden
+    /// files as readily as any.
+    AllButGit,
+}
+
 /// The files under `paths`: files as given, directories searched (sorted) for
-/// `.yaml`, `.yml` and `.json` files. Hidden entries are skipped.
-pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+/// `.yaml`, `.yml` and `.json` files, entering hidden entries as `hidden` says.
+pub fn manifest_files(paths: &[PathBuf], hidden: Hidden) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for path in paths {
         let meta =
             std::fs::metadata(path).with_context(|| format!("{}: cannot read", path.display()))?;
         if meta.is_dir() {
-            walk(path, &mut out)?;
+            walk(path, hidden, &mut out)?;
         } else {
             out.push(path.clone());
         }
@@ -86,7 +96,7 @@ pub fn manifest_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+fn walk(dir: &Path, hidden: Hidden, out: &mut Vec<PathBuf>) -> Result<()> {
     let mut entries = std::fs::read_dir(dir)
         .with_context(|| format!("{}: cannot read", dir.display()))?
         .collect::<std::io::Result<Vec<_>>>()
@@ -94,14 +104,16 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
-        if entry.file_name().to_string_lossy().starts_with('.') {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') && (hidden == Hidden::Skip || name == ".git") {
             continue;
         }
         let kind = entry
             .file_type()
             .with_context(|| format!("{}: cannot read", path.display()))?;
         if kind.is_dir() {
-            walk(&path, out)?;
+            walk(&path, hidden, out)?;
         } else if kind.is_file()
             && path
                 .extension()

@@ -275,7 +275,7 @@ fn files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>> {
         let is_dir = std::fs::metadata(path)
             .with_context(|| format!("{}: cannot read", path.display()))?
             .is_dir();
-        for file in super::manifest_files(std::slice::from_ref(path))? {
+        for file in super::manifest_files(std::slice::from_ref(path), super::Hidden::Skip)? {
             out.push((file, !is_dir));
         }
     }
