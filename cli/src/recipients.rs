@@ -96,6 +96,9 @@ impl RecipientArgs {
     }
 }
 
+/// Redirects `--cert` follows, all within the URL's own scheme, host and port.
+const MAX_REDIRECTS: usize = 5;
+
 /// Whether a URL's host is this machine.
 fn is_loopback(location: &str) -> bool {
     match url::Url::parse(location)
@@ -112,7 +115,8 @@ fn is_loopback(location: &str) -> bool {
 /// Reads a recipients document from a file, or from an `https://` URL. Plain `http://` is
 /// refused except to this machine (`kubectl port-forward`): anyone on the path could hand
 /// over their own key, and the document's fingerprints are computed from the recipients
-/// it carries, so they cannot tell.
+/// it carries, so they cannot tell. A redirect is followed only within the same scheme,
+/// host and port: one to plain HTTP, or to another host, would undo that check.
 pub fn fetch_cert(location: &str) -> Result<String> {
     if location.starts_with("http://") && !is_loopback(location) {
         bail!(
@@ -122,12 +126,45 @@ pub fn fetch_cert(location: &str) -> Result<String> {
     if location.starts_with("http://") || location.starts_with("https://") {
         let agent = ureq::Agent::config_builder()
             .timeout_global(Some(Duration::from_secs(30)))
+            .max_redirects(0)
             .build()
             .new_agent();
-        let mut response = agent
-            .get(location)
-            .call()
-            .map_err(|e| anyhow::anyhow!("--cert {location}: cannot fetch: {e}"))?;
+        let origin = url::Url::parse(location)
+            .map_err(|_| anyhow::anyhow!("--cert {location}: not a valid URL"))?;
+        let mut at = origin.clone();
+        let mut response = None;
+        for _ in 0..=MAX_REDIRECTS {
+            let got = agent
+                .get(at.as_str())
+                .call()
+                .map_err(|e| anyhow::anyhow!("--cert {location}: cannot fetch: {e}"))?;
+            if !got.status().is_redirection() {
+                response = Some(got);
+                break;
+            }
+            let next = got
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| at.join(l).ok())
+                .ok_or_else(|| {
+                    anyhow::anyhow!("--cert {location}: a redirect without a valid Location")
+                })?;
+            if next.scheme() != origin.scheme()
+                || next.host_str() != origin.host_str()
+                || next.port_or_known_default() != origin.port_or_known_default()
+            {
+                bail!(
+                    "--cert {location}: redirected to {}://{}, another scheme, host or port: not followed",
+                    next.scheme(),
+                    next.host_str().unwrap_or_default()
+                );
+            }
+            at = next;
+        }
+        let Some(mut response) = response else {
+            bail!("--cert {location}: more than {MAX_REDIRECTS} redirects");
+        };
         return response
             .body_mut()
             .with_config()

@@ -1,9 +1,13 @@
 //! `.kseal.yaml` creation rules: which recipients, scope and namespace a file's
 //! SealedSecrets get, by where the file is in the repository. Found the way SOPS finds
-//! `.sops.yaml`: the nearest one in the file's directory or above it. The first rule
+//! `.sops.yaml`, the nearest one in the file's directory or above it, but never above the
+//! repository's root (the nearest directory holding `.git`; outside a repository, the
+//! home directory, or the file's own directory when it is not under it): a `.kseal.yaml`
+//! someone else left in a parent directory must not choose the recipients. The first rule
 //! whose pattern matches the file's path (relative to the directory of `.kseal.yaml`, with
 //! `/` separators) applies; a file no rule matches behaves as if there were no rules.
-//! Command-line flags win over a rule.
+//! Command-line flags win over a rule. The files a rule names (`recipientsFiles`, a `cert`
+//! file) must lie inside that root too.
 //!
 //! ```yaml
 //! rules:
@@ -157,6 +161,19 @@ impl Config {
                 r.parse::<Recipient>()
                     .with_context(|| format!("{}: recipients", at()))?;
             }
+            let root = search_root(&dir);
+            let cert_file = spec
+                .cert
+                .iter()
+                .filter(|c| !c.starts_with("https://") && !c.starts_with("http://"));
+            for (field, path) in spec
+                .recipients_files
+                .iter()
+                .map(|f| ("recipientsFiles", f))
+                .chain(cert_file.map(|c| ("cert", c)))
+            {
+                confined(&dir, &root, path).map_err(|why| anyhow!("{}: {field}: {why}", at()))?;
+            }
             rules.push(Rule {
                 number,
                 pattern,
@@ -304,9 +321,21 @@ pub struct Rules {
     /// Per directory searched: the config that applies there, if any.
     found: HashMap<PathBuf, Option<Arc<Config>>>,
     wanted: HashMap<(PathBuf, usize, bool), Wanted>,
+    /// No network: a rule's `cert` URL is not fetched (its keys stay unknown, as a
+    /// context's do offline).
+    offline: bool,
 }
 
 impl Rules {
+    /// Rules that never reach the network: for `kseal scan`, a guard that runs on every
+    /// commit and must not be made to fetch what a rule names.
+    pub fn offline() -> Self {
+        Rules {
+            offline: true,
+            ..Rules::default()
+        }
+    }
+
     /// The rule that applies to `file` (which need not exist yet): the first rule of the
     /// nearest `.kseal.yaml` at or above its directory whose pattern matches.
     pub fn for_file(&mut self, file: &Path) -> Result<Option<Matched>> {
@@ -336,6 +365,7 @@ impl Rules {
     fn config_above(&mut self, file: &Path) -> Result<Option<Arc<Config>>> {
         let mut searched = Vec::new();
         let mut dir = file.parent();
+        let top = file.parent().map(search_root);
         let mut found = None;
         while let Some(d) = dir {
             if let Some(cached) = self.found.get(d) {
@@ -346,6 +376,9 @@ impl Rules {
             let candidate = d.join(FILE_NAME);
             if candidate.is_file() {
                 found = Some(Arc::new(Config::read(&shorten(&candidate))?));
+                break;
+            }
+            if Some(d) == top.as_deref() {
                 break;
             }
             dir = d.parent();
@@ -382,7 +415,15 @@ impl Rules {
         }
         .named()
         .with_context(|| at.clone())?;
-        let cluster = if let Some(cert) = args.certs.first() {
+        let remote = |cert: &str| cert.starts_with("https://") || cert.starts_with("http://");
+        let cluster = if let Some(cert) = args.certs.first().filter(|c| self.offline && remote(c)) {
+            Some(ClusterKeys {
+                source: format!("cert {cert} (not fetched offline)"),
+                context: None,
+                keys: Vec::new(),
+                created: HashMap::new(),
+            })
+        } else if let Some(cert) = args.certs.first() {
             let text = crate::recipients::fetch_cert(cert).with_context(|| at.clone())?;
             let (keys, created) = cert_keys(&text).with_context(|| format!("{at}: cert {cert}"))?;
             Some(ClusterKeys {
@@ -419,6 +460,49 @@ impl Rules {
         self.wanted.insert((file, index, live), wanted.clone());
         Ok(wanted)
     }
+}
+
+/// The highest directory the search for `.kseal.yaml` from `dir` reaches (see the module
+/// doc): the repository's root, else the home directory above `dir`, else `dir`.
+pub fn search_root(dir: &Path) -> PathBuf {
+    if let Some(repo) = dir.ancestors().find(|d| d.join(".git").exists()) {
+        return repo.to_path_buf();
+    }
+    match std::env::var_os("HOME").map(PathBuf::from) {
+        Some(home) if !home.as_os_str().is_empty() && dir.starts_with(&home) => home,
+        _ => dir.to_path_buf(),
+    }
+}
+
+/// Where a rule's file may be: `relative` (never absolute) inside `root` once `..` are
+/// resolved; the path, or why not.
+fn confined(dir: &Path, root: &Path, relative: &str) -> Result<PathBuf, String> {
+    let path = Path::new(relative);
+    if path.is_absolute() {
+        return Err(format!(
+            "{relative:?} is an absolute path: name a file inside the repository, relative to {FILE_NAME}"
+        ));
+    }
+    let mut resolved = dir.to_path_buf();
+    for part in path.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                resolved.pop();
+            }
+            std::path::Component::Normal(p) => resolved.push(p),
+            _ => {}
+        }
+    }
+    // A link inside the repository may still lead out of it.
+    let real = resolved.canonicalize().unwrap_or_else(|_| resolved.clone());
+    let real_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    if !resolved.starts_with(root) || !real.starts_with(&real_root) {
+        return Err(format!(
+            "{relative:?} is outside the repository ({})",
+            root.display()
+        ));
+    }
+    Ok(resolved)
 }
 
 /// `rules[1].recipient` as people count rules: `rule 2: recipient`.
@@ -483,6 +567,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("prod/eu")).unwrap();
+        std::fs::create_dir_all(root.join(".git")).unwrap();
         config(
             root,
             "rules:\n  - path: prod/*.yaml\n    namespace: a\n  - path: prod/**\n    namespace: b\n  - pathRegex: ^dev/\n    namespace: c\n",
@@ -545,5 +630,72 @@ mod tests {
             assert!(err.contains(FILE_NAME), "{err}");
             assert!(err.contains(says), "{text}: {err}");
         }
+    }
+
+    /// The third review's N6: a `.kseal.yaml` above the repository (a shared parent
+    /// directory) sealed a value to a stranger's key. The search stops at the root.
+    #[test]
+    fn the_search_stops_at_the_repository_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let outer = dir.path();
+        let repo = outer.join("repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        std::fs::create_dir_all(repo.join("prod")).unwrap();
+        config(outer, "rules:\n  - path: '**'\n    namespace: stranger\n").unwrap();
+        let mut rules = Rules::default();
+        assert!(
+            rules
+                .for_file(&repo.join("prod/db.yaml"))
+                .unwrap()
+                .is_none()
+        );
+        // Outside any repository (and the home directory), only the file's own directory.
+        std::fs::create_dir_all(outer.join("loose/sub")).unwrap();
+        let mut rules = Rules::default();
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default();
+        if !outer.starts_with(&home) {
+            assert!(
+                rules
+                    .for_file(&outer.join("loose/sub/db.yaml"))
+                    .unwrap()
+                    .is_none()
+            );
+        }
+        assert_eq!(search_root(&repo.join("prod")), repo);
+    }
+
+    /// N7: a rule's files must be inside the repository: no absolute path, no `..` out.
+    #[test]
+    fn rule_files_are_confined_to_the_repository() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join(".git")).unwrap();
+        std::fs::create_dir_all(repo.join("keys")).unwrap();
+        for (text, says) in [
+            (
+                "rules:\n  - path: a\n    recipientsFiles: [/etc/passwd]\n",
+                "rule 1: recipientsFiles: \"/etc/passwd\" is an absolute path",
+            ),
+            (
+                "rules:\n  - path: a\n    recipientsFiles: [../outside.txt]\n",
+                "rule 1: recipientsFiles: \"../outside.txt\" is outside the repository",
+            ),
+            (
+                "rules:\n  - path: a\n    cert: keys/../../x.json\n",
+                "rule 1: cert: \"keys/../../x.json\" is outside the repository",
+            ),
+        ] {
+            let err = format!("{:#}", config(&repo, text).err().unwrap());
+            assert!(err.contains(says), "{text}: {err}");
+        }
+        assert!(
+            config(
+                &repo,
+                "rules:\n  - path: a\n    recipientsFiles: [keys/../keys/x.txt]\n"
+            )
+            .is_ok()
+        );
     }
 }

@@ -30,6 +30,8 @@ fn document(dir: &Path, recipients: &[&str]) -> String {
 fn a_cert_rule_reseals_offline_after_a_rotation() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
+    // A repository: the search for .kseal.yaml stops at its root.
+    std::fs::create_dir_all(root.join(".git")).unwrap();
     let (old_key, old) = keygen(root, "old.key");
     let (new_key, new) = keygen(root, "new.key");
     for d in ["staging/apps", "other"] {

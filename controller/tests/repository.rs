@@ -154,6 +154,8 @@ async fn rules_pick_recipients_scope_and_namespace_per_environment() {
     let cluster_fp = document.recipients[0].fingerprint.0.clone();
 
     let repo = cluster.dir.path().join("repo");
+    // A repository: the search for .kseal.yaml stops at its root.
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
     let keys = repo.join("keys");
     for d in ["prod", "staging", "dev", "tools", "keys"] {
         std::fs::create_dir_all(repo.join(d)).unwrap();
@@ -475,6 +477,8 @@ async fn a_thousand_files_reseal_after_a_rotation_resumably() {
     let old_key: Recipient = before_rotation.keys().unwrap().remove(0);
 
     let repo = cluster.dir.path().join("repo");
+    // A repository: the search for .kseal.yaml stops at its root.
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
     for d in ["prod/before", "prod/after", "dev", "keys"] {
         std::fs::create_dir_all(repo.join(d)).unwrap();
     }
@@ -665,6 +669,8 @@ async fn a_recipient_added_to_a_rule_needs_an_identity() {
     cluster.recipients().await;
     let document = cluster.document().await;
     let repo = cluster.dir.path().join("repo");
+    // A repository: the search for .kseal.yaml stops at its root.
+    std::fs::create_dir_all(repo.join(".git")).unwrap();
     std::fs::create_dir_all(repo.join("prod")).unwrap();
     std::fs::create_dir_all(repo.join("keys")).unwrap();
     let escrow = key_files(&repo.join("keys"), "escrow");
@@ -698,6 +704,39 @@ async fn a_recipient_added_to_a_rule_needs_an_identity() {
         "{err}"
     );
     assert_eq!(std::fs::read(repo.join("prod/db.yaml")).unwrap(), before);
+    // The third review's N5: audit called this "a rotation" and exited 0. A recipient
+    // added to a rule is a rule to review: named, and the audit fails.
+    let out = kseal_at(&cluster, &repo, &["audit", "-o", "json"], b"");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let object = &report["objects"][0];
+    assert_eq!(object["status"], "review", "{report}");
+    let detail = object["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&auditor.fingerprint().0) && detail.contains("not a rotation"),
+        "{detail}"
+    );
+    // kseal seal says which rule applied and what it chose.
+    let out = kseal_at(
+        &cluster,
+        &repo,
+        &["seal", "-w", "prod/other.yaml"],
+        secret.as_bytes(),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && err.contains(".kseal.yaml rule 1 (prod/**) applies: sealed to 3 recipients")
+            && err.contains(&auditor.fingerprint().0)
+            && err.contains("(the cluster's)"),
+        "{err}"
+    );
+    std::fs::remove_file(repo.join("prod/other.yaml")).unwrap();
 
     // The escrow holder takes it up offline; the auditor and the cluster now open it.
     ok(

@@ -44,7 +44,8 @@ struct Audited {
     rule: Option<String>,
     recipients: Vec<KeyUse>,
     /// `current`, `reseal` (kseal reseal moves it: through the controller, or with `-i`
-    /// as `detail` says), `attention` (a reseal cannot fix it: see `detail`) or
+    /// as `detail` says), `attention` (a reseal cannot fix it: see `detail`), `review`
+    /// (its rule adds a recipient or widens the scope: see `detail`; the audit fails) or
     /// `unchecked` (no cluster read).
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -105,6 +106,7 @@ pub fn run(args: &AuditArgs) -> Result<()> {
                     "current": count("current"),
                     "reseal": count("reseal"),
                     "attention": count("attention"),
+                    "review": count("review"),
                     "unchecked": count("unchecked"),
                     "clustersRead": live,
                 },
@@ -113,7 +115,7 @@ pub fn run(args: &AuditArgs) -> Result<()> {
                 "objects": audited,
             }))?
         )?;
-        return Ok(());
+        return reviewed(count("review"));
     }
     outln!("keys:")?;
     for k in &keys {
@@ -135,7 +137,7 @@ pub fn run(args: &AuditArgs) -> Result<()> {
     }
     let needing: Vec<&Audited> = audited
         .iter()
-        .filter(|a| matches!(a.status, "reseal" | "attention"))
+        .filter(|a| matches!(a.status, "review" | "reseal" | "attention"))
         .collect();
     if !needing.is_empty() {
         outln!("to do:")?;
@@ -145,7 +147,12 @@ pub fn run(args: &AuditArgs) -> Result<()> {
                 None => a.file.clone(),
             };
             let what = a.detail.clone().unwrap_or_default();
-            outln!("  {label}: {}: {what}", a.object)?;
+            let review = if a.status == "review" {
+                "REVIEW THE RULE: "
+            } else {
+                ""
+            };
+            outln!("  {label}: {}: {review}{what}", a.object)?;
         }
     }
     outln!("rules:")?;
@@ -161,24 +168,40 @@ pub fn run(args: &AuditArgs) -> Result<()> {
     }
     for r in &rotations {
         outln!(
-            "a rotation of {}'s key: {} in {} to reseal",
+            "a rotation of {}'s key would touch {} in {}",
             r.cluster,
             plural(r.objects, "object"),
             plural(r.files, "file")
         )?;
     }
     outln!(
-        "{} in {}: {} current, {} to reseal, {} needing attention{}",
+        "{} in {}: {} current, {} to reseal, {} needing attention{}{}",
         plural(audited.len(), "SealedSecret"),
         plural(files.len(), "file"),
         count("current"),
         count("reseal"),
         count("attention"),
+        match count("review") {
+            0 => String::new(),
+            n => format!(", {n} under a rule to review"),
+        },
         match count("unchecked") {
             0 => String::new(),
             n => format!(", {n} unchecked (no cluster read: --offline, or no kubeconfig)"),
         }
     )?;
+    reviewed(count("review"))
+}
+
+/// Objects under a rule that was changed to add a recipient or widen the scope fail the
+/// audit: resealing them is the change's effect, and someone must decide it was meant.
+fn reviewed(n: usize) -> Result<()> {
+    if n > 0 {
+        anyhow::bail!(
+            "{} under a .kseal.yaml rule that adds a recipient or widens the scope: review the rule before resealing",
+            plural(n, "SealedSecret")
+        );
+    }
     Ok(())
 }
 
@@ -197,6 +220,19 @@ fn audit(job: &super::reseal::FileJob, object: &super::reseal::Object, live: boo
         t.cluster.as_ref().is_some_and(|c| c.keys.is_empty())
             || (t.cluster.is_none() && !live && job.rule.is_none())
     });
+    if let (Some(rule), Some(sealed), Some(t)) = (&job.rule, &object.sealed, target)
+        && let Some(why) = rule_changed(rule, sealed, t)
+    {
+        return Audited {
+            file: job.name.clone(),
+            document: doc_number(object.doc, job.docs.len()),
+            object: sealed.location(),
+            rule: job.rule.clone(),
+            recipients,
+            status: "review",
+            detail: Some(why),
+        };
+    }
     // What only a reseal with the user's key (-i) can do is still a reseal.
     let with_key = match (&object.action, &object.sealed, target) {
         (Action::Refuse(why), Some(sealed), Some(t)) => {
@@ -249,6 +285,44 @@ fn audit(job: &super::reseal::FileJob, object: &super::reseal::Object, live: boo
         status,
         detail,
     }
+}
+
+/// What a rule asks that an object sealed under it does not have, when only a change to the
+/// rule explains it: a recipient beside the cluster (whoever holds it would open every
+/// value resealed under the rule), or the cluster-wide scope (values sealed under it open
+/// in any namespace). A rotation never causes either.
+fn rule_changed(
+    rule: &str,
+    sealed: &kseal_core::resource::SealedSecret,
+    target: &Target,
+) -> Option<String> {
+    let added: Vec<String> = target
+        .named
+        .iter()
+        .map(Recipient::fingerprint)
+        .filter(|fp| !sealed.spec.recipients.contains(fp))
+        .map(|fp| fp.0)
+        .collect();
+    if !added.is_empty() {
+        return Some(format!(
+            "{rule} names {} this object is not sealed to ({}): not a rotation; whoever holds {} would open every value resealed under the rule. Check who added it (git log -p -- .kseal.yaml) before kseal reseal -i",
+            if added.len() == 1 {
+                "a recipient"
+            } else {
+                "recipients"
+            },
+            added.join(", "),
+            if added.len() == 1 { "it" } else { "them" },
+        ));
+    }
+    let cluster_wide = kseal_core::scope::Scope::ClusterWide;
+    if target.scope == Some(cluster_wide) && sealed.spec.scope != cluster_wide {
+        return Some(format!(
+            "{rule} sets scope cluster-wide, and this object is {}: not a rotation; values sealed under the rule open in any namespace. Check who changed it (git log -p -- .kseal.yaml)",
+            sealed.spec.scope
+        ));
+    }
+    None
 }
 
 fn role(fp: &kseal_core::recipients::Fingerprint, target: Option<&Target>) -> KeyUse {

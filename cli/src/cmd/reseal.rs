@@ -57,6 +57,8 @@ pub(super) struct Target {
     /// The kubeconfig context whose controller re-encrypts (`None`: the current one);
     /// absent when the cluster is only known from a cert.
     pub controller: Option<Option<String>>,
+    /// The scope the file's rule sets, if it does.
+    pub scope: Option<kseal_core::scope::Scope>,
 }
 
 /// What to do with one object.
@@ -436,6 +438,7 @@ impl<'a> Planner<'a> {
                     cluster: wanted.cluster,
                     keep_others: false,
                     controller,
+                    scope: rule.rule().scope,
                 }
             }
             None if !flags.is_empty() || flags.with_cluster => Target {
@@ -447,6 +450,7 @@ impl<'a> Planner<'a> {
                     .transpose()?,
                 keep_others: false,
                 controller: flags.with_cluster.then(|| flags.cluster.context.clone()),
+                scope: None,
             },
             // Without a kubeconfig (--controller-url alone) the keys are unknown and the
             // controller decides.
@@ -461,6 +465,7 @@ impl<'a> Planner<'a> {
                 },
                 keep_others: true,
                 controller: Some(flags.cluster.context.clone()),
+                scope: None,
             },
         };
         self.targets.insert(key, target.clone());

@@ -26,6 +26,14 @@ pub fn run(args: &SealArgs) -> Result<()> {
     let input = read_input(args.file.as_deref(), "reading Secrets from stdin")?;
     let (_, mut docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
     let resolved = Matched::resolve(rule.as_ref(), &args.recipients)?;
+    if let Some(rule) = &rule
+        && args.recipients.is_empty()
+        && !args.recipients.with_cluster
+    {
+        // What a rule chose is said, so that a rule someone changed (a recipient added, a
+        // scope widened) shows the first time it is used.
+        eprintln!("{}", rule_note(rule, &resolved));
+    }
     let (recipients, context_namespace) = (resolved.set, resolved.cluster.map(|(_, ns)| ns));
     let total = docs.len();
     let mut sealed = Vec::with_capacity(total);
@@ -43,6 +51,36 @@ pub fn run(args: &SealArgs) -> Result<()> {
     let format = output_format(args.output, args.write.as_deref());
     let text = render(&sealed, format)?;
     write_output(args.write.as_deref(), text.as_bytes())
+}
+
+/// One line: the rule that applied, the recipients it chose (by fingerprint; the cluster's
+/// marked) and the scope and namespace it sets.
+fn rule_note(rule: &Matched, resolved: &crate::recipients::Resolved) -> String {
+    let cluster = resolved.cluster.as_ref().map(|(fp, _)| fp);
+    let recipients: Vec<String> = resolved
+        .set
+        .fingerprints()
+        .iter()
+        .map(|fp| match cluster {
+            Some(c) if c == fp => format!("{fp} (the cluster's)"),
+            _ => fp.to_string(),
+        })
+        .collect();
+    let spec = &rule.rule().spec;
+    let scope = rule.rule().scope.map_or_else(
+        || "the Secret's own (strict unless annotated)".to_owned(),
+        |s| s.to_string(),
+    );
+    let namespace = spec
+        .namespace
+        .as_deref()
+        .map(|n| format!(", namespace {n}"))
+        .unwrap_or_default();
+    format!(
+        "note: {rule} applies: sealed to {} ({}), scope {scope}{namespace}",
+        super::plural(recipients.len(), "recipient"),
+        recipients.join(", ")
+    )
 }
 
 /// The `.kseal.yaml` rule for the file written (`-w`), else the file read (`-f`).
