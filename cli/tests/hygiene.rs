@@ -259,6 +259,75 @@ fn a_cert_over_plain_http_is_refused() {
     );
 }
 
+/// Serves `answers` in turn on a loopback port, one connection each: (status line,
+/// extra headers, body). Returns the port.
+fn serve(answers: Vec<(&'static str, String, String)>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for (status, headers, body) in answers {
+            let Ok((mut stream, _)) = listener.accept() else {
+                return;
+            };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// The third review's N7: `--cert` followed redirects, so an https URL redirecting to
+/// plain http undid the plain-HTTP refusal. A redirect is followed only to the same
+/// scheme, host and port.
+#[test]
+fn a_cert_redirect_to_another_origin_is_not_followed() {
+    let dir = sandbox();
+    let (_, recipient) = keygen(dir.path(), "k.txt");
+    let document = run_in(
+        dir.path(),
+        &["recipients", "-r", &recipient, "-o", "json"],
+        b"",
+    );
+    let document = String::from_utf8(document.stdout).unwrap();
+    // Another port is another origin, as another host or scheme is.
+    let elsewhere = serve(vec![("200 OK", String::new(), document.clone())]);
+    let port = serve(vec![(
+        "302 Found",
+        format!("location: http://127.0.0.1:{elsewhere}/v1/recipients\r\n"),
+        String::new(),
+    )]);
+    let url = format!("http://127.0.0.1:{port}/v1/recipients");
+    let out = run_in(
+        dir.path(),
+        &["seal", "-f", "secret.yaml", "--cert", &url],
+        b"",
+    );
+    assert_clean_failure(&out, "--cert http://127.0.0.1");
+    assert!(stderr(&out).contains("not followed"), "{}", stderr(&out));
+    // Within the origin, it is followed.
+    let port = serve(vec![
+        (
+            "301 Moved Permanently",
+            "location: /moved\r\n".into(),
+            String::new(),
+        ),
+        ("200 OK", String::new(), document),
+    ]);
+    let url = format!("http://127.0.0.1:{port}/v1/recipients");
+    let out = run_in(
+        dir.path(),
+        &["seal", "-f", "secret.yaml", "--cert", &url],
+        b"",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
 /// The security review's item 10: a file under review could carry terminal escapes in
 /// its name and item keys, and `inspect` or `validate` printed them raw, so a reviewer's
 /// terminal showed whatever the file wanted. They are printed escaped now.
