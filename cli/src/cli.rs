@@ -146,6 +146,10 @@ pub struct SealArgs {
     /// Seal Secrets that have no data (they would become empty Secrets)
     #[arg(long)]
     pub allow_empty_data: bool,
+    /// Seal Secrets for kube-system (the controller refuses them unless it runs with
+    /// --allow-kube-system)
+    #[arg(long)]
+    pub allow_kube_system: bool,
     #[command(flatten)]
     pub recipients: RecipientArgs,
 }
@@ -263,8 +267,8 @@ pub struct MigrateArgs {
     /// anywhere writes nothing)
     #[arg(long)]
     pub keep_going: bool,
-    /// With --via-controller: namespace for the SealedSecretRequest objects [default: the
-    /// context's namespace]
+    /// With --via-controller: the namespace of SealedSecrets that name none [default: the
+    /// context's namespace]; each request is made in its SealedSecret's namespace
     #[arg(short = 'n', long, value_name = "NAMESPACE")]
     pub namespace: Option<String>,
     /// With --via-controller: how long to wait for each answer, in seconds
@@ -346,6 +350,9 @@ pub struct ValidateArgs {
     /// these beside one of the cluster's keys. Without any, only the structure is checked
     #[command(flatten)]
     pub recipients: RecipientArgs,
+    /// Pass objects in kube-system (when the controller runs with --allow-kube-system)
+    #[arg(long)]
+    pub allow_kube_system: bool,
 }
 
 #[derive(Debug, Args)]

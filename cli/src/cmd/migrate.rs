@@ -232,12 +232,15 @@ fn migrate_one(doc: &serde_json::Value, opener: &Opener) -> Result<SealedSecret>
                     .unwrap_or_else(|| namespace.clone()),
                 name: ss.metadata.name.clone().unwrap_or_default(),
             };
+            // The controller answers a migration only in the target's own namespace: who
+            // may create requests there may move its values.
+            let asked_in = target.namespace.clone();
             let spec = SealedSecretRequestSpec {
                 operation: RequestOperation::Migrate,
                 target,
                 sealed_secret: shell.spec.clone(),
             };
-            let status = cluster.ask(namespace, spec, *timeout)?;
+            let status = cluster.ask(&asked_in, spec, *timeout)?;
             match (status.phase.as_deref(), status.resealed) {
                 (Some("Succeeded"), Some(spec)) => {
                     shell.spec = spec;

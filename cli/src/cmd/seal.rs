@@ -122,6 +122,11 @@ fn seal_one(
             policy::DEFAULT_CONTROLLER_NAMESPACE
         );
     }
+    if secret.namespace.as_deref() == Some(policy::KUBE_SYSTEM) && !args.allow_kube_system {
+        bail!(
+            "namespace \"kube-system\": the controller refuses it unless it runs with --allow-kube-system (pass --allow-kube-system if yours does)"
+        );
+    }
     let sealed = seal_secret(&secret, scope, recipients)?;
     policy::check_template(sealed.spec.template.as_ref(), &[])
         .map_err(|e| anyhow!("{e}: the controller would refuse it"))?;

@@ -3,7 +3,7 @@
 //! line per problem on stderr, and exits non-zero if any failed.
 
 use anyhow::{Result, bail};
-use kseal_core::audit::{ExpectedRecipients, RecipientsCheck, check_recipients, problems};
+use kseal_core::audit::{Allowed, ExpectedRecipients, RecipientsCheck, check_recipients, problems};
 use kseal_core::manifest::{parse_documents, sealed_from_value};
 use kseal_core::recipients::Recipient;
 use kseal_core::resource::printable;
@@ -138,7 +138,11 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                     continue;
                 }
             };
-            let mut found = problems(&sealed, args.recipients.allow_classic_with_pq);
+            let allowed = Allowed {
+                classic_with_pq: args.recipients.allow_classic_with_pq,
+                kube_system: args.allow_kube_system,
+            };
+            let mut found = problems(&sealed, allowed);
             let mut notice = None;
             match expected
                 .as_ref()
