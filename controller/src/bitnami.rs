@@ -37,6 +37,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     match &result {
         Ok(()) => {
             ctx.metrics.unseals.inc();
+            ctx.failures.forget(&failure_key(&ss));
             set_status(&ss, &ctx, None).await?;
             Ok(Action::requeue(Duration::from_secs(3600)))
         }
@@ -51,13 +52,16 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     }
 }
 
-/// Transient errors retry from 1 s doubling to 5 min; the others wait a minute (a new
-/// Bitnami key, or a change to the SealedSecret, reconciles it at once).
-pub fn error_policy(_ss: Arc<SealedSecret>, error: &Error, _ctx: Arc<Context>) -> Action {
-    Action::requeue(Duration::from_secs(match error {
-        Error::Kube(_) => 5,
-        _ => 60,
-    }))
+/// The same backoff as kseal's own SealedSecrets ([`crate::reconcile::Failures::backoff`]): a Bitnami object
+/// that cannot be unsealed costs its decryptions once a minute at first, then ever less
+/// often, up to once an hour (a new Bitnami key, or a change to it, reconciles it at once).
+pub fn error_policy(ss: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {
+    Action::requeue(ctx.failures.backoff(failure_key(&ss), error.permanent()))
+}
+
+/// Its entry among the failures kseal's own SealedSecrets count too.
+fn failure_key(ss: &SealedSecret) -> String {
+    format!("bitnami.com/{}", location(ss))
 }
 
 fn location(ss: &SealedSecret) -> String {
@@ -69,7 +73,7 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
         return Err(Error::EncryptionAtRestNotConfigured);
     }
     let namespace = ss.namespace().ok_or(Error::NoNamespace)?;
-    policy::check_namespace(&namespace, &ctx.namespace, &ctx.deny_namespaces)?;
+    ctx.namespaces.check(&namespace)?;
     let (template, _) = bitnami::template_of(ss).map_err(Error::Bitnami)?;
     policy::check_template(Some(&template), &ctx.allow_template_metadata)?;
     let keys = ctx.keys.bitnami();

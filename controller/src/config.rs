@@ -102,13 +102,17 @@ pub struct RunArgs {
     /// Watch only these namespaces (comma-separated) instead of all
     #[arg(long, env = "KSEAL_WATCH_NAMESPACES", value_delimiter = ',')]
     pub watch_namespaces: Vec<String>,
-    /// Never unseal into these namespaces (comma-separated), besides --namespace, which is
-    /// always refused (e.g. kube-system)
+    /// Never unseal into these namespaces (comma-separated), besides --namespace and
+    /// --bitnami-keys-namespace, which are always refused
     #[arg(long, env = "KSEAL_DENY_NAMESPACES", value_delimiter = ',')]
     pub deny_namespaces: Vec<String>,
+    /// Unseal into kube-system too (refused by default: the apiserver and add-ons act on
+    /// Secrets there with cluster-wide power; bootstrap tokens stay refused)
+    #[arg(long, env = "KSEAL_ALLOW_KUBE_SYSTEM")]
+    pub allow_kube_system: bool,
     /// Label and annotation key prefixes a template may set although they are refused by
     /// default (comma-separated; e.g. reflector.v1.k8s.emberstack.com/ to let reflector
-    /// copy unsealed Secrets). kseal.dev/ cannot be allowed
+    /// copy unsealed Secrets). kseal.dev/ and the Bitnami key label cannot be allowed
     #[arg(long, env = "KSEAL_ALLOW_TEMPLATE_METADATA", value_delimiter = ',')]
     pub allow_template_metadata: Vec<String>,
     /// Import the Bitnami sealed-secrets keys from this namespace (Secrets labelled

@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 pub struct HttpState {
     pub keys: Arc<KeyStore>,
     pub metrics: Arc<Metrics>,
-    pub limiter: Arc<crate::services::Limiter>,
+    pub limiter: Arc<crate::services::Limiter<std::net::IpAddr>>,
     pub crypto: Arc<crate::crypto::Crypto>,
     /// Serve `/v1/verify` and `/v1/reseal`.
     pub services: bool,
@@ -66,9 +66,29 @@ async fn metrics(State(s): State<HttpState>) -> impl IntoResponse {
     )
 }
 
+/// The two listening sockets, bound before anything else starts: a controller without
+/// health, metrics or recipients endpoints is one nobody can see, so a port that cannot be
+/// bound stops it at once.
+pub struct Listeners {
+    main: tokio::net::TcpListener,
+    metrics: tokio::net::TcpListener,
+}
+
+/// Binds `--listen-addr` and `--metrics-addr`; the error names the flag and address.
+pub async fn bind(addr: SocketAddr, metrics_addr: SocketAddr) -> anyhow::Result<Listeners> {
+    use anyhow::Context;
+    let main = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding --listen-addr {addr}"))?;
+    let metrics = tokio::net::TcpListener::bind(metrics_addr)
+        .await
+        .with_context(|| format!("binding --metrics-addr {metrics_addr}"))?;
+    Ok(Listeners { main, metrics })
+}
+
+/// Serves until `shutdown` turns true.
 pub async fn serve(
-    addr: SocketAddr,
-    metrics_addr: SocketAddr,
+    listeners: Listeners,
     state: HttpState,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
@@ -94,9 +114,15 @@ pub async fn serve(
     let metrics_router = Router::new()
         .route("/metrics", get(metrics))
         .with_state(state);
-    let main_listener = tokio::net::TcpListener::bind(addr).await?;
-    let metrics_listener = tokio::net::TcpListener::bind(metrics_addr).await?;
-    tracing::info!(%addr, metrics = %metrics_addr, "serving HTTP");
+    let Listeners {
+        main: main_listener,
+        metrics: metrics_listener,
+    } = listeners;
+    tracing::info!(
+        addr = %main_listener.local_addr()?,
+        metrics = %metrics_listener.local_addr()?,
+        "serving HTTP"
+    );
     let stop = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };

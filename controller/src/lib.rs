@@ -75,6 +75,7 @@ fn cutoff(args: &RunArgs) -> anyhow::Result<Option<OffsetDateTime>> {
 
 /// Runs until SIGTERM or SIGINT.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let listeners = http::bind(args.listen_addr, args.metrics_addr).await?;
     let kube_config = kube_config(&args.common).await?;
     let client = Client::try_from(kube_config.clone())?;
     let cutoff = cutoff(&args)?;
@@ -98,13 +99,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         let _ = stop_tx.send(true);
     });
 
-    let http = tokio::spawn(http::serve(
-        args.listen_addr,
-        args.metrics_addr,
+    let mut http = tokio::spawn(http::serve(
+        listeners,
         http::HttpState {
             keys: keys.clone(),
             metrics: metrics.clone(),
-            limiter: services::limiter(args.rate_limit, args.rate_limit_burst),
+            limiter: services::Limiter::new(args.rate_limit, args.rate_limit_burst),
             crypto: crypto.clone(),
             services: args.http_services,
         },
@@ -150,7 +150,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let mut maintenance = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
+            biased;
             _ = stop.wait_for(|s| *s) => break,
+            // The endpoints are part of the controller: if they stop, so does it.
+            served = &mut http => {
+                if let Some(task) = controller_task.take() {
+                    task.abort();
+                }
+                return match served {
+                    Ok(Ok(())) => Err(anyhow::anyhow!("the HTTP server stopped")),
+                    Ok(Err(e)) => Err(anyhow::Error::new(e).context("serving HTTP")),
+                    Err(e) => Err(anyhow::Error::new(e).context("the HTTP server failed")),
+                };
+            }
             changed = leader_rx.changed() => {
                 if changed.is_err() { break; }
             }
@@ -280,12 +292,17 @@ async fn controllers(
         keys,
         metrics,
         identity,
-        failures: Mutex::new(Default::default()),
+        failures: Default::default(),
         crypto: crypto.clone(),
         at_rest_policy: args.require_encryption_at_rest,
         at_rest: verdict_rx.clone(),
         namespace: args.common.namespace.clone(),
-        deny_namespaces: args.deny_namespaces.clone(),
+        namespaces: kseal_core::policy::Namespaces {
+            controller: args.common.namespace.clone(),
+            bitnami_keys: args.bitnami_keys_namespace.clone(),
+            denied: args.deny_namespaces.clone(),
+            allow_kube_system: args.allow_kube_system,
+        },
         allow_template_metadata: args.allow_template_metadata.clone(),
         // One view of the Secrets kseal wrote per watched namespace (or one for all).
         owned: owned::OwnedSecrets::new(apis.len()),

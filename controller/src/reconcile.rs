@@ -25,7 +25,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kseal_core::policy;
 use kseal_core::reason::Reason;
 use kseal_core::resource::{SealedSecret, SealedSecretStatus, SecretTemplate};
-use kseal_core::sealing::{ItemError, unseal};
+use kseal_core::sealing::{UnsealError, unseal};
 use kube::api::PostParams;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -55,15 +55,16 @@ pub struct Context {
     /// This replica's name, reported in Events.
     pub identity: String,
     /// Consecutive failures per object, for backoff.
-    pub failures: Mutex<HashMap<String, u32>>,
+    pub failures: Failures,
     pub at_rest_policy: crate::config::AtRestPolicy,
     /// The latest encryption-at-rest verdict (`None` before the first check, or when
     /// checks are off).
     pub at_rest: tokio::sync::watch::Receiver<Option<kseal_core::atrest::evidence::Verdict>>,
     /// The controller's own namespace (its keys): never unsealed into.
     pub namespace: String,
-    /// Namespaces the operator denies (`--deny-namespaces`).
-    pub deny_namespaces: Vec<String>,
+    /// Where unsealing may write: not the controller's namespace, the Bitnami keys', the
+    /// denied ones, nor kube-system unless allowed.
+    pub namespaces: policy::Namespaces,
     /// Label and annotation prefixes the operator allows in templates
     /// (`--allow-template-metadata`).
     pub allow_template_metadata: Vec<String>,
@@ -150,10 +151,11 @@ pub(crate) enum Outcome {
 /// ones retry soon with backoff.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Names the item and why (`OpenError` messages carry no ciphertext or plaintext), so
-    /// the condition Flux and Argo CD show says what to fix.
-    #[error("cannot unseal: {0}: {why}", why = .0.source)]
-    Unseal(#[source] ItemError),
+    /// Names the item and why (`OpenError` messages carry no ciphertext or plaintext), or
+    /// the bound the object is over, so the condition Flux and Argo CD show says what to
+    /// fix.
+    #[error("cannot unseal: {}", .0.message())]
+    Unseal(#[source] UnsealError),
     #[error("no sealing keys are loaded")]
     NoKeys,
     /// A Bitnami SealedSecret (drop-in mode) that cannot be unsealed.
@@ -188,7 +190,7 @@ impl Error {
     /// The condition reason, also the metric label.
     pub fn reason(&self) -> Reason {
         match self {
-            Error::Unseal(e) => e.source.reason(),
+            Error::Unseal(e) => e.reason(),
             Error::NoKeys => Reason::NoMatchingKey,
             Error::Bitnami(e) => e.reason(),
             Error::SecretNotOwned(_) => Reason::SecretNotOwned,
@@ -200,7 +202,7 @@ impl Error {
         }
     }
 
-    fn permanent(&self) -> bool {
+    pub(crate) fn permanent(&self) -> bool {
         !matches!(self, Error::Kube(_) | Error::SecretChanged(_))
     }
 }
@@ -215,12 +217,7 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Err
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
-    let forget_failures = || {
-        ctx.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&key_of(&ss));
-    };
+    let forget_failures = || ctx.failures.forget(&key_of(&ss));
     match result {
         Ok(Outcome::Settling) => Ok(Action::requeue(Duration::from_secs(1))),
         Ok(Outcome::UpToDate) => {
@@ -269,22 +266,35 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Err
     }
 }
 
-/// Retries: transient errors from 1 s doubling to 5 min, permanent ones from 1 min
-/// doubling to 1 h; one object's failures never delay another's.
-pub fn error_policy(ss: Arc<Cached>, error: &Error, ctx: Arc<Context>) -> Action {
-    let mut failures = ctx.failures.lock().unwrap_or_else(|p| p.into_inner());
-    let n = failures.entry(key_of(&ss)).or_insert(0);
-    *n = n.saturating_add(1);
-    let (base, cap) = if error.permanent() {
-        (60, 3600)
-    } else {
-        (1, 300)
-    };
-    let delay = (base as u64).saturating_mul(1 << (*n - 1).min(12)).min(cap);
-    if !error.permanent() {
-        tracing::debug!(sealedsecret = %key_of(&ss), error = %error, retry_in_s = delay, "transient failure");
+/// Consecutive failures per object (kseal's and Bitnami's SealedSecrets), for backoff.
+#[derive(Default)]
+pub struct Failures(Mutex<HashMap<String, u32>>);
+
+impl Failures {
+    /// How long object `key` waits before its next try, one failure more: transient
+    /// errors from 1 s doubling to 5 min, permanent ones from 1 min doubling to 1 h. A
+    /// change to the object, or a new key, reconciles it sooner.
+    pub fn backoff(&self, key: String, permanent: bool) -> Duration {
+        let mut failures = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = failures.entry(key).or_insert(0);
+        *n = n.saturating_add(1);
+        let (base, cap) = if permanent { (60, 3600) } else { (1, 300) };
+        Duration::from_secs((base as u64).saturating_mul(1 << (*n - 1).min(12)).min(cap))
     }
-    Action::requeue(Duration::from_secs(delay))
+
+    /// Object `key` succeeded: its next failure starts the backoff again.
+    pub fn forget(&self, key: &str) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
+    }
+}
+
+/// Retries with [`Failures::backoff`]; one object's failures never delay another's.
+pub fn error_policy(ss: Arc<Cached>, error: &Error, ctx: Arc<Context>) -> Action {
+    let delay = ctx.failures.backoff(key_of(&ss), error.permanent());
+    if !error.permanent() {
+        tracing::debug!(sealedsecret = %key_of(&ss), error = %error, retry_in_s = delay.as_secs(), "transient failure");
+    }
+    Action::requeue(delay)
 }
 
 async fn apply(ss: &Cached, ctx: &Context) -> Result<Outcome, Error> {
@@ -293,7 +303,7 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<Outcome, Error> {
         return Err(Error::EncryptionAtRestNotConfigured);
     }
     let namespace = ss.namespace().ok_or(Error::NoNamespace)?;
-    policy::check_namespace(&namespace, &ctx.namespace, &ctx.deny_namespaces)?;
+    ctx.namespaces.check(&namespace)?;
     policy::check_template(ss.template(), &ctx.allow_template_metadata)?;
     let keyring = ctx.keys.keyring();
     if keyring.is_empty() {
@@ -660,4 +670,40 @@ pub(crate) fn event_name(regarding: &str) -> String {
         .map(|d| d.as_nanos())
         .unwrap_or_default();
     format!("{regarding}.{nanos:x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The third review's N1: a Bitnami object that could not be unsealed was retried
+    /// every 60 s forever. kseal's and Bitnami's objects now share one backoff: doubling
+    /// from a minute to an hour, per object, reset by a success.
+    #[test]
+    fn failures_back_off_per_object_and_reset_on_success() {
+        let failures = Failures::default();
+        let minutes: Vec<u64> = (0..8)
+            .map(|_| {
+                failures
+                    .backoff("bitnami.com/shop/big".into(), true)
+                    .as_secs()
+                    / 60
+            })
+            .collect();
+        assert_eq!(minutes, [1, 2, 4, 8, 16, 32, 60, 60]);
+        // another object starts at the beginning
+        assert_eq!(
+            failures.backoff("shop/db".into(), true),
+            Duration::from_secs(60)
+        );
+        let seconds: Vec<u64> = (0..3)
+            .map(|_| failures.backoff("shop/api".into(), false).as_secs())
+            .collect();
+        assert_eq!(seconds, [1, 2, 4]);
+        failures.forget("bitnami.com/shop/big");
+        assert_eq!(
+            failures.backoff("bitnami.com/shop/big".into(), true),
+            Duration::from_secs(60)
+        );
+    }
 }

@@ -9,17 +9,23 @@
 //! editor) can create requests:
 //! - requests are watched metadata-only, and each is read whole only while it is answered,
 //!   four at a time: memory does not grow with the requests left in the cluster;
-//! - each namespace is rate limited, and a request over the limit is answered at once
-//!   (`RateLimited`) instead of waiting, so one namespace's flood never delays another's;
-//! - the decryption itself runs in the bounded [`Crypto`] pool.
+//! - each namespace is rate limited by the items it asks about, and a request over the
+//!   limit is answered at once (`RateLimited`) instead of waiting, so one namespace's
+//!   flood never delays another's;
+//! - a request holds at most `MAX_ITEMS` items, and one whose answer could not be stored
+//!   in its status is refused (`TooMuchWork`), both before any decryption; an answer the
+//!   API refuses anyway is replaced by a short `Failed` one, so no request waits for an
+//!   hour;
+//! - a migration answers for the request's own namespace only: RBAC on requests decides
+//!   who may move which namespace's Bitnami values;
+//! - the decryption itself runs in the requests' share of the bounded [`Crypto`] pool.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use governor::DefaultKeyedRateLimiter;
 use kseal_core::reason::Reason;
-use kseal_core::resource::{SealedSecretRequest, SealedSecretRequestStatus};
+use kseal_core::resource::{RequestOperation, SealedSecretRequest, SealedSecretRequestStatus};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -36,7 +42,15 @@ const KEEP: Duration = Duration::from_secs(3600);
 /// How often requests older than [`KEEP`] are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(300);
 
-type Limiter = DefaultKeyedRateLimiter<String>;
+type Limiter = crate::services::Limiter<String>;
+
+/// The most a request's spec and its answer may take together, in JSON: etcd stores an
+/// object of at most 1.5 MiB, and the rest is left for metadata and managed fields.
+const MAX_STORED_BYTES: usize = 1024 * 1024;
+
+/// What an item's answer may add to its sealed value, in base64: a post-quantum stanza
+/// (a classic one is far smaller) and a kseal envelope line.
+const ITEM_GROWTH_BYTES: usize = 2200 + 1024;
 
 /// Answers requests in `namespaces` (all when empty) until the task is aborted.
 pub async fn run(
@@ -47,7 +61,7 @@ pub async fn run(
     per_second: u32,
     burst: u32,
 ) {
-    let limiter: Arc<Limiter> = crate::services::limiter(per_second, burst);
+    let limiter: Arc<Limiter> = crate::services::Limiter::new(per_second, burst);
     // Full objects for the sweep's metadata-only listing and for answering; an `Api` of
     // `PartialObjectMeta` for the watch, which then lists and watches metadata only.
     let apis: Vec<(
@@ -164,7 +178,10 @@ async fn handle(
     if request.status.as_ref().is_some_and(|s| s.phase.is_some()) {
         return;
     }
-    let status = if limiter.check_key(&namespace).is_err() {
+    let items = request.spec.sealed_secret.encrypted_data.len();
+    let status = if let Err((reason, message)) = admissible(&request, &namespace) {
+        failed(reason, message)
+    } else if !limiter.charge(&namespace, items) {
         failed(
             Reason::RateLimited,
             format!("too many requests in namespace {namespace:?}; retry in a few seconds"),
@@ -176,7 +193,10 @@ async fn handle(
             request.sealed_secret(),
         );
         drop(request);
-        match crypto.run(move || answer(&keys, operation, &sealed)).await {
+        match crypto
+            .run_request(move || answer(&keys, operation, &sealed))
+            .await
+        {
             Answer::Verified(items) => SealedSecretRequestStatus {
                 phase: Some("Succeeded".into()),
                 items: Some(u32::try_from(items).unwrap_or(u32::MAX)),
@@ -192,12 +212,65 @@ async fn handle(
         }
     };
     let patch = serde_json::json!({"status": status});
-    if let Err(e) = api
+    let Err(e) = api
         .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
         .await
-    {
-        tracing::warn!(request = %format!("{namespace}/{name}"), error = %e, "could not answer a request");
+    else {
+        return;
+    };
+    tracing::warn!(request = %format!("{namespace}/{name}"), error = %e, "could not answer a request");
+    // An answer the API would not store (too large after all, or refused): say so in
+    // a few bytes rather than leave the requester waiting until the sweep.
+    if matches!(&e, kube::Error::Api(s) if s.code != 404 && s.code != 409) {
+        let short = failed(
+            Reason::TooMuchWork,
+            "the answer could not be stored in the request's status: ask about fewer items at once"
+                .into(),
+        );
+        let patch = serde_json::json!({"status": short});
+        let _ = api
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await;
     }
+}
+
+/// Refuses, before any decryption, a request over [`kseal_core::limits`]' item bound, a
+/// migration for another namespace, and a request whose answer its status could not hold.
+fn admissible(request: &SealedSecretRequest, namespace: &str) -> Result<(), (Reason, String)> {
+    let spec = &request.spec;
+    kseal_core::limits::check_items(spec.sealed_secret.encrypted_data.len())
+        .map_err(|e| (Reason::TooMuchWork, e.to_string()))?;
+    if spec.operation == RequestOperation::Migrate && spec.target.namespace != namespace {
+        return Err((
+            Reason::ForbiddenNamespace,
+            format!(
+                "a migration answers for the request's own namespace: create it in {:?}, not {namespace:?}",
+                spec.target.namespace
+            ),
+        ));
+    }
+    if spec.operation != RequestOperation::Verify {
+        let asked = serde_json::to_vec(spec).map_or(usize::MAX, |v| v.len());
+        let answer = spec
+            .sealed_secret
+            .encrypted_data
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + ITEM_GROWTH_BYTES)
+            .fold(0usize, usize::saturating_add);
+        let stored = asked.saturating_add(answer);
+        if stored > MAX_STORED_BYTES {
+            return Err((
+                Reason::TooMuchWork,
+                format!(
+                    "the answer could take {} KiB beside the request's {} KiB, more than a request can hold ({} KiB): ask about fewer items at once",
+                    answer / 1024,
+                    asked / 1024,
+                    MAX_STORED_BYTES / 1024
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn failed(reason: Reason, message: String) -> SealedSecretRequestStatus {

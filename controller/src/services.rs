@@ -6,10 +6,12 @@
 //!   authenticated envelope (never the template or annotations, so a reseal cannot widen
 //!   a scope) and every recipient the cluster does not hold (escrow, other clusters).
 //!
-//! Both are rate limited per client address, since each request costs decryptions, and
-//! the decryptions run in the bounded [`Crypto`] pool: when it is full the answer is 503
-//! at once, never a queue. Bodies are JSON or YAML without anchors or aliases, so what is
-//! parsed is never larger than the body (2 MiB at most). The same answers are given to
+//! Both are rate limited per client address, charged by the items asked about (a
+//! request's work grows with them: [`Limiter`]), and the decryptions run in the requests'
+//! share of the bounded [`Crypto`] pool: when it is full the answer is 503 at once, never
+//! a queue. Bodies are JSON or YAML without anchors or aliases, so what is parsed is never
+//! larger than the body (2 MiB at most), and hold at most
+//! [`MAX_ITEMS`](kseal_core::limits::MAX_ITEMS) items. The same answers are given to
 //! `SealedSecretRequest` objects ([`crate::requests`]).
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +22,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use governor::{DefaultKeyedRateLimiter, Quota};
+use kseal_core::limits::LimitError;
 use kseal_core::manifest::{Aliases, parse_documents_with, sealed_from_value};
 use kseal_core::reason::Reason;
 use kseal_core::resource::{RequestOperation, SealedSecret};
@@ -29,25 +32,55 @@ use serde_json::json;
 use crate::crypto::Crypto;
 use crate::keys::KeyStore;
 
-pub type Limiter = DefaultKeyedRateLimiter<IpAddr>;
+/// Items one token of the rate limit pays for: a request about up to this many items
+/// costs what any request cost before items were counted; one about
+/// [`MAX_ITEMS`](kseal_core::limits::MAX_ITEMS) costs eight times that.
+pub const ITEMS_PER_TOKEN: usize = 32;
 
-/// A limiter allowing `per_second` requests per client, bursting to `burst`.
-/// Keyed by anything: a client address here, a namespace for `SealedSecretRequest`s.
-pub fn limiter<K: Clone + Eq + std::hash::Hash>(
-    per_second: u32,
-    burst: u32,
-) -> Arc<DefaultKeyedRateLimiter<K>> {
-    let per_second = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
-    let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
-    Arc::new(DefaultKeyedRateLimiter::keyed(
-        Quota::per_second(per_second).allow_burst(burst),
-    ))
+/// A rate limit per client (an address here, a namespace for `SealedSecretRequest`s),
+/// charged by the work asked for: `per_second` tokens a second, bursting to `burst`, and
+/// a request about n items costs ⌈n / [`ITEMS_PER_TOKEN`]⌉ tokens (at most `burst`, so
+/// the largest request still passes a full bucket).
+pub struct Limiter<K: Clone + Eq + std::hash::Hash> {
+    tokens: DefaultKeyedRateLimiter<K>,
+    burst: NonZeroU32,
+}
+
+impl<K: Clone + Eq + std::hash::Hash> Limiter<K> {
+    pub fn new(per_second: u32, burst: u32) -> Arc<Self> {
+        let per_second = NonZeroU32::new(per_second.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(burst.max(1)).unwrap_or(NonZeroU32::MIN);
+        Arc::new(Limiter {
+            tokens: DefaultKeyedRateLimiter::keyed(
+                Quota::per_second(per_second).allow_burst(burst),
+            ),
+            burst,
+        })
+    }
+
+    /// The tokens a request about `items` items costs.
+    pub fn cost(&self, items: usize) -> NonZeroU32 {
+        let tokens = u32::try_from(items.div_ceil(ITEMS_PER_TOKEN)).unwrap_or(u32::MAX);
+        NonZeroU32::new(tokens)
+            .unwrap_or(NonZeroU32::MIN)
+            .min(self.burst)
+    }
+
+    /// Charges `key` for a request about `items` items: false when over its limit.
+    pub fn charge(&self, key: &K, items: usize) -> bool {
+        matches!(self.tokens.check_key_n(key, self.cost(items)), Ok(Ok(())))
+    }
+
+    /// Forgets clients whose buckets are full again.
+    pub fn retain_recent(&self) {
+        self.tokens.retain_recent();
+    }
 }
 
 #[derive(Clone)]
 pub struct ServiceState {
     pub keys: Arc<KeyStore>,
-    pub limiter: Arc<Limiter>,
+    pub limiter: Arc<Limiter<IpAddr>>,
     pub crypto: Arc<Crypto>,
 }
 
@@ -65,14 +98,19 @@ fn read(
     peer: SocketAddr,
     body: &[u8],
 ) -> Result<SealedSecret, Box<Response>> {
-    if state.limiter.check_key(&peer.ip()).is_err() {
+    let limited = || {
         let mut r = reply(
             StatusCode::TOO_MANY_REQUESTS,
             json!({"error": "rate limited; retry later"}),
         );
         r.headers_mut()
             .insert("retry-after", axum::http::HeaderValue::from_static("1"));
-        return Err(Box::new(r));
+        Box::new(r)
+    };
+    // One token before parsing (parsing is bounded by the body's size), the rest by the
+    // items once they are counted.
+    if !state.limiter.charge(&peer.ip(), 1) {
+        return Err(limited());
     }
     let bad = |m: String| Box::new(reply(StatusCode::BAD_REQUEST, json!({"error": m})));
     let (_, docs) = parse_documents_with(body, Aliases::Refuse).map_err(|e| bad(e.to_string()))?;
@@ -82,7 +120,24 @@ fn read(
             docs.len()
         )));
     }
-    sealed_from_value(&docs[0]).map_err(|e| bad(e.to_string()))
+    let sealed = sealed_from_value(&docs[0]).map_err(|e| bad(e.to_string()))?;
+    let items = sealed.spec.encrypted_data.len();
+    if let Err(e) = kseal_core::limits::check_items(items) {
+        return Err(Box::new(respond(too_much(e))));
+    }
+    let more = items.saturating_sub(ITEMS_PER_TOKEN);
+    if more > 0 && !state.limiter.charge(&peer.ip(), more) {
+        return Err(limited());
+    }
+    Ok(sealed)
+}
+
+/// The answer to an object over [`kseal_core::limits`]' bounds.
+pub fn too_much(e: LimitError) -> Answer {
+    Answer::Refused {
+        reason: Reason::TooMuchWork,
+        message: e.to_string(),
+    }
 }
 
 /// What the controller answers about one SealedSecret, over HTTP or in a
@@ -99,9 +154,9 @@ pub enum Answer {
 }
 
 pub fn answer(keys: &KeyStore, operation: RequestOperation, sealed: &SealedSecret) -> Answer {
-    let refused = |e: kseal_core::sealing::ItemError| Answer::Refused {
-        reason: e.source.reason(),
-        message: format!("item {:?}: {}", e.item, e.source),
+    let refused = |e: kseal_core::sealing::UnsealError| Answer::Refused {
+        reason: e.reason(),
+        message: e.message(),
     };
     match operation {
         RequestOperation::Verify => match unseal(sealed, &keys.keyring()) {
@@ -196,7 +251,7 @@ async fn answer_now(
     let keys = state.keys.clone();
     match state
         .crypto
-        .try_run(move || answer(&keys, operation, &sealed))
+        .try_run_request(move || answer(&keys, operation, &sealed))
         .await
     {
         Ok(a) => respond(a),

@@ -523,3 +523,432 @@ async fn requests_left_behind_cost_the_controller_no_memory() {
         "peak RSS {peak} KiB with 60 MB of requests"
     );
 }
+
+/// Sealed by the cluster for any namespace (`cluster-wide`), written as `<file>.json` in
+/// namespace `ns` with `template`: the objects of the third review's N2.
+fn moved_to(
+    cluster: &Cluster,
+    cert: &std::path::Path,
+    (ns, name, file): (&str, &str, &str),
+    items: Value,
+    template: Value,
+) -> PathBuf {
+    seal_and_edit(
+        cluster,
+        cert,
+        ("shop", name, file),
+        "cluster-wide",
+        items,
+        |ss| {
+            ss["metadata"]["namespace"] = json!(ns);
+            ss["spec"]["template"] = template;
+        },
+    )
+}
+
+/// The third review's N2 and N9: a user who may only create SealedSecrets in
+/// `kube-system` sealed a bootstrap token there, which authenticated as a node-joining
+/// identity. Now kube-system is refused unless the operator opts in, a bootstrap token
+/// (or a Helm release record) is refused everywhere even then, the Bitnami keys namespace
+/// is refused always, and `--allow-template-metadata` cannot re-open the Bitnami key label.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sealedsecret_cannot_mint_credentials_or_write_into_kube_system() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    let cert = cluster.recipients().await;
+    let token = limited_user(&cluster, "kube-system").await;
+    let bootstrap = json!({
+        "token-id": "abcdef",
+        "token-secret": "0123456789abcdef",
+        "usage-bootstrap-authentication": "true",
+        "auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token",
+    });
+    let bootstrap_type = json!({"type": "bootstrap.kubernetes.io/token"});
+    let minted = moved_to(
+        &cluster,
+        &cert,
+        ("kube-system", "bootstrap-token-abcdef", "minted"),
+        bootstrap.clone(),
+        bootstrap_type.clone(),
+    );
+    let plain = moved_to(
+        &cluster,
+        &cert,
+        ("kube-system", "team-config", "plain"),
+        json!({"password": "in-kube-system"}),
+        json!({"type": "Opaque"}),
+    );
+    let elsewhere = moved_to(
+        &cluster,
+        &cert,
+        ("shop", "bootstrap-token-abcdef", "elsewhere"),
+        bootstrap,
+        bootstrap_type,
+    );
+    let bitnami_label = moved_to(
+        &cluster,
+        &cert,
+        ("shop", "fake-bitnami-key", "bitnami-label"),
+        json!({"tls.key": "attacker's"}),
+        json!({"metadata": {"labels": {"sealedsecrets.bitnami.com/sealed-secrets-key": "active"}}}),
+    );
+    let helm_release = moved_to(
+        &cluster,
+        &cert,
+        ("shop", "sh.helm.release.v1.shop.v99", "helm-release"),
+        json!({"release": "H4sI"}),
+        json!({"type": "helm.sh/release.v1", "metadata": {"labels": {"owner": "helm", "name": "shop"}}}),
+    );
+    for file in [&minted, &plain] {
+        let applied = cluster
+            .kubectl_as(&token, &["apply", "-f", file.to_str().unwrap()])
+            .await;
+        assert!(applied.status.success(), "RBAC lets the attacker create it");
+    }
+    cluster
+        .apply(&["elsewhere.json", "bitnami-label.json", "helm-release.json"])
+        .await;
+    for (ns, name, reason) in [
+        (
+            "kube-system",
+            "bootstrap-token-abcdef",
+            "ForbiddenNamespace",
+        ),
+        ("kube-system", "team-config", "ForbiddenNamespace"),
+        ("shop", "bootstrap-token-abcdef", "ForbiddenTemplate"),
+        ("shop", "fake-bitnami-key", "ForbiddenTemplate"),
+        ("shop", "sh.helm.release.v1.shop.v99", "ForbiddenTemplate"),
+    ] {
+        assert_eq!(
+            cluster.ready(ns, name).await,
+            ("False".into(), reason.into()),
+            "{ns}/{name}"
+        );
+    }
+
+    // The operator opts kube-system in, and allows the Bitnami prefix: an ordinary Secret
+    // unseals there; the bootstrap token and the Bitnami key label stay refused.
+    cluster.stop_controller("replica-a");
+    cluster.start_controller_with(
+        "replica-b",
+        &[
+            "--allow-kube-system",
+            "--allow-template-metadata",
+            "sealedsecrets.bitnami.com/",
+        ],
+    );
+    assert_eq!(
+        cluster
+            .secret_value("kube-system", "team-config", "password")
+            .await,
+        "in-kube-system"
+    );
+    for (ns, name) in [
+        ("kube-system", "bootstrap-token-abcdef"),
+        ("shop", "fake-bitnami-key"),
+    ] {
+        let api = cluster.sealed(ns);
+        let reason = wait_for("the reason after the restart", || async {
+            let ss = api.get_opt(name).await.ok().flatten()?;
+            let c = ss
+                .status?
+                .conditions
+                .into_iter()
+                .find(|c| c.type_ == "Ready")?;
+            (c.reason != "ForbiddenNamespace").then_some(c.reason)
+        })
+        .await;
+        assert_eq!(reason, "ForbiddenTemplate", "{ns}/{name}");
+    }
+
+    // kube-system is where the Bitnami keys are: refused even with the opt-in.
+    cluster.stop_controller("replica-b");
+    cluster.start_controller_with(
+        "replica-c",
+        &[
+            "--allow-kube-system",
+            "--bitnami-keys-namespace",
+            "kube-system",
+        ],
+    );
+    let again = moved_to(
+        &cluster,
+        &cert,
+        ("kube-system", "team-config-2", "again"),
+        json!({"password": "in-kube-system"}),
+        json!({"type": "Opaque"}),
+    );
+    cluster
+        .kubectl(&["apply", "-f", again.to_str().unwrap()])
+        .await;
+    assert_eq!(
+        cluster.ready("kube-system", "team-config-2").await,
+        ("False".into(), "ForbiddenNamespace".into())
+    );
+    for (ns, name) in [
+        ("kube-system", "bootstrap-token-abcdef"),
+        ("shop", "bootstrap-token-abcdef"),
+        ("shop", "fake-bitnami-key"),
+        ("kube-system", "team-config-2"),
+    ] {
+        let written = cluster.secrets(ns).get_opt(name).await.unwrap();
+        assert!(written.is_none(), "nothing was unsealed as {ns}/{name}");
+    }
+
+    // `kseal validate` flags each file; `kseal seal` refuses to make them.
+    for (file, needle) in [
+        (&minted, "bootstrap.kubernetes.io/token"),
+        (&plain, "kube-system"),
+        (&elsewhere, "bootstrap.kubernetes.io/token"),
+        (
+            &bitnami_label,
+            "sealedsecrets.bitnami.com/sealed-secrets-key",
+        ),
+        (&helm_release, "helm.sh/release.v1"),
+    ] {
+        let out = cluster.kseal_unchecked(&["validate", file.to_str().unwrap()], b"");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "validate {file:?}: {stderr}");
+        assert!(stderr.contains(needle), "validate {file:?}: {stderr}");
+    }
+    let out = cluster.kseal_unchecked(
+        &["validate", "--allow-kube-system", plain.to_str().unwrap()],
+        b"",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let secret = secret_yaml("kube-system", "x", &[("password", "p")]);
+    let cert_arg = cert.to_str().unwrap();
+    let out = cluster.kseal_unchecked(&["seal", "--cert", cert_arg], secret.as_bytes());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("--allow-kube-system"),
+        "{stderr}"
+    );
+    let out = cluster.kseal_unchecked(
+        &["seal", "--cert", cert_arg, "--allow-kube-system"],
+        secret.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A Secret `ns/name` with items `k<i>` for `items`, each `size` bytes, as JSON.
+fn secret_json((ns, name): (&str, &str), items: std::ops::Range<usize>, size: usize) -> Value {
+    let data: serde_json::Map<String, Value> = items
+        .map(|i| (format!("k{i}"), json!(format!("{i:0size$}"))))
+        .collect();
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": ns},
+        "stringData": data,
+    })
+}
+
+/// [`secret_json`] sealed to `cert`, as JSON.
+fn sealed_items(
+    cluster: &Cluster,
+    cert: &std::path::Path,
+    at: (&str, &str),
+    items: std::ops::Range<usize>,
+    size: usize,
+) -> Value {
+    let input = secret_json(at, items, size);
+    let out = cluster.kseal(
+        &["seal", "--cert", cert.to_str().unwrap(), "-o", "json"],
+        input.to_string().as_bytes(),
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Creates `request` in `ns` and waits for its answer: (phase, reason, message).
+async fn answer_of(
+    cluster: &Cluster,
+    ns: &str,
+    request: SealedSecretRequest,
+) -> (String, String, String) {
+    let api: Api<SealedSecretRequest> = Api::namespaced(cluster.admin.clone(), ns);
+    let name = request.metadata.name.clone().unwrap();
+    api.create(&PostParams::default(), &request).await.unwrap();
+    wait_for("the request's answer", || async {
+        let status = api.get_opt(&name).await.ok().flatten()?.status?;
+        Some((
+            status.phase?,
+            status.reason.unwrap_or_default(),
+            status.message.unwrap_or_default(),
+        ))
+    })
+    .await
+}
+
+fn request(
+    name: &str,
+    ns: &str,
+    operation: RequestOperation,
+    target: (&str, &str),
+    sealed: &Value,
+) -> SealedSecretRequest {
+    let mut r = SealedSecretRequest::new(
+        name,
+        SealedSecretRequestSpec {
+            operation,
+            target: RequestTarget {
+                namespace: target.0.into(),
+                name: target.1.into(),
+            },
+            sealed_secret: serde_json::from_value(sealed["spec"].clone()).unwrap(),
+        },
+    );
+    r.metadata.namespace = Some(ns.into());
+    r
+}
+
+/// The third review's N1: the items of one object, and the work of a request, were not
+/// bounded, and the limiter counted requests. Now an object over 256 items is refused
+/// whole before any decryption (as a SealedSecret, a request and in `kseal validate`); a
+/// namespace pays for the items it asks about, so eight maximal requests mostly come back
+/// `RateLimited` at once while another namespace's SealedSecret unseals; a migration may
+/// not answer for another namespace; and a request whose answer its status could not hold
+/// is refused at once instead of going unanswered for an hour.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_per_object_and_request_is_bounded() {
+    let mut cluster = Cluster::new().await;
+    cluster.start_controller("replica-a");
+    let cert = cluster.recipients().await;
+
+    // 257 items: kseal seal refuses; one added by hand is refused by the controller.
+    let too_many = secret_json(("shop", "big"), 0..257, 8).to_string();
+    let out = cluster.kseal_unchecked(
+        &["seal", "--cert", cert.to_str().unwrap()],
+        too_many.as_bytes(),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("more than the 256"),
+        "{stderr}"
+    );
+    let mut big = sealed_items(&cluster, &cert, ("shop", "big"), 0..256, 8);
+    let extra = sealed_items(&cluster, &cert, ("shop", "big"), 256..257, 8);
+    big["spec"]["encryptedData"]["k256"] = extra["spec"]["encryptedData"]["k256"].clone();
+    std::fs::write(cluster.path("big.json"), big.to_string()).unwrap();
+    cluster.apply(&["big.json"]).await;
+    assert_eq!(
+        cluster.ready("shop", "big").await,
+        ("False".into(), "TooMuchWork".into())
+    );
+    let out = cluster.kseal_unchecked(
+        &["validate", cluster.path("big.json").to_str().unwrap()],
+        b"",
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && stderr.contains("257 items"),
+        "{stderr}"
+    );
+    let (phase, reason, _) = answer_of(
+        &cluster,
+        "shop",
+        request(
+            "too-many",
+            "shop",
+            RequestOperation::Verify,
+            ("shop", "big"),
+            &big,
+        ),
+    )
+    .await;
+    assert_eq!((phase.as_str(), reason.as_str()), ("Failed", "TooMuchWork"));
+
+    // Eight maximal requests at once from dev: 8 tokens each against a burst of 10.
+    let maximal = sealed_items(&cluster, &cert, ("dev", "flood"), 0..256, 8);
+    let dev: Api<SealedSecretRequest> = Api::namespaced(cluster.admin.clone(), "dev");
+    let creates = (0..8).map(|i| {
+        let (dev, r) = (
+            dev.clone(),
+            request(
+                &format!("flood-{i}"),
+                "dev",
+                RequestOperation::Verify,
+                ("dev", "flood"),
+                &maximal,
+            ),
+        );
+        async move { dev.create(&PostParams::default(), &r).await.unwrap() }
+    });
+    futures::future::join_all(creates).await;
+    cluster
+        .seal_and_apply(&cert, "shop", "db", &[("password", "meanwhile")])
+        .await;
+    assert_eq!(
+        cluster.secret_value("shop", "db", "password").await,
+        "meanwhile"
+    );
+    let answers = wait_for("eight answers", || async {
+        let list = dev.list(&ListParams::default()).await.ok()?;
+        let answers: Vec<(String, String)> = list
+            .items
+            .into_iter()
+            .filter_map(|r| {
+                let s = r.status?;
+                Some((s.phase?, s.reason.unwrap_or_default()))
+            })
+            .collect();
+        (answers.len() == 8).then_some(answers)
+    })
+    .await;
+    let limited = answers.iter().filter(|(_, r)| r == "RateLimited").count();
+    let verified = answers.iter().filter(|(p, _)| p == "Succeeded").count();
+    assert!(verified >= 1, "{answers:?}");
+    // Counted by requests (burst 10) all eight were verified; counted by items, a second
+    // one needs 1.6 s of refill.
+    assert!(limited >= 4, "charged by items: {answers:?}");
+
+    // A migration answers for the request's own namespace only.
+    let (phase, reason, message) = answer_of(
+        &cluster,
+        "dev",
+        request(
+            "elsewhere",
+            "dev",
+            RequestOperation::Migrate,
+            ("shop", "db"),
+            &maximal,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (phase.as_str(), reason.as_str()),
+        ("Failed", "ForbiddenNamespace"),
+        "{message}"
+    );
+
+    // An answer its status could not hold: refused at once, not left unanswered.
+    let heavy = sealed_items(&cluster, &cert, ("dev", "heavy"), 0..200, 3500);
+    let (phase, reason, message) = answer_of(
+        &cluster,
+        "dev",
+        request(
+            "heavy",
+            "dev",
+            RequestOperation::Reseal,
+            ("dev", "heavy"),
+            &heavy,
+        ),
+    )
+    .await;
+    assert_eq!(
+        (phase.as_str(), reason.as_str()),
+        ("Failed", "TooMuchWork"),
+        "{message}"
+    );
+    assert!(
+        message.contains("more than a request can hold"),
+        "{message}"
+    );
+}
