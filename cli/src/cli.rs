@@ -174,8 +174,9 @@ pub struct MergeArgs {
 
 #[derive(Debug, Args)]
 pub struct ServiceArgs {
-    /// SealedSecret files (each may hold several documents)
-    #[arg(value_name = "FILE", required = true, value_hint = ValueHint::FilePath)]
+    /// SealedSecret files (each may hold several documents) and directories (searched for
+    /// .yaml, .yml and .json; documents that are not kseal SealedSecrets are passed over)
+    #[arg(value_name = "PATH", required = true, value_hint = ValueHint::AnyPath)]
     pub files: Vec<PathBuf>,
     #[command(flatten)]
     pub ask: AskArgs,
@@ -340,8 +341,10 @@ pub struct InspectArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// SealedSecret files to check ('-' for stdin)
-    #[arg(value_name = "FILE", required = true, value_hint = ValueHint::FilePath)]
+    /// SealedSecret files and directories to check ('-' for stdin; directories are searched
+    /// for .yaml, .yml and .json, and documents that are not kseal SealedSecrets are
+    /// passed over)
+    #[arg(value_name = "PATH", required = true, value_hint = ValueHint::AnyPath)]
     pub files: Vec<PathBuf>,
     /// Output format: a line per object (problems and notices on stderr), or one JSON report
     #[arg(short = 'o', long = "output", value_enum, default_value_t = InspectFormat::Text)]

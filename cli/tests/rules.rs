@@ -216,3 +216,58 @@ fn a_cert_rule_reseals_offline_after_a_rotation() {
         after
     );
 }
+
+/// Issue 27: `kseal validate` on a GitOps directory. A SealedSecret beside what `kseal
+/// migrate` leaves (a ConfigMap), a kustomization and a Bitnami SealedSecret: the
+/// SealedSecret is checked, the others passed over (the Bitnami one with a notice to
+/// migrate it), and the summary counts SealedSecrets; a file named on the command line
+/// that holds none fails.
+#[test]
+fn validate_takes_a_directory_and_checks_sealedsecrets_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/cmd/errors.in");
+    let bitnami = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/vectors/bitnami");
+    let repo = root.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    for (from, to) in [
+        (fixtures.join("sealed.yaml"), "db.yaml"),
+        (fixtures.join("configmap.yaml"), "config.yaml"),
+        (bitnami.join("shared.yaml"), "legacy.yaml"),
+    ] {
+        std::fs::copy(from, repo.join(to)).unwrap();
+    }
+    std::fs::write(
+        repo.join("kustomization.yaml"),
+        "resources: [db.yaml, config.yaml]\n",
+    )
+    .unwrap();
+    let out = run_in(root, &["validate", "repo"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("repo/db.yaml: shop/db-credentials: ok"),
+        "{stdout}"
+    );
+    assert!(
+        stderr_of(&out.stderr).contains("repo/legacy.yaml: a Bitnami SealedSecret (bitnami.com/v1alpha1): convert it with `kseal migrate`"),
+        "{}",
+        stderr_of(&out.stderr)
+    );
+    let out = run_in(root, &["validate", "repo/config.yaml", "repo"], b"");
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("repo/config.yaml: holds no kseal SealedSecret"),
+        "{err}"
+    );
+    assert!(
+        err.contains("0 of 1 SealedSecret failed validation; 1 file not read or holding none"),
+        "{err}"
+    );
+}
+
+fn stderr_of(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}

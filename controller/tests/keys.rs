@@ -302,6 +302,24 @@ async fn verify_and_reseal_through_the_api() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+    // A GitOps directory: the SealedSecret beside a ConfigMap and a kustomization, which
+    // are passed over (issue 27: they failed the run).
+    let repo = cluster.path("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::copy(cluster.path("app.yaml"), repo.join("app.yaml")).unwrap();
+    std::fs::write(repo.join("kustomization.yaml"), "resources: [app.yaml]\n").unwrap();
+    std::fs::write(
+        repo.join("config.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n",
+    )
+    .unwrap();
+    let out = cluster.kseal(&["verify", "repo", "--kubeconfig", admin], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    assert!(
+        stdout.contains("repo/app.yaml: shop/app: the cluster can unseal it"),
+        "{stdout}"
+    );
     // Moved to another name: the envelope refuses it, and the reason comes back.
     let moved = std::fs::read_to_string(cluster.path("app.yaml"))
         .unwrap()

@@ -70,6 +70,56 @@ pub fn plural(n: usize, noun: &str) -> String {
     }
 }
 
+/// The files under `paths` ([`manifest_files`], hidden entries skipped), and whether each
+/// was named on the command line (`-` is standard input, named).
+pub fn named_files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>> {
+    let mut out = Vec::new();
+    for path in paths {
+        if path == Path::new("-") {
+            out.push((path.clone(), true));
+            continue;
+        }
+        let is_dir = std::fs::metadata(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?
+            .is_dir();
+        for file in manifest_files(std::slice::from_ref(path), Hidden::Skip)? {
+            out.push((file, !is_dir));
+        }
+    }
+    Ok(out)
+}
+
+/// What a document is, to the commands that work on kseal SealedSecrets.
+pub enum DocumentKind {
+    /// `kseal.dev/v1alpha1` `SealedSecret`.
+    Kseal,
+    /// `bitnami.com/v1alpha1` `SealedSecret`: for `kseal migrate`.
+    Bitnami,
+    /// Anything else (a ConfigMap, a kustomization, a Flux Kustomization): not ours.
+    Other,
+}
+
+/// Which of [`DocumentKind`] `doc` is. A `SealedSecret` of another API version counts as
+/// kseal's, so that its checks say what is wrong with it.
+pub fn document_kind(doc: &serde_json::Value) -> DocumentKind {
+    match (doc["kind"].as_str(), doc["apiVersion"].as_str()) {
+        (Some("SealedSecret"), Some(v)) if v.starts_with("bitnami.com/") => DocumentKind::Bitnami,
+        (Some("SealedSecret"), _) => DocumentKind::Kseal,
+        _ => DocumentKind::Other,
+    }
+}
+
+/// Whether `docs` hold a SealedSecret (kseal's or Bitnami's): a file named on the command
+/// line with none is an error for the commands that check SealedSecrets.
+pub fn holds_sealed_secrets(docs: &[serde_json::Value]) -> bool {
+    docs.iter()
+        .any(|d| !matches!(document_kind(d), DocumentKind::Other))
+}
+
+/// What the file commands say when they meet a Bitnami SealedSecret.
+pub const BITNAMI_NOTICE: &str =
+    "a Bitnami SealedSecret (bitnami.com/v1alpha1): convert it with `kseal migrate`";
+
 /// Which entries whose names start with a dot a directory search enters.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Hidden {

@@ -147,7 +147,7 @@ pub fn run(args: &ResealArgs) -> Result<()> {
     };
     let mut entries = Vec::new();
     let mut jobs = Vec::new();
-    for (path, explicit) in files(&args.paths)? {
+    for (path, explicit) in super::named_files(&args.paths)? {
         match plan.file(&path, explicit)? {
             Some(job) => jobs.push(job),
             None if explicit => bail!("{}: holds no kseal SealedSecret", path.display()),
@@ -268,20 +268,6 @@ pub fn run(args: &ResealArgs) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// The files to look at, and whether each was named on the command line.
-fn files(paths: &[PathBuf]) -> Result<Vec<(PathBuf, bool)>> {
-    let mut out = Vec::new();
-    for path in paths {
-        let is_dir = std::fs::metadata(path)
-            .with_context(|| format!("{}: cannot read", path.display()))?
-            .is_dir();
-        for file in super::manifest_files(std::slice::from_ref(path), super::Hidden::Skip)? {
-            out.push((file, !is_dir));
-        }
-    }
-    Ok(out)
 }
 
 fn progress(len: u64, json: bool) -> indicatif::ProgressBar {

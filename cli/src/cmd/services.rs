@@ -200,11 +200,22 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
     let controller = Controller::new(args)?;
     let json = args.output == InspectFormat::Json;
     let mut answered = Vec::new();
-    for path in &args.files {
-        let input = read_file(path)?;
+    for (path, named) in super::named_files(&args.files)? {
+        let input = read_file(&path)?;
         let (_, docs) = parse_documents(&input.bytes).with_context(|| input.name.clone())?;
+        if named && !super::holds_sealed_secrets(&docs) {
+            bail!("{}: holds no kseal SealedSecret", input.name);
+        }
         for (i, doc) in docs.iter().enumerate() {
             let label = doc_label(&input.name, i, docs.len());
+            match super::document_kind(doc) {
+                super::DocumentKind::Kseal => {}
+                super::DocumentKind::Bitnami => {
+                    eprintln!("notice: {label}: {}", super::BITNAMI_NOTICE);
+                    continue;
+                }
+                super::DocumentKind::Other => continue,
+            }
             let sealed = sealed_from_value(doc).with_context(|| label.clone())?;
             let mut entry = Answered {
                 file: input.name.clone(),
@@ -245,7 +256,11 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
         super::print_report(&answered, failed)?;
     }
     if failed > 0 {
-        bail!("{failed} SealedSecret(s) failed verification");
+        bail!(
+            "{} of {} failed verification",
+            failed,
+            super::plural(answered.len(), "SealedSecret")
+        );
     }
     Ok(())
 }

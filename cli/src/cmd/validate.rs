@@ -1,6 +1,9 @@
-//! `kseal validate FILE…`: checks for CI. Offline unless `--cluster` asks for the
-//! cluster's keys. Prints one line per object on stdout when it passes, notices and one
-//! line per problem on stderr, and exits non-zero if any failed.
+//! `kseal validate PATH…`: checks for CI. Offline unless `--cluster` asks for the
+//! cluster's keys. Files and directories (searched for `.yaml`, `.yml` and `.json`); only
+//! kseal SealedSecrets are checked, other documents are passed over (a Bitnami
+//! SealedSecret with a notice to migrate it), and a file named on the command line with
+//! none fails. Prints one line per object on stdout when it passes, notices and one line
+//! per problem on stderr, and exits non-zero if any failed.
 
 use anyhow::{Result, bail};
 use kseal_core::audit::{Allowed, ExpectedRecipients, RecipientsCheck, check_recipients, problems};
@@ -87,7 +90,8 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
     let from_flags = expected(args)?;
     let mut rules = Rules::default();
     let mut objects = Vec::new();
-    for path in &args.files {
+    for (path, named) in super::named_files(&args.files)? {
+        let path = &path;
         // Recipient flags win; else the file's `.kseal.yaml` rule (its context read only
         // with --cluster); else --cluster alone, or only the structure.
         let mut rule = None;
@@ -123,9 +127,31 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                 continue;
             }
         };
+        let ours = docs
+            .iter()
+            .filter(|d| matches!(super::document_kind(d), super::DocumentKind::Kseal))
+            .count();
+        let bitnami = docs
+            .iter()
+            .filter(|d| matches!(super::document_kind(d), super::DocumentKind::Bitnami))
+            .count();
+        if ours == 0 && bitnami == 0 && named {
+            let label = input.name.clone();
+            let why = "holds no kseal SealedSecret".to_owned();
+            objects.push(Checked::unreadable(&input.name, None, label, why));
+            continue;
+        }
         for (i, doc) in docs.iter().enumerate() {
             let label = doc_label(&input.name, i, docs.len());
             let document = super::doc_number(i, docs.len());
+            match super::document_kind(doc) {
+                super::DocumentKind::Kseal => {}
+                super::DocumentKind::Bitnami => {
+                    eprintln!("notice: {label}: {}", super::BITNAMI_NOTICE);
+                    continue;
+                }
+                super::DocumentKind::Other => continue,
+            }
             let sealed = match sealed_from_value(doc) {
                 Ok(s) => s,
                 Err(e) => {
@@ -221,11 +247,21 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         }
     }
     if failed > 0 {
-        bail!(
-            "{} of {} SealedSecrets failed validation",
-            failed,
-            objects.len()
-        );
+        // Files that could not be read, or held no SealedSecret, are not SealedSecrets.
+        let sealed = objects.iter().filter(|o| o.object.is_some());
+        let files = objects.iter().filter(|o| o.object.is_none()).count();
+        let mut what = vec![format!(
+            "{} of {} failed validation",
+            sealed.clone().filter(|o| !o.ok).count(),
+            plural(sealed.count(), "SealedSecret")
+        )];
+        if files > 0 {
+            what.push(format!(
+                "{} not read or holding none",
+                plural(files, "file")
+            ));
+        }
+        bail!("{}", what.join("; "));
     }
     Ok(())
 }
