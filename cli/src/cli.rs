@@ -323,6 +323,9 @@ pub struct KeygenArgs {
     /// Write the identity to this file (mode 0600; never overwrites) and print only the recipient
     #[arg(short = 'o', long = "output", value_name = "FILE", value_hint = ValueHint::FilePath)]
     pub output: Option<PathBuf>,
+    /// Make no key: print the recipient of each identity in KEYFILE, as age-keygen -y does
+    #[arg(short = 'y', value_name = "KEYFILE", conflicts_with_all = ["output", "pq"], value_hint = ValueHint::FilePath)]
+    pub to_public: Option<PathBuf>,
     /// A post-quantum key (ML-KEM-768 + X25519: AGE-SECRET-KEY-PQ-1…, age1pq1…), as
     /// `age-keygen -pq` makes, instead of an X25519 one
     #[arg(long)]

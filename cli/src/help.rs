@@ -71,6 +71,10 @@ fn examples(path: &str) -> &'static [Example] {
                 "A post-quantum one (ML-KEM-768 + X25519), for values that must outlast X25519",
                 "kseal keygen --pq -o pq-key.txt > pq.recipients",
             ),
+            (
+                "The recipient of a key you have (safe to run again: no key is made)",
+                "kseal keygen -y escrow-key.txt > escrow.recipients",
+            ),
         ],
         "kseal recipients" => &[
             (

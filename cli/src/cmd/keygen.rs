@@ -12,6 +12,9 @@ use crate::cli::KeygenArgs;
 use crate::io::write_output;
 
 pub fn run(args: &KeygenArgs) -> Result<()> {
+    if let Some(path) = &args.to_public {
+        return to_public(path);
+    }
     let key = if args.pq {
         Key::generate_pq()
     } else {
@@ -52,4 +55,20 @@ pub fn run(args: &KeygenArgs) -> Result<()> {
         }
     })?;
     write_output(None, format!("{}\n", key.recipient()).as_bytes())
+}
+
+/// `-y KEYFILE`: the recipient of each identity in an existing key file, one a line.
+fn to_public(path: &std::path::Path) -> Result<()> {
+    let input = crate::io::read_file(path)?;
+    let text =
+        zeroize::Zeroizing::new(String::from_utf8(input.bytes.to_vec()).map_err(|_| {
+            anyhow::anyhow!("{}: not an age identity file (not UTF-8)", input.name)
+        })?);
+    let keys = kseal_core::keys::parse_identity_file(&text)
+        .with_context(|| format!("{}: not an age identity file", input.name))?;
+    let recipients: String = keys
+        .iter()
+        .map(|k| format!("{}\n", k.recipient()))
+        .collect();
+    write_output(None, recipients.as_bytes())
 }
