@@ -84,6 +84,19 @@ fn three_recipients_each_open_alone_with_kseal_and_with_stock_age() {
             assert_eq!(out.stdout, value, "stock age recovery of {item}");
         }
     }
+    // With a key that opens nothing, the documented command fails loudly (issue 27: it
+    // exited 0, as `tail` did, with age's error the only sign).
+    let (stranger, _) = keygen(dir.path(), "stranger.key");
+    let out = Command::new("bash")
+        .args(["-c", &command])
+        .current_dir(dir.path())
+        .env("ITEM", "password")
+        .env("FILE", "sealed.yaml")
+        .env("KEY", &stranger)
+        .output()
+        .expect("bash");
+    assert!(!out.status.success(), "the recovery with a wrong key exited 0");
+    assert!(out.stdout.is_empty());
 }
 
 /// The documented stock-age command on what `kseal seal` writes for several Secrets: a
