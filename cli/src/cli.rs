@@ -66,6 +66,9 @@ pub enum Command {
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+    /// Print kseal's version (as --version; kubectl's and kubeseal's habit)
+    #[command(hide = true)]
+    Version,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

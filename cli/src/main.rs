@@ -26,17 +26,21 @@ fn main() -> ExitCode {
     if invoked_as.as_deref() == Some("kubectl-kseal") {
         command = command.bin_name("kubectl kseal");
     }
-    let matches =
-        match command.try_get_matches_from(namespace_after_subcommand(std::env::args_os())) {
-            Ok(matches) => matches,
-            Err(e) => {
-                if let Some(hint) = kubeseal_hint(&e) {
-                    eprintln!("error: {hint}");
-                    return ExitCode::from(2);
-                }
-                e.exit()
+    let args = namespace_after_subcommand(std::env::args_os());
+    if let Some(hint) = stdin_hint(&args) {
+        eprintln!("error: {hint}");
+        return ExitCode::from(2);
+    }
+    let matches = match command.try_get_matches_from(args) {
+        Ok(matches) => matches,
+        Err(e) => {
+            if let Some(hint) = kubeseal_hint(&e) {
+                eprintln!("error: {hint}");
+                return ExitCode::from(2);
             }
-        };
+            e.exit()
+        }
+    };
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
@@ -71,6 +75,25 @@ fn namespace_after_subcommand(args: impl IntoIterator<Item = OsString>) -> Vec<O
         args[1..=end].rotate_right(1);
     }
     args
+}
+
+/// kubeseal reads a Secret from stdin with no command, and `--re-encrypt` reads a
+/// SealedSecret from stdin; kseal's commands name what they do, and reseal works on files in
+/// place. Said in one line when stdin is not a terminal, instead of clap's usage text.
+fn stdin_hint(args: &[OsString]) -> Option<&'static str> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        return None;
+    }
+    match args.get(1).and_then(|a| a.to_str()) {
+        None => Some(
+            "kseal needs a command: to seal the Secret on stdin as kubeseal does, run `kseal seal` (kseal --help lists the commands)",
+        ),
+        Some("--re-encrypt" | "reseal") if args.len() == 2 => Some(
+            "kseal reseal (kubeseal's --re-encrypt) works in place on files and directories, not on stdin: kseal reseal sealed.yaml",
+        ),
+        _ => None,
+    }
 }
 
 /// For a kubeseal flag kseal does not take: what to use instead, in place of clap's
@@ -112,6 +135,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             io::write_output(None, &script)
         }
         Command::AtRest(command) => return cmd::atrest::run(&command),
+        Command::Version => io::write_output(
+            None,
+            format!("kseal {}\n", env!("CARGO_PKG_VERSION")).as_bytes(),
+        ),
         Command::Man { dir } => {
             use anyhow::Context as _;
             std::fs::create_dir_all(&dir)

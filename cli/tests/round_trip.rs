@@ -95,7 +95,10 @@ fn three_recipients_each_open_alone_with_kseal_and_with_stock_age() {
         .env("KEY", &stranger)
         .output()
         .expect("bash");
-    assert!(!out.status.success(), "the recovery with a wrong key exited 0");
+    assert!(
+        !out.status.success(),
+        "the recovery with a wrong key exited 0"
+    );
     assert!(out.stdout.is_empty());
 }
 
