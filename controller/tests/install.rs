@@ -49,3 +49,32 @@ async fn the_chart_installs_and_its_identity_unseals() {
     let secret = cluster.secrets("shop").get("db").await.unwrap();
     assert_eq!(secret.data.unwrap()["password"].0, b"pw-helm-1");
 }
+
+/// `kubectl apply -k manifests/` on a fresh real apiserver, as the README's install
+/// says: no warnings (issue 27: the CRD's `format: uint32`, which Kubernetes does not
+/// know, made kubectl warn four times).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kustomize_install_applies_without_warnings() {
+    let plane = kseal_tests::cluster::ControlPlane::start(kseal_tests::cluster::Options::default())
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("admin");
+    plane
+        .write_kubeconfig(&kubeconfig, &plane.admin, "default")
+        .unwrap();
+    let manifests = repo().join("manifests");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("kubectl")
+            .args(["apply", "-k", manifests.to_str().unwrap()])
+            .env("KUBECONFIG", &kubeconfig)
+            .env("KUBECACHEDIR", dir.path().join("cache"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(!stderr.to_lowercase().contains("warning"), "{stderr}");
+}

@@ -69,7 +69,9 @@ pub const BITNAMI_NAMESPACE_WIDE_ANNOTATION: &str = "sealedsecrets.bitnami.com/n
 pub struct SealedSecretSpec {
     /// Envelope version the items were sealed with. A hint for tools without a key; the
     /// envelope inside each item is authoritative.
+    // Kubernetes knows int32 and int64, not schemars' uint32 (kubectl warned about it).
     #[serde(default = "default_format_version")]
+    #[schemars(extend("format" = "int64"))]
     pub format_version: u32,
     /// The scope the items were sealed for. The controller requires each item's
     /// authenticated scope to equal this one and to match where the object is.
@@ -188,6 +190,7 @@ pub struct SealedSecretRequestStatus {
     pub message: Option<String>,
     /// Verify: how many items this cluster can open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "int64"))]
     pub items: Option<u32>,
     /// Reseal: the spec re-encrypted to the newest key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
