@@ -205,7 +205,7 @@ impl Cluster {
             static SAID: std::sync::Once = std::sync::Once::new();
             SAID.call_once(|| {
                 eprintln!(
-                    "note: the controller's rate limit for {namespace} (--rate-limit, requests per second per namespace) throttles these requests: asking again, more slowly"
+                    "note: the controller's rate limit for namespace {namespace} (--rate-limit, requests per second per namespace) throttles these requests: asking again, more slowly"
                 );
             });
             pacing.hold(pause);

@@ -431,6 +431,17 @@ fn what_it_cannot_read_fails_and_templated_values_pass() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["unreadable"][0]["file"], "./broken.yaml", "{report}");
 
+    // Counted in words (issue 27: "1 literals").
+    let one = tempfile::tempdir().unwrap();
+    std::fs::write(
+        one.path().join("kustomization.yaml"),
+        "secretGenerator:\n- name: s\n  literals:\n  - a=b\n",
+    )
+    .unwrap();
+    let out = run_in(one.path(), &["scan", "."], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("(1 literal)"), "{stderr}");
+
     let chart = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(chart.path().join("templates")).unwrap();
     std::fs::write(

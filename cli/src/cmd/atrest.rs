@@ -148,7 +148,13 @@ fn check(args: &CheckArgs) -> Result<ExitCode> {
 fn render_check(v: &ClusterVerdict) -> String {
     let mut out = String::new();
     for a in &v.apiservers {
-        let _ = writeln!(out, "apiserver {}: {}", a.name, a.verdict);
+        // A name that is an address gets a noun; "the apiserver behind …" has one.
+        let noun = if a.name.starts_with("the apiserver") {
+            ""
+        } else {
+            "apiserver "
+        };
+        let _ = writeln!(out, "{noun}{}: {}", a.name, a.verdict);
         for e in &a.evidence {
             let _ = writeln!(out, "  evidence     {e}");
         }
@@ -412,4 +418,37 @@ fn render_scan(s: &Scan, with_config: bool) -> String {
 
 fn exit(code: u8) -> ExitCode {
     ExitCode::from(code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kseal_core::atrest::evidence::ApiserverVerdict;
+
+    /// Issue 27: "apiserver the apiserver behind …" read twice.
+    #[test]
+    fn each_apiserver_is_named_once() {
+        let named = |name: &str| ApiserverVerdict {
+            name: name.into(),
+            verdict: Verdict::Plaintext,
+            evidence: Vec::new(),
+            warnings: Vec::new(),
+            not_checked: Vec::new(),
+        };
+        let v = ClusterVerdict {
+            verdict: Verdict::Plaintext,
+            apiservers: vec![
+                named("10.0.0.1:6443"),
+                named("the apiserver behind https://k8s.example:6443"),
+            ],
+            disagreements: Vec::new(),
+        };
+        let text = render_check(&v);
+        assert!(text.contains("apiserver 10.0.0.1:6443: "), "{text}");
+        assert!(
+            text.contains("\nthe apiserver behind https://k8s.example:6443: "),
+            "{text}"
+        );
+        assert!(!text.contains("apiserver the apiserver"), "{text}");
+    }
 }

@@ -255,7 +255,7 @@ fn scan_document(doc: &Value, found: &mut Vec<(&'static str, String, String)>) {
                     .iter()
                     .filter_map(|f| {
                         let n = generator[*f].as_array().map_or(0, Vec::len);
-                        (n > 0).then(|| format!("{n} {f}"))
+                        (n > 0).then(|| plural(n, &f[..f.len() - 1]))
                     })
                     .collect();
                 if !sources.is_empty() {
@@ -277,7 +277,7 @@ fn scan_document(doc: &Value, found: &mut Vec<(&'static str, String, String)>) {
                 .iter()
                 .filter_map(|f| {
                     let n = doc[*f].as_array().map_or(0, Vec::len);
-                    (n > 0).then(|| format!("{n} {f}"))
+                    (n > 0).then(|| plural(n, &f[..f.len() - 1]))
                 })
                 .collect();
             if !sources.is_empty() {
