@@ -255,6 +255,28 @@ fn validate_takes_a_directory_and_checks_sealedsecrets_only() {
         "{}",
         stderr_of(&out.stderr)
     );
+    // The other commands that read a repository say so too (issue 27, item 3: audit
+    // reported "0 SealedSecrets in 0 files" on a repository not yet migrated).
+    let notice = "a Bitnami SealedSecret (bitnami.com/v1alpha1): convert it with `kseal migrate`";
+    let out = run_in(root, &["scan", "repo"], b"");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("repo/legacy.yaml: {notice}")),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_in(root, &["inspect", "repo/legacy.yaml"], b"");
+    assert!(
+        stderr(&out).contains(&format!("repo/legacy.yaml: {notice}")),
+        "{}",
+        stderr(&out)
+    );
+    let out = run_in(root, &["audit", "--offline", "repo"], b"");
+    let said = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        said.contains("1 Bitnami SealedSecret in 1 file: Bitnami's (bitnami.com/v1alpha1), not audited: convert them with `kseal migrate`"),
+        "{said}"
+    );
     let out = run_in(root, &["validate", "repo/config.yaml", "repo"], b"");
     assert!(!out.status.success());
     let err = stderr(&out);

@@ -87,6 +87,13 @@ pub fn run(args: &InspectArgs) -> Result<()> {
     let rule = rules.for_file(&args.file)?;
     let mut reports = Vec::new();
     for (i, doc) in docs.iter().enumerate() {
+        if let super::DocumentKind::Bitnami = super::document_kind(doc) {
+            anyhow::bail!(
+                "{}: {}",
+                doc_label(&input.name, i, docs.len()),
+                super::BITNAMI_NOTICE
+            );
+        }
         let sealed =
             sealed_from_value(doc).with_context(|| doc_label(&input.name, i, docs.len()))?;
         let mut r = report(&sealed);

@@ -463,6 +463,11 @@ pub fn run(args: &ScanArgs) -> Result<()> {
         let docs = read.docs;
         let rule = rules.for_file(&path)?;
         for (i, doc) in docs.iter().enumerate() {
+            if let super::DocumentKind::Bitnami = super::document_kind(doc) {
+                // Not plaintext: said, not a finding.
+                let label = doc_label(&file, i, docs.len());
+                eprintln!("notice: {label}: {}", super::BITNAMI_NOTICE);
+            }
             let mut found = Vec::new();
             scan_document(doc, &mut found);
             if let (Some(rule), true) = (&rule, found.is_empty()) {
