@@ -393,11 +393,17 @@ async fn assert_no_plaintext(cluster: &Cluster) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seal_from_the_cluster_and_status() {
     let mut cluster = Cluster::new().await;
-    // Before any controller runs: status says what is missing and goes on; seal says where
+    // Before any controller runs: status says what is missing and fails; seal says where
     // it looked.
     let admin = cluster.path("admin");
     let admin = admin.to_str().unwrap();
-    let status = cluster.kseal(&["status", "--kubeconfig", admin], b"");
+    let status = cluster.kseal_unchecked(&["status", "--kubeconfig", admin], b"");
+    assert!(!status.status.success());
+    assert!(
+        String::from_utf8_lossy(&status.stderr)
+            .contains("no kseal controller in namespace \"kseal-system\""),
+        "{status:?}"
+    );
     let status = String::from_utf8(status.stdout).unwrap();
     let missing = "ConfigMap kseal-system/kseal-recipients not found: is kseal-controller installed and running in namespace kseal-system?";
     assert!(
@@ -472,6 +478,25 @@ async fn seal_from_the_cluster_and_status() {
     assert!(
         status.contains(&doc.recipients[0].fingerprint.0),
         "{status}"
+    );
+    // A namespace the controller is not in: said, not guessed (issue 27: exit 0 with
+    // "encryption at rest: not checked by the controller (--require-encryption-at-rest=off?)").
+    let out = cluster.kseal_unchecked(
+        &[
+            "status",
+            "--kubeconfig",
+            admin.to_str().unwrap(),
+            "--controller-namespace",
+            "shop",
+        ],
+        b"",
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("no kseal controller in namespace \"shop\"")
+            && err.contains("--controller-namespace"),
+        "{err}"
     );
 }
 

@@ -37,6 +37,9 @@ struct Leader {
     renewed: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
+    /// The Lease exists (a controller has run in the namespace).
+    #[serde(skip)]
+    found: bool,
 }
 
 #[derive(Serialize)]
@@ -72,9 +75,19 @@ pub fn run(args: &StatusArgs) -> Result<()> {
         anyhow::bail!("{e}");
     }
     match args.output {
-        InspectFormat::Json => out!("{}\n", serde_json::to_string_pretty(&status)?),
-        InspectFormat::Text => out!("{}", text(&status, cluster.controller_namespace())),
+        InspectFormat::Json => out!("{}\n", serde_json::to_string_pretty(&status)?)?,
+        InspectFormat::Text => out!("{}", text(&status, cluster.controller_namespace()))?,
     }
+    // Neither the recipients ConfigMap nor the leader Lease: no controller runs in that
+    // namespace (one starting up makes its Lease within seconds). The report says what
+    // could be read; the exit status says that nothing was there to report on.
+    if status.keys_error.is_some() && status.leader.error.is_none() && !status.leader.found {
+        anyhow::bail!(
+            "no kseal controller in namespace {:?}: neither its recipients ConfigMap nor its leader Lease is there; is it installed and running there? (another namespace: --controller-namespace or KSEAL_CONTROLLER_NAMESPACE)",
+            cluster.controller_namespace()
+        );
+    }
+    Ok(())
 }
 
 fn read(cluster: &Cluster, namespace: Option<&str>) -> Status {
@@ -85,17 +98,20 @@ fn read(cluster: &Cluster, namespace: Option<&str>) -> Status {
     let leases: Api<Lease> = Api::namespaced(cluster.client(), cluster.controller_namespace());
     let leader = match cluster.runtime.block_on(leases.get_opt(LEADER_LEASE)) {
         Ok(lease) => {
+            let found = lease.is_some();
             let spec = lease.and_then(|l| l.spec).unwrap_or_default();
             Leader {
                 holder: spec.holder_identity.filter(|h| !h.is_empty()),
                 renewed: spec.renew_time.map(|t| seconds(&t.0.to_string())),
                 error: None,
+                found,
             }
         }
         Err(e) => Leader {
             holder: None,
             renewed: None,
             error: Some(cluster.describe(&e)),
+            found: false,
         },
     };
     let encryption_at_rest = annotations
@@ -201,10 +217,17 @@ fn text(status: &Status, controller_namespace: &str) -> String {
             }
         }
         None => {
-            let _ = writeln!(
-                out,
-                "encryption at rest: not checked by the controller (--require-encryption-at-rest=off?)"
-            );
+            let _ = if status.keys_error.is_some() {
+                writeln!(
+                    out,
+                    "encryption at rest: unknown (the controller's recipients ConfigMap, where it reports, could not be read)"
+                )
+            } else {
+                writeln!(
+                    out,
+                    "encryption at rest: not reported by the controller (its first check is still running, or it runs with --require-encryption-at-rest=off)"
+                )
+            };
         }
     }
     let readiness = &status.sealed_secrets;
