@@ -48,9 +48,11 @@ type Limiter = crate::services::Limiter<String>;
 /// object of at most 1.5 MiB, and the rest is left for metadata and managed fields.
 const MAX_STORED_BYTES: usize = 1024 * 1024;
 
-/// What an item's answer may add to its sealed value, in base64: a post-quantum stanza
-/// (a classic one is far smaller) and a kseal envelope line.
-const ITEM_GROWTH_BYTES: usize = 2200 + 1024;
+/// What an item's answer may add to its sealed value, in base64: a kseal envelope line,
+/// and a stanza for the newest key (a post-quantum one is ten times a classic one).
+const ENVELOPE_GROWTH_BYTES: usize = 1024;
+const PQ_STANZA_BYTES: usize = 2200;
+const X25519_STANZA_BYTES: usize = 200;
 
 /// Answers requests in `namespaces` (all when empty) until the task is aborted.
 pub async fn run(
@@ -179,7 +181,8 @@ async fn handle(
         return;
     }
     let items = request.spec.sealed_secret.encrypted_data.len();
-    let status = if let Err((reason, message)) = admissible(&request, &namespace) {
+    let pq = keys.newest().is_some_and(|k| k.key.is_pq());
+    let status = if let Err((reason, message)) = admissible(&request, &namespace, pq) {
         failed(reason, message)
     } else if !limiter.charge(&namespace, items) {
         failed(
@@ -235,8 +238,13 @@ async fn handle(
 }
 
 /// Refuses, before any decryption, a request over [`kseal_core::limits`]' item bound, a
-/// migration for another namespace, and a request whose answer its status could not hold.
-fn admissible(request: &SealedSecretRequest, namespace: &str) -> Result<(), (Reason, String)> {
+/// migration for another namespace, and a request whose answer its status could not hold
+/// (`pq`: the newest key is post-quantum, whose stanzas are larger).
+fn admissible(
+    request: &SealedSecretRequest,
+    namespace: &str,
+    pq: bool,
+) -> Result<(), (Reason, String)> {
     let spec = &request.spec;
     kseal_core::limits::check_items(spec.sealed_secret.encrypted_data.len())
         .map_err(|e| (Reason::TooMuchWork, e.to_string()))?;
@@ -255,7 +263,14 @@ fn admissible(request: &SealedSecretRequest, namespace: &str) -> Result<(), (Rea
             .sealed_secret
             .encrypted_data
             .iter()
-            .map(|(k, v)| k.len() + v.len() + ITEM_GROWTH_BYTES)
+            .map(|(k, v)| {
+                let stanza = if pq {
+                    PQ_STANZA_BYTES
+                } else {
+                    X25519_STANZA_BYTES
+                };
+                k.len() + v.len() + ENVELOPE_GROWTH_BYTES + stanza
+            })
             .fold(0usize, usize::saturating_add);
         let stored = asked.saturating_add(answer);
         if stored > MAX_STORED_BYTES {
