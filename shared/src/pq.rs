@@ -181,7 +181,7 @@ mod xwing {
 
 /// Bech32 (BIP-173's checksum) without its 1023-character bound: an `age1pq1…` recipient
 /// is about 1960 characters, as age's own encoder writes it.
-enum LongBech32 {}
+pub enum LongBech32 {}
 
 impl Checksum for LongBech32 {
     type MidstateRepr = u32;

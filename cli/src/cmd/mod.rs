@@ -116,6 +116,20 @@ pub fn holds_sealed_secrets(docs: &[serde_json::Value]) -> bool {
         .any(|d| !matches!(document_kind(d), DocumentKind::Other))
 }
 
+/// Whether the commands that check kseal SealedSecrets work on `doc` (the document
+/// `label`): a Bitnami one is passed over with a notice to migrate it, anything else
+/// silently.
+pub fn is_kseal_sealed_secret(doc: &serde_json::Value, label: &str) -> bool {
+    match document_kind(doc) {
+        DocumentKind::Kseal => true,
+        DocumentKind::Bitnami => {
+            eprintln!("notice: {label}: {BITNAMI_NOTICE}");
+            false
+        }
+        DocumentKind::Other => false,
+    }
+}
+
 /// What the file commands say when they meet a Bitnami SealedSecret.
 pub const BITNAMI_NOTICE: &str =
     "a Bitnami SealedSecret (bitnami.com/v1alpha1): convert it with `kseal migrate`";

@@ -251,46 +251,12 @@ fn scan_document(doc: &Value, found: &mut Vec<(&'static str, String, String)>) {
         {
             inline_patches(doc, found);
             for generator in doc["secretGenerator"].as_array().into_iter().flatten() {
-                let sources: Vec<String> = ["literals", "files", "envs"]
-                    .iter()
-                    .filter_map(|f| {
-                        let n = generator[*f].as_array().map_or(0, Vec::len);
-                        (n > 0).then(|| plural(n, &f[..f.len() - 1]))
-                    })
-                    .collect();
-                if !sources.is_empty() {
-                    let generator_name = generator["name"].as_str().unwrap_or("(no name)");
-                    found.push((
-                        "secretGenerator",
-                        printable(generator_name).into_owned(),
-                        format!(
-                            "kustomize generates a Secret from plaintext in the repository ({})",
-                            sources.join(", ")
-                        ),
-                    ));
-                }
+                let generator_name = generator["name"].as_str().unwrap_or("(no name)");
+                generated(generator, printable(generator_name).into_owned(), found);
             }
         }
         // A generator file (`generators:`), kustomize's builtin SecretGenerator.
-        Some("SecretGenerator") => {
-            let sources: Vec<String> = ["literals", "files", "envs"]
-                .iter()
-                .filter_map(|f| {
-                    let n = doc[*f].as_array().map_or(0, Vec::len);
-                    (n > 0).then(|| plural(n, &f[..f.len() - 1]))
-                })
-                .collect();
-            if !sources.is_empty() {
-                found.push((
-                    "secretGenerator",
-                    name(doc),
-                    format!(
-                        "kustomize generates a Secret from plaintext in the repository ({})",
-                        sources.join(", ")
-                    ),
-                ));
-            }
-        }
+        Some("SecretGenerator") => generated(doc, name(doc), found),
         Some("SealedSecret") if doc["apiVersion"].as_str() == Some("kseal.dev/v1alpha1") => {
             match sealed_from_value(doc) {
                 Ok(sealed) => {
@@ -312,6 +278,28 @@ fn scan_document(doc: &Value, found: &mut Vec<(&'static str, String, String)>) {
             }
         }
         _ => {}
+    }
+}
+
+/// A secretGenerator entry (or a SecretGenerator generator file) with literals, files or
+/// env files: plaintext kept in the repository.
+fn generated(generator: &Value, name: String, found: &mut Vec<(&'static str, String, String)>) {
+    let sources: Vec<String> = ["literals", "files", "envs"]
+        .iter()
+        .filter_map(|f| {
+            let n = generator[*f].as_array().map_or(0, Vec::len);
+            (n > 0).then(|| plural(n, &f[..f.len() - 1]))
+        })
+        .collect();
+    if !sources.is_empty() {
+        found.push((
+            "secretGenerator",
+            name,
+            format!(
+                "kustomize generates a Secret from plaintext in the repository ({})",
+                sources.join(", ")
+            ),
+        ));
     }
 }
 

@@ -208,13 +208,8 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
         }
         for (i, doc) in docs.iter().enumerate() {
             let label = doc_label(&input.name, i, docs.len());
-            match super::document_kind(doc) {
-                super::DocumentKind::Kseal => {}
-                super::DocumentKind::Bitnami => {
-                    eprintln!("notice: {label}: {}", super::BITNAMI_NOTICE);
-                    continue;
-                }
-                super::DocumentKind::Other => continue,
+            if !super::is_kseal_sealed_secret(doc, &label) {
+                continue;
             }
             let sealed = sealed_from_value(doc).with_context(|| label.clone())?;
             let mut entry = Answered {

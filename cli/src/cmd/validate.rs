@@ -144,13 +144,8 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
         for (i, doc) in docs.iter().enumerate() {
             let label = doc_label(&input.name, i, docs.len());
             let document = super::doc_number(i, docs.len());
-            match super::document_kind(doc) {
-                super::DocumentKind::Kseal => {}
-                super::DocumentKind::Bitnami => {
-                    eprintln!("notice: {label}: {}", super::BITNAMI_NOTICE);
-                    continue;
-                }
-                super::DocumentKind::Other => continue,
+            if !super::is_kseal_sealed_secret(doc, &label) {
+                continue;
             }
             let sealed = match sealed_from_value(doc) {
                 Ok(s) => s,
