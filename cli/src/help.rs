@@ -228,6 +228,7 @@ fn examples(path: &str) -> &'static [Example] {
             "Completions for bash",
             "kseal completion bash > /etc/bash_completion.d/kseal",
         )],
+        "kseal version" => &[("The version, as kseal --version prints it", "kseal version")],
         _ => &[],
     }
 }
