@@ -212,6 +212,17 @@ fn raw(args: &SealArgs) -> Result<()> {
         })?;
     let recipients = args.recipients.resolve()?.set;
     let sealed = item::seal(&recipients, &binding, &value.bytes)?;
+    // kubeseal's --raw binds no item key; kseal's does, and a value pasted under another
+    // key will not open. Said once, since --from-file picks the key from the file's name.
+    eprintln!(
+        "note: sealed for item key {:?} ({scope} scope{}): it opens only under that key",
+        binding.item,
+        match (&binding.namespace, &binding.name) {
+            (Some(ns), Some(name)) => format!(", {ns}/{name}"),
+            (Some(ns), None) => format!(", namespace {ns}"),
+            _ => String::new(),
+        }
+    );
     let newline = if std::io::stdout().is_terminal() {
         "\n"
     } else {
