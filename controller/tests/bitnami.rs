@@ -362,6 +362,16 @@ async fn migrated_files_give_the_secrets_bitnami_made() {
         summary.contains("migrated 6 SealedSecrets in 5 files"),
         "{summary}"
     );
+    // Each file it changed, without -o json (issue 27).
+    assert_eq!(
+        summary
+            .lines()
+            .filter(|l| l.starts_with("migrated ") && l.contains(": "))
+            .count(),
+        5,
+        "{summary}"
+    );
+    assert!(summary.contains("db.json: 1 SealedSecret"), "{summary}");
     for file in apply_dir(&repo_dir) {
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(!text.contains("bitnami.com/v1alpha1"), "{file}: {text}");

@@ -94,6 +94,14 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
         )?;
     } else {
         let verb = if write { "migrated" } else { "would migrate" };
+        // Each file, so that what to commit (or what a dry run would change) is in view.
+        for c in &converted {
+            eprintln!(
+                "{verb} {}: {}",
+                c.path.display(),
+                plural(c.migrated, "SealedSecret")
+            );
+        }
         eprintln!(
             "{verb} {} in {}{}",
             plural(migrated, "SealedSecret"),
