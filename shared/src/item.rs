@@ -322,11 +322,18 @@ mod tests {
     #[test]
     fn a_value_with_too_many_stanzas_is_refused_before_age() {
         let (ring, _, b) = setup();
-        let many: Vec<Key> = (0..=crate::age_header::MAX_STANZAS)
-            .map(|_| Key::generate())
+        // kseal seal makes at most 16 stanzas (15 recipients and age's own); age itself
+        // makes more.
+        let many: Vec<age::x25519::Recipient> = (0..=crate::age_header::MAX_STANZAS)
+            .map(|_| age::x25519::Identity::generate().to_public())
             .collect();
-        let set = RecipientSet::new(many.iter().map(|k| k.recipient().clone())).unwrap();
-        let sealed = seal(&set, &b, b"v").unwrap();
+        let encryptor =
+            age::Encryptor::with_recipients(many.iter().map(|r| r as &dyn age::Recipient)).unwrap();
+        let mut bytes = Vec::new();
+        let mut w = encryptor.wrap_output(&mut bytes).unwrap();
+        std::io::Write::write_all(&mut w, b"v").unwrap();
+        w.finish().unwrap();
+        let sealed = STANDARD.encode(&bytes);
         let err = open(&ring, &[], &b, &sealed).unwrap_err();
         assert_eq!(err, OpenError::Refused(HeaderError::TooManyStanzas));
         assert_eq!(err.reason().as_str(), "SealedValueTooLarge");

@@ -109,6 +109,10 @@ pub enum RecipientError {
     #[error("no recipients given")]
     Empty,
     #[error(
+        "{0} recipients: an item may be sealed to at most {MAX_RECIPIENTS} (age adds a stanza of its own, and a value with more than 16 is refused before decryption)"
+    )]
+    TooMany(usize),
+    #[error(
         "post-quantum (age1pq1…) and classic (age1…) recipients together: a classic stanza in the same value would let whoever breaks X25519 open it; seal to post-quantum recipients only (or pass --allow-classic-with-pq to mix them knowingly)"
     )]
     MixedPq,
@@ -265,6 +269,11 @@ pub fn parse_cert(text: &str) -> Result<Vec<Recipient>, RecipientError> {
     parse_recipients_file(text)
 }
 
+/// The most recipients one item may be sealed to: age adds a stanza of its own (its
+/// "grease"), and the controller refuses a value with more than
+/// [`crate::age_header::MAX_STANZAS`] stanzas before any decryption.
+pub const MAX_RECIPIENTS: usize = crate::age_header::MAX_STANZAS - 1;
+
 /// A non-empty set of distinct recipients, the unit every item is sealed to.
 #[derive(Clone, Debug)]
 pub struct RecipientSet {
@@ -297,6 +306,9 @@ impl RecipientSet {
         }
         if out.is_empty() {
             return Err(RecipientError::Empty);
+        }
+        if out.len() > MAX_RECIPIENTS {
+            return Err(RecipientError::TooMany(out.len()));
         }
         let mixed = out.iter().any(Recipient::is_pq) && !out.iter().all(Recipient::is_pq);
         Ok(RecipientSet {
@@ -429,5 +441,26 @@ mod tests {
         let set = RecipientSet::new([r.clone(), r]).unwrap();
         assert_eq!(set.len(), 1);
         assert!(RecipientSet::new([]).is_err());
+    }
+
+    /// Sixteen recipients made a value with 17 stanzas (age adds one), which the
+    /// controller refuses: sealed, committed, and never unsealed. Refused when sealing.
+    #[test]
+    fn no_more_recipients_than_an_item_may_hold() {
+        let keys: Vec<Recipient> = (0..=MAX_RECIPIENTS)
+            .map(|_| crate::keys::Key::generate().recipient().clone())
+            .collect();
+        let most = RecipientSet::new(keys[..MAX_RECIPIENTS].iter().cloned()).unwrap();
+        let binding =
+            crate::scope::Binding::new(crate::scope::Scope::ClusterWide, None, None, "k").unwrap();
+        let sealed = crate::item::seal(&most, &binding, b"v").unwrap();
+        let bytes =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, sealed).unwrap();
+        let header = crate::age_header::parse(&bytes).unwrap();
+        assert_eq!(header.stanzas.len(), crate::age_header::MAX_STANZAS);
+        assert_eq!(
+            RecipientSet::new(keys).err(),
+            Some(RecipientError::TooMany(MAX_RECIPIENTS + 1))
+        );
     }
 }
