@@ -164,6 +164,36 @@ impl Setup {
         path
     }
 
+    /// Turns `config` on (the apiserver reloads it) and marks the first apiserver's
+    /// mirror pod as running with it.
+    fn encrypt_with(&self, config: &str) {
+        self.runtime.block_on(async {
+            self.plane
+                .set_encryption_config(Some(config))
+                .await
+                .unwrap();
+            self.mirror_pod(0, true).await;
+        });
+    }
+
+    /// A kubeconfig `name` through a fault proxy doing `faults`, as the admin. The proxy
+    /// passes a bearer token through (a client certificate ends at its TLS).
+    fn through_proxy(
+        &self,
+        name: &str,
+        faults: kseal_tests::faults::Faults,
+    ) -> (kseal_tests::faults::FaultProxy, PathBuf) {
+        let proxy = self
+            .runtime
+            .block_on(kseal_tests::faults::FaultProxy::start(&self.plane))
+            .unwrap();
+        proxy.set_faults(faults);
+        let token = self.runtime.block_on(self.plane.admin_token()).unwrap();
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, proxy.kubeconfig(&self.plane, &token, "default")).unwrap();
+        (proxy, path)
+    }
+
     fn kseal(&self, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_kseal"))
             .args(args)
@@ -451,14 +481,7 @@ fn identity_first_then_aescbc_then_rewrite() {
     let (_, scan) = setup.scan(None);
     assert_eq!(formats(&scan), counts(&[("plaintext-protobuf", 21)]));
 
-    setup.runtime.block_on(async {
-        setup
-            .plane
-            .set_encryption_config(Some(&config(AESCBC)))
-            .await
-            .unwrap();
-        setup.mirror_pod(0, true).await;
-    });
+    setup.encrypt_with(&config(AESCBC));
     let (code, json, human) = setup.check(None);
     assert_eq!(code, 0, "{human}");
     assert_eq!(json["detail"], "aescbc:v1 key key1", "{human}");
@@ -496,18 +519,13 @@ fn identity_first_then_aescbc_then_rewrite() {
 
     // The rewrite goes through a proxy that delays every request, so the edits below
     // land between its read of a-hot-0 and its write.
-    let proxy = setup
-        .runtime
-        .block_on(kseal_tests::faults::FaultProxy::start(&setup.plane))
-        .unwrap();
-    proxy.set_faults(kseal_tests::faults::Faults {
-        latency: Duration::from_millis(300),
-        ..Default::default()
-    });
-    // The proxy passes a bearer token through (a client certificate ends at its TLS).
-    let token = setup.runtime.block_on(setup.plane.admin_token()).unwrap();
-    let slow = setup.dir.path().join("slow-kubeconfig");
-    std::fs::write(&slow, proxy.kubeconfig(&setup.plane, &token, "default")).unwrap();
+    let (_proxy, slow) = setup.through_proxy(
+        "slow-kubeconfig",
+        kseal_tests::faults::Faults {
+            latency: Duration::from_millis(300),
+            ..Default::default()
+        },
+    );
     let editor = {
         let secrets = setup.secrets("default");
         setup.runtime.spawn(async move {
@@ -633,29 +651,14 @@ fn identity_first_then_aescbc_then_rewrite() {
 fn a_secret_edited_on_every_try_is_left_and_the_rest_rewritten() {
     let setup = Setup::new(&[Some(config(IDENTITY_FIRST))]);
     setup.create("s", 5, 0);
-    setup.runtime.block_on(async {
-        setup
-            .plane
-            .set_encryption_config(Some(&config(AESCBC)))
-            .await
-            .unwrap();
-        setup.mirror_pod(0, true).await;
-    });
-    let proxy = setup
-        .runtime
-        .block_on(kseal_tests::faults::FaultProxy::start(&setup.plane))
-        .unwrap();
-    proxy.set_faults(kseal_tests::faults::Faults {
-        conflicts_on: vec!["/api/v1/namespaces/default/secrets/s-2".into()],
-        ..Default::default()
-    });
-    let token = setup.runtime.block_on(setup.plane.admin_token()).unwrap();
-    let contended = setup.dir.path().join("contended-kubeconfig");
-    std::fs::write(
-        &contended,
-        proxy.kubeconfig(&setup.plane, &token, "default"),
-    )
-    .unwrap();
+    setup.encrypt_with(&config(AESCBC));
+    let (_proxy, contended) = setup.through_proxy(
+        "contended-kubeconfig",
+        kseal_tests::faults::Faults {
+            conflicts_on: vec!["/api/v1/namespaces/default/secrets/s-2".into()],
+            ..Default::default()
+        },
+    );
     let out = setup.kseal(&[
         "at-rest",
         "rewrite",
