@@ -90,8 +90,8 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
     let from_flags = expected(args)?;
     let mut rules = Rules::default();
     let mut objects = Vec::new();
-    for (path, named) in super::named_files(&args.files)? {
-        let path = &path;
+    for (file, named) in super::named_files(&args.files)? {
+        let path = file.as_path();
         // Recipient flags win; else the file's `.kseal.yaml` rule (its context read only
         // with --cluster); else --cluster alone, or only the structure.
         let mut rule = None;
@@ -127,15 +127,7 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                 continue;
             }
         };
-        let ours = docs
-            .iter()
-            .filter(|d| matches!(super::document_kind(d), super::DocumentKind::Kseal))
-            .count();
-        let bitnami = docs
-            .iter()
-            .filter(|d| matches!(super::document_kind(d), super::DocumentKind::Bitnami))
-            .count();
-        if ours == 0 && bitnami == 0 && named {
+        if named && !super::holds_sealed_secrets(&docs) {
             let label = input.name.clone();
             let why = "holds no kseal SealedSecret".to_owned();
             objects.push(Checked::unreadable(&input.name, None, label, why));
