@@ -21,12 +21,9 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use crate::reconcile::{
-    Context, Error, MANAGED_ANNOTATION, PATCH_ANNOTATION, desired_secret, ownership, write_secret,
+    Context, Error, MERGE_INTO, TAKE_OVER, desired_secret, ownership, write_secret,
 };
-
-/// Bitnami's annotations on an existing Secret: take it over, or merge into it.
-const BITNAMI_MANAGED: &str = "sealedsecrets.bitnami.com/managed";
-const BITNAMI_PATCH: &str = "sealedsecrets.bitnami.com/patch";
+use crate::refused::Kind;
 
 pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
@@ -38,11 +35,21 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
         Ok(()) => {
             ctx.metrics.unseals.inc();
             ctx.failures.forget(&failure_key(&ss));
+            ctx.refused.forget(
+                Kind::Bitnami,
+                &ss.namespace().unwrap_or_default(),
+                &ss.name_any(),
+            );
             set_status(&ss, &ctx, None).await?;
             Ok(Action::requeue(Duration::from_secs(3600)))
         }
         Err(e) => {
             ctx.metrics.failure(e.reason());
+            if let Error::SecretNotOwned(name, found) = e {
+                let namespace = ss.namespace().unwrap_or_default();
+                ctx.refused
+                    .watch(Kind::Bitnami, &namespace, name, (**found).clone());
+            }
             if !matches!(e, Error::Kube(_)) {
                 tracing::warn!(sealedsecret = %location(&ss), kind = "bitnami", reason = %e.reason(), error = %e, "cannot unseal");
                 set_status(&ss, &ctx, Some(e)).await?;
@@ -89,14 +96,7 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
     let name = ss.name_any();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let uid = ss.uid().unwrap_or_default();
-    let (patch_mode, _) = ownership(
-        &secrets,
-        &name,
-        &uid,
-        &[BITNAMI_MANAGED, MANAGED_ANNOTATION],
-        &[BITNAMI_PATCH, PATCH_ANNOTATION],
-    )
-    .await?;
+    let (patch_mode, _) = ownership(&secrets, &name, &uid, TAKE_OVER, MERGE_INTO).await?;
     let owner = (!unsealed.skip_owner)
         .then(|| ss.controller_owner_ref(&()))
         .flatten();

@@ -13,6 +13,7 @@ pub mod keys;
 pub mod metrics;
 pub mod owned;
 pub mod reconcile;
+pub mod refused;
 pub mod requests;
 pub mod services;
 
@@ -307,6 +308,7 @@ async fn controllers(
         // One view of the Secrets kseal wrote per watched namespace (or one for all).
         owned: owned::OwnedSecrets::new(apis.len()),
         recent: Mutex::new(Default::default()),
+        refused: refused::Refused::new(client.clone()),
     });
     // Requests are answered once a key is loaded (right after the very first start the
     // key this leader just created may still be on its way through the key watch).
@@ -351,6 +353,7 @@ async fn controllers(
                     .map(|_| ()),
             );
             unsealing_controller(
+                refused::Kind::Kseal,
                 sealed,
                 // The watch has read the resourceVersion; the cache does not need it.
                 |ss: &mut cached::Cached| ss.metadata.resource_version = None,
@@ -380,6 +383,7 @@ async fn controllers(
             )> = api_pairs(&client, &namespaces);
             let runs = apis.into_iter().map(|(sealed, secrets)| {
                 unsealing_controller(
+                    refused::Kind::Bitnami,
                     sealed,
                     |ss: &mut kseal_core::bitnami::SealedSecret| ss.managed_fields_mut().clear(),
                     (secrets, owned.clone(), None),
@@ -449,6 +453,7 @@ type OwnedWatch = (
 /// Secrets; with a view number, each is recorded there as an [`owned::Owned`].
 #[allow(clippy::too_many_arguments)]
 fn unsealing_controller<K, Fut>(
+    kind: refused::Kind,
     sealed: Api<K>,
     compact: impl Fn(&mut K) + Send + Sync + 'static,
     (secrets, owned, view): OwnedWatch,
@@ -471,10 +476,17 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store::<K>();
+    let refused = ctx.refused.clone();
     let sealed_stream = watcher(sealed, watcher::Config::default())
         .default_backoff()
         .modify(compact)
         .reflect(writer)
+        .inspect_ok(move |event| {
+            // A deleted SealedSecret's refused Secret is of no more interest.
+            if let watcher::Event::Delete(ss) = event {
+                refused.forget(kind, &ss.namespace().unwrap_or_default(), &ss.name_any());
+            }
+        })
         .applied_objects();
     let owned_events = watcher(secrets, owned).default_backoff();
     let owned_stream = match view {
@@ -501,6 +513,7 @@ where
     Controller::for_stream(sealed_stream, reader)
         .with_config(kube::runtime::controller::Config::default().concurrency(concurrency))
         .owns_stream(owned_stream)
+        .reconcile_on(ctx.refused.changes(kind))
         .reconcile_all_on(trigger)
         .run(reconcile, error_policy, ctx)
         .for_each(|_| async {})

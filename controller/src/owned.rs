@@ -35,8 +35,8 @@ pub const READ_ANNOTATIONS: &[&str] = &[
     crate::reconcile::MANAGED_ANNOTATION,
     crate::reconcile::PATCH_ANNOTATION,
     kseal_core::policy::SKIP_OWNER_ANNOTATION,
-    "sealedsecrets.bitnami.com/managed",
-    "sealedsecrets.bitnami.com/patch",
+    crate::reconcile::BITNAMI_MANAGED_ANNOTATION,
+    crate::reconcile::BITNAMI_PATCH_ANNOTATION,
 ];
 
 /// What the controller keeps of a Secret: its uid, its owners' uids, which of

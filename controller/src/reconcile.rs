@@ -35,6 +35,7 @@ use crate::cached::Cached;
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::owned::{self, Owned, OwnedSecrets};
+use crate::refused::Kind;
 
 pub const MANAGER: &str = "kseal-controller";
 /// Label on every Secret the controller writes; its Secret watch is filtered by it, so
@@ -44,6 +45,17 @@ pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kseal");
 pub const MANAGED_ANNOTATION: &str = "kseal.dev/managed";
 /// On an existing Secret: merge items into it without taking it over.
 pub const PATCH_ANNOTATION: &str = "kseal.dev/patch";
+/// Bitnami's take-over annotation, which keeps its meaning for both kinds of
+/// SealedSecret: a Secret a Bitnami SealedSecret handed over (its template annotated, so
+/// that the Bitnami controller leaves the Secret without an owner) is taken over by the
+/// kseal SealedSecret that replaces it.
+pub const BITNAMI_MANAGED_ANNOTATION: &str = "sealedsecrets.bitnami.com/managed";
+/// Bitnami's merge annotation, read as [`PATCH_ANNOTATION`].
+pub const BITNAMI_PATCH_ANNOTATION: &str = "sealedsecrets.bitnami.com/patch";
+/// Existing Secrets annotated with one of these are taken over.
+pub const TAKE_OVER: &[&str] = &[MANAGED_ANNOTATION, BITNAMI_MANAGED_ANNOTATION];
+/// Existing Secrets annotated with one of these are merged into.
+pub const MERGE_INTO: &[&str] = &[PATCH_ANNOTATION, BITNAMI_PATCH_ANNOTATION];
 pub use kseal_core::policy::SKIP_OWNER_ANNOTATION;
 
 pub struct Context {
@@ -73,6 +85,8 @@ pub struct Context {
     /// SealedSecrets written in the last moments: their own watch events may not have
     /// reached the caches yet.
     pub recent: Mutex<Recent>,
+    /// The Secrets SealedSecrets were refused on, watched for a change.
+    pub refused: Arc<crate::refused::Refused>,
 }
 
 /// How often everything is reconciled again, with nothing changed: one timer for all
@@ -161,10 +175,11 @@ pub enum Error {
     /// A Bitnami SealedSecret (drop-in mode) that cannot be unsealed.
     #[error("cannot unseal: {0}")]
     Bitnami(#[source] kseal_core::bitnami::UnsealError),
+    /// With the Secret as it was found, which [`crate::refused`] watches for a change.
     #[error(
         "Secret {0:?} exists and is not managed by this SealedSecret; annotate it with kseal.dev/managed: \"true\" to let kseal take it over"
     )]
-    SecretNotOwned(String),
+    SecretNotOwned(String, Box<Owned>),
     /// kube-apiserver refused the Secret as invalid (422), for example a template `type`
     /// that differs from the existing Secret's, which is immutable. Its message names
     /// fields, never values.
@@ -193,7 +208,7 @@ impl Error {
             Error::Unseal(e) => e.reason(),
             Error::NoKeys => Reason::NoMatchingKey,
             Error::Bitnami(e) => e.reason(),
-            Error::SecretNotOwned(_) => Reason::SecretNotOwned,
+            Error::SecretNotOwned(..) => Reason::SecretNotOwned,
             Error::SecretRejected(_) => Reason::SecretRejected,
             Error::SecretChanged(_) | Error::Kube(_) => Reason::ApiError,
             Error::NoNamespace => Reason::InvalidSealedSecret,
@@ -217,7 +232,14 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Err
     ctx.metrics
         .reconcile_seconds
         .observe(started.elapsed().as_secs_f64());
-    let forget_failures = || ctx.failures.forget(&key_of(&ss));
+    let forget_failures = || {
+        ctx.failures.forget(&key_of(&ss));
+        ctx.refused.forget(
+            Kind::Kseal,
+            &ss.namespace().unwrap_or_default(),
+            &ss.name_any(),
+        );
+    };
     match result {
         Ok(Outcome::Settling) => Ok(Action::requeue(Duration::from_secs(1))),
         Ok(Outcome::UpToDate) => {
@@ -254,6 +276,11 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Err
         }
         Err(e) => {
             ctx.metrics.failure(e.reason());
+            if let Error::SecretNotOwned(name, found) = &e {
+                let namespace = ss.namespace().unwrap_or_default();
+                ctx.refused
+                    .watch(Kind::Kseal, &namespace, name, (**found).clone());
+            }
             if e.permanent() {
                 tracing::warn!(sealedsecret = %key_of(&ss), reason = %e.reason(), error = %e, "cannot unseal");
                 let changed = set_status(&ss, &ctx, "False", e.reason(), &e.to_string()).await?;
@@ -315,15 +342,7 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<Outcome, Error> {
     let name = ss.name_any();
     let template = ss.template().cloned().unwrap_or_default();
     let cached = ctx.owned.get(&namespace, &name);
-    let ours = |found: &Owned| {
-        ownership_of(
-            &name,
-            found,
-            &uid,
-            &[MANAGED_ANNOTATION],
-            &[PATCH_ANNOTATION],
-        )
-    };
+    let ours = |found: &Owned| ownership_of(&name, found, &uid, TAKE_OVER, MERGE_INTO);
     let patch_mode = match &cached {
         Some(found) => ours(found)?,
         None => false,
@@ -397,14 +416,8 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<Outcome, Error> {
         Err(Error::SecretChanged(_)) => {
             // A Secret the cache did not know (one kseal did not write, or one its watch
             // has not delivered yet), or one replaced since: decided from the API's view.
-            let (patch_mode, existing) = ownership(
-                &secrets,
-                &name,
-                &uid,
-                &[MANAGED_ANNOTATION],
-                &[PATCH_ANNOTATION],
-            )
-            .await?;
+            let (patch_mode, existing) =
+                ownership(&secrets, &name, &uid, TAKE_OVER, MERGE_INTO).await?;
             write(patch_mode, existing).await?;
         }
         other => other?,
@@ -472,7 +485,10 @@ pub(crate) fn ownership_of(
     let managed = managed.iter().any(|k| existing.annotated(k));
     let patch_mode = patch.iter().any(|k| existing.annotated(k));
     if !owned && !managed && !patch_mode {
-        return Err(Error::SecretNotOwned(name.to_owned()));
+        return Err(Error::SecretNotOwned(
+            name.to_owned(),
+            Box::new(existing.clone()),
+        ));
     }
     Ok(patch_mode && !owned && !managed)
 }
