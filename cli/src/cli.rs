@@ -264,6 +264,12 @@ pub struct MigrateArgs {
     /// Bitnami keys (--bitnami-keys-namespace), to migrate each SealedSecret
     #[arg(long, conflicts_with = "bitnami_keys")]
     pub via_controller: bool,
+    /// Convert nothing; only annotate each Bitnami SealedSecret's template so that the
+    /// Bitnami controller leaves its Secret without an owner and kseal may take it over.
+    /// Step 1 of a Flux or Argo CD migration, with no keys: commit it and let it apply
+    /// before committing the converted files
+    #[arg(long, conflicts_with_all = ["bitnami_keys", "via_controller"])]
+    pub hand_over: bool,
     /// Convert and report, but write nothing
     #[arg(long)]
     pub dry_run: bool,

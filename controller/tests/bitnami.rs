@@ -9,11 +9,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Cluster, repo, wait_for};
+use common::{Cluster, repo, wait_for, wait_for_within};
+use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
 use kseal_tests::bitnami::{BitnamiController, kubeseal};
 use kube::ResourceExt;
 use kube::api::{Api, ListParams};
+use kube::runtime::watcher;
+use std::time::Duration;
 
 /// What must be identical: data, type, labels, annotations.
 type Shape = (
@@ -555,6 +558,200 @@ async fn drop_in_takes_over_bitnami_secrets_without_a_gap() {
     let data = api.get("db").await.unwrap().data.unwrap();
     assert_eq!(data["password"].0, b"two");
     assert_eq!(data["added"].0, b"new");
+}
+
+/// What the API reported of one Secret, in order: `Some(uid)` for each write, `None` for
+/// its deletion, with the time.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, Option<String>)>>>;
+
+/// Records every change to the Secret `ns/name` from now on (returns once its watch has
+/// listed it).
+async fn record(c: &Cluster, ns: &str, name: &str) -> Seen {
+    let seen: Seen = Default::default();
+    let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let mut events = watcher(c.secrets(ns), config).boxed();
+    let (listed, ready) = tokio::sync::oneshot::channel();
+    let out = seen.clone();
+    tokio::spawn(async move {
+        let mut listed = Some(listed);
+        // Until the cluster stops.
+        while let Some(Ok(event)) = events.next().await {
+            let now = std::time::Instant::now();
+            match event {
+                watcher::Event::InitDone => {
+                    if let Some(tx) = listed.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                watcher::Event::Apply(s) => out.lock().unwrap().push((now, s.uid())),
+                watcher::Event::Delete(_) => out.lock().unwrap().push((now, None)),
+                _ => {}
+            }
+        }
+    });
+    ready.await.unwrap();
+    seen
+}
+
+/// A Bitnami SealedSecret `shop/db` applied and unsealed by the real Bitnami controller:
+/// its file and the Secret made.
+async fn bitnami_db(c: &Cluster, cert: &Path) -> (PathBuf, Secret) {
+    seal(
+        c,
+        cert,
+        "shop/db.yaml",
+        &[],
+        &secret(
+            "shop",
+            "db",
+            "  labels:
+    app: db
+",
+            "stringData:
+  password: s3cret
+",
+        ),
+    );
+    let file = c.path("repo/shop/db.yaml");
+    c.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
+    let made = wait_for_secrets(c, &[("shop", "db")]).await.remove(0);
+    assert_eq!(made.owner_references().len(), 1, "Bitnami owns its Secret");
+    (file, made)
+}
+
+/// Converts `repo/` with the Bitnami keys backed up, sealed to the cluster's kseal key.
+async fn convert(c: &Cluster, recipients: &Path) {
+    backup_keys(c, "bitnami-keys.yaml").await;
+    c.kseal(
+        &[
+            "migrate",
+            "repo",
+            "--bitnami-key",
+            "bitnami-keys.yaml",
+            "--cert",
+            recipients.to_str().unwrap(),
+        ],
+        b"",
+    );
+}
+
+/// Flux's and Argo CD's order (the kseal SealedSecret applied, then the Bitnami one
+/// pruned with a cascade), after the documented hand-over: the Secret never leaves, and
+/// kseal takes the same object over.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gitops_migration_after_a_hand_over_keeps_the_secret() {
+    let mut c = Cluster::new().await;
+    let (_bitnami, cert) = with_bitnami(&c).await;
+    c.start_controller("a");
+    let recipients = c.recipients().await;
+    let (file, made) = bitnami_db(&c, &cert).await;
+
+    // Commit 1: the hand-over, applied; the Bitnami controller lets go of the Secret.
+    c.kseal(&["migrate", "repo", "--hand-over"], b"");
+    c.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
+    let api = c.secrets("shop");
+    wait_for("the Bitnami controller to let go of the Secret", || async {
+        let s = api.get_opt("db").await.ok().flatten()?;
+        (s.owner_references().is_empty()
+            && s.annotations().get("sealedsecrets.bitnami.com/managed")? == "true")
+            .then_some(())
+    })
+    .await;
+
+    // Commit 2: the converted file applied, then the Bitnami SealedSecret pruned with
+    // Argo CD's foreground cascade (which returns once garbage collection is done).
+    convert(&c, &recipients).await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        !text.contains("hand-over") && !text.contains("skip"),
+        "the hand-over is undone: {text}"
+    );
+    let seen = record(&c, "shop", "db").await;
+    c.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
+    c.kubectl(&[
+        "delete",
+        "-n",
+        "shop",
+        "sealedsecrets.bitnami.com",
+        "db",
+        "--cascade=foreground",
+        "--wait",
+    ])
+    .await;
+    assert_eq!(
+        c.ready("shop", "db").await,
+        ("True".into(), "Unsealed".into())
+    );
+    let kss = c.sealed("shop").get("db").await.unwrap();
+    let now = wait_for("the Secret owned by the kseal SealedSecret", || async {
+        let s = api.get_opt("db").await.ok().flatten()?;
+        (s.owner_references().len() == 1 && s.owner_references()[0].uid == kss.uid()?).then_some(s)
+    })
+    .await;
+    assert_eq!(now.uid(), made.uid(), "taken over in place, not replaced");
+    assert_eq!(now.data.unwrap()["password"].0, b"s3cret");
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|(_, uid)| uid == &made.uid()),
+        "the Secret left or was replaced: {seen:?}"
+    );
+
+    // The kseal SealedSecret owns it now: pruning that one takes the Secret along.
+    c.kubectl(&["delete", "-n", "shop", "kss", "db", "--wait"])
+        .await;
+    wait_for("the Secret to follow its owner", || async {
+        api.get_opt("db").await.ok()?.is_none().then_some(())
+    })
+    .await;
+}
+
+/// The same order without the hand-over: kseal is refused the Secret the Bitnami
+/// SealedSecret still owns, and when the prune's garbage collection deletes it, kseal
+/// notices at once and writes it again (before, it waited out a minute of backoff).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gitops_migration_without_a_hand_over_restores_the_secret_at_once() {
+    let mut c = Cluster::new().await;
+    let (_bitnami, cert) = with_bitnami(&c).await;
+    c.start_controller("a");
+    let recipients = c.recipients().await;
+    let (file, made) = bitnami_db(&c, &cert).await;
+    convert(&c, &recipients).await;
+
+    c.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
+    assert_eq!(c.ready("shop", "db").await.1, "SecretNotOwned");
+    let seen = record(&c, "shop", "db").await;
+    // Flux's prune: the default (background) cascade.
+    c.kubectl(&[
+        "delete",
+        "-n",
+        "shop",
+        "sealedsecrets.bitnami.com",
+        "db",
+        "--wait",
+    ])
+    .await;
+    // Garbage collection deletes the Secret when it gets to it (tens of seconds when
+    // its discovery has not yet seen the Bitnami CRD); kseal writes it again on that
+    // event, well inside the first minute of backoff its refusal earned.
+    let (gone, back) = wait_for_within(
+        "the Secret to be deleted and written again",
+        Duration::from_secs(120),
+        || async {
+            let seen = seen.lock().unwrap().clone();
+            let deleted = seen.iter().position(|(_, uid)| uid.is_none())?;
+            let (back, _) = seen[deleted + 1..].iter().find(|(_, uid)| uid.is_some())?;
+            Some((seen[deleted].0, *back))
+        },
+    )
+    .await;
+    let gap = back.duration_since(gone);
+    eprintln!("the Secret was gone for {} ms", gap.as_millis());
+    assert!(gap < Duration::from_secs(30), "gone for {gap:?}");
+    let api = c.secrets("shop");
+    let now = api.get("db").await.unwrap();
+    assert_ne!(now.uid(), made.uid());
+    assert_eq!(now.data.unwrap()["password"].0, b"s3cret");
+    assert_eq!(c.ready("shop", "db").await.0, "True");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -38,6 +38,18 @@ pub use crate::resource::BITNAMI_NAMESPACE_WIDE_ANNOTATION as NAMESPACE_WIDE_ANN
 /// In a template: the Secret gets no owner reference.
 pub const SKIP_OWNER_REFERENCES_ANNOTATION: &str =
     "sealedsecrets.bitnami.com/skip-set-owner-references";
+/// In a template: Bitnami's controller takes an existing Secret over; left on a Secret
+/// (by a hand-over), kseal's controller takes it over too.
+pub const MANAGED_ANNOTATION: &str = "sealedsecrets.bitnami.com/managed";
+/// The template annotations a hand-over sets to `"true"`: the Bitnami controller then
+/// leaves the Secret with no owner (so pruning the Bitnami SealedSecret does not delete
+/// it) and marked for take-over (so both controllers may write it).
+pub const HAND_OVER: &[&str] = &[MANAGED_ANNOTATION, SKIP_OWNER_REFERENCES_ANNOTATION];
+/// On a Bitnami SealedSecret (not its template): the [`HAND_OVER`] annotations
+/// `kseal migrate --hand-over` added to its template, comma-separated, which converting
+/// it removes again.
+pub const HAND_OVER_ANNOTATION: &str = "kseal.dev/hand-over";
+
 /// The label on the Bitnami controller's key Secrets (`active` for keys in use).
 pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
 
@@ -584,6 +596,23 @@ pub enum MigrateError {
     Policy(#[from] crate::policy::PolicyError),
 }
 
+/// The [`HAND_OVER`] annotations `kseal migrate --hand-over` added to `ss`'s template,
+/// as its [`HAND_OVER_ANNOTATION`] names them (other names there are ignored).
+pub fn handed_over(ss: &SealedSecret) -> Vec<&'static str> {
+    let named = ss
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(HAND_OVER_ANNOTATION))
+        .map(String::as_str)
+        .unwrap_or_default();
+    HAND_OVER
+        .iter()
+        .copied()
+        .filter(|k| named.split(',').any(|n| n.trim() == *k))
+        .collect()
+}
+
 /// The kseal SealedSecret equivalent to `ss`: the same name, namespace, scope, item keys
 /// and template (labels, annotations, type, immutable, plain data), every item sealed to
 /// `recipients`. The outer labels and annotations are kept, except Bitnami's scope
@@ -615,6 +644,20 @@ pub fn shell(
     mut template: SecretTemplate,
     skip_owner: bool,
 ) -> Result<crate::resource::SealedSecret, MigrateError> {
+    // What a hand-over added was for the move only: the kseal SealedSecret owns its
+    // Secret as the Bitnami one did before.
+    let added = handed_over(ss);
+    let skip_owner = skip_owner && !added.contains(&SKIP_OWNER_REFERENCES_ANNOTATION);
+    if let Some(meta) = template.metadata.as_mut() {
+        meta.annotations.retain(|k, _| !added.contains(&k.as_str()));
+    }
+    if template
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.labels.is_empty() && m.annotations.is_empty())
+    {
+        template.metadata = None;
+    }
     if skip_owner {
         let meta = template.metadata.get_or_insert_with(Default::default);
         meta.annotations
@@ -631,6 +674,7 @@ pub fn shell(
         annotations.retain(|k, _| {
             k != CLUSTER_WIDE_ANNOTATION
                 && k != NAMESPACE_WIDE_ANNOTATION
+                && k != HAND_OVER_ANNOTATION
                 && !DROPPED_ANNOTATIONS.contains(&k.as_str())
         });
     }
@@ -699,5 +743,58 @@ mod tests {
             keys.add(b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n"),
             Err(KeyError::Rejected)
         );
+    }
+
+    fn bitnami(outer: serde_json::Value, template: serde_json::Value) -> SealedSecret {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": API_VERSION, "kind": "SealedSecret",
+            "metadata": {"name": "db", "namespace": "shop", "annotations": outer},
+            "spec": {"encryptedData": {}, "template": {"metadata": {"annotations": template}}},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn converting_undoes_what_a_hand_over_added_and_nothing_else() {
+        let handed = bitnami(
+            serde_json::json!({
+                HAND_OVER_ANNOTATION: format!("{MANAGED_ANNOTATION},{SKIP_OWNER_REFERENCES_ANNOTATION},example.com/not-ours"),
+                "team": "a",
+            }),
+            serde_json::json!({
+                MANAGED_ANNOTATION: "true",
+                SKIP_OWNER_REFERENCES_ANNOTATION: "true",
+                "example.com/kept": "yes",
+            }),
+        );
+        assert_eq!(handed_over(&handed), HAND_OVER);
+        let (template, skip) = template_of(&handed).unwrap();
+        assert!(
+            skip,
+            "the Bitnami controller (and the drop-in) skip the owner"
+        );
+        let out = shell(&handed, template, skip).unwrap();
+        let annotations = &out.spec.template.unwrap().metadata.unwrap().annotations;
+        assert_eq!(
+            annotations.keys().collect::<Vec<_>>(),
+            ["example.com/kept"],
+            "the kseal SealedSecret owns its Secret"
+        );
+        assert_eq!(
+            out.metadata.annotations.unwrap().keys().collect::<Vec<_>>(),
+            ["team"]
+        );
+
+        // A template that skipped owners before any hand-over keeps doing so.
+        let own = bitnami(
+            serde_json::json!({HAND_OVER_ANNOTATION: MANAGED_ANNOTATION}),
+            serde_json::json!({MANAGED_ANNOTATION: "true", SKIP_OWNER_REFERENCES_ANNOTATION: "true"}),
+        );
+        let (template, skip) = template_of(&own).unwrap();
+        let out = shell(&own, template, skip).unwrap();
+        let annotations = &out.spec.template.unwrap().metadata.unwrap().annotations;
+        assert_eq!(annotations[SKIP_OWNER_REFERENCES_ANNOTATION], "true");
+        assert_eq!(annotations[SKIP_OWNER_ANNOTATION], "true");
+        assert!(!annotations.contains_key(MANAGED_ANNOTATION));
     }
 }

@@ -7,6 +7,11 @@
 //! keys and template. Other documents are kept. All files are converted in memory first;
 //! unless `--keep-going`, one failure anywhere writes nothing. Each file is then replaced
 //! atomically. Plaintext exists only in wiped buffers, one SealedSecret at a time.
+//!
+//! `--hand-over` converts nothing: it adds [`bitnami::HAND_OVER`] to each Bitnami
+//! SealedSecret's template (and names what it added in [`bitnami::HAND_OVER_ANNOTATION`]),
+//! so that once applied the Bitnami controller leaves each Secret ownerless and marked
+//! for take-over; the conversion later removes exactly those again.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,8 +29,9 @@ use crate::cli::{InspectFormat, MigrateArgs, OutputFormat};
 use crate::cluster::Cluster;
 use crate::io::{outln, read_file, render, replace_file};
 
-/// Who opens the Bitnami values.
+/// Who opens the Bitnami values (none for a hand-over).
 enum Opener {
+    HandOver,
     Keys(BitnamiKeys, RecipientSet),
     Controller {
         cluster: Box<Cluster>,
@@ -43,11 +49,12 @@ struct Converted {
 
 pub fn run(args: &MigrateArgs) -> Result<()> {
     let opener = opener(args)?;
+    let hand_over = matches!(opener, Opener::HandOver);
     let files = super::manifest_files(&args.paths, super::Hidden::Skip)?;
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "{spinner} migrating {pos}/{len} files [{elapsed_precise}]",
+            "{spinner} reading {pos}/{len} files [{elapsed_precise}]",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
@@ -86,6 +93,7 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
         outln!(
             "{}",
             serde_json::to_string_pretty(&serde_json::json!({
+                "mode": if hand_over { "hand-over" } else { "migrate" },
                 "written": write,
                 "migrated": migrated,
                 "files": files,
@@ -93,7 +101,12 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
             }))?
         )?;
     } else {
-        let verb = if write { "migrated" } else { "would migrate" };
+        let verb = match (hand_over, write) {
+            (false, true) => "migrated",
+            (false, false) => "would migrate",
+            (true, true) => "handed over",
+            (true, false) => "would hand over",
+        };
         // Each file, so that what to commit (or what a dry run would change) is in view.
         for c in &converted {
             eprintln!(
@@ -115,6 +128,11 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
                 )
             }
         );
+        if hand_over && write && migrated > 0 {
+            eprintln!(
+                "next: commit, let the Bitnami controller apply it (each Secret loses its owner reference), then convert with `kseal migrate` and commit"
+            );
+        }
     }
     if !failures.is_empty() {
         if !write && !args.dry_run {
@@ -129,6 +147,9 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
 }
 
 fn opener(args: &MigrateArgs) -> Result<Opener> {
+    if args.hand_over {
+        return Ok(Opener::HandOver);
+    }
     if args.via_controller {
         let cluster = Cluster::connect(&args.recipients.cluster)?.ok_or_else(|| {
             anyhow!("--via-controller needs a kubeconfig (--kubeconfig, $KUBECONFIG)")
@@ -183,16 +204,27 @@ fn convert(path: &Path, opener: &Opener) -> std::result::Result<Option<Converted
             continue;
         }
         let label = doc_label(&input.name, i, docs.len());
-        match migrate_one(doc, opener) {
-            Ok(sealed) => {
-                migrated += 1;
-                out.push(serde_json::to_value(&sealed).map_err(|e| one(e.into()))?);
+        let converted = match opener {
+            Opener::HandOver => hand_over(doc),
+            _ => {
+                migrate_one(doc, opener).and_then(|sealed| Ok(Some(serde_json::to_value(&sealed)?)))
             }
+        };
+        match converted {
+            Ok(Some(changed)) => {
+                migrated += 1;
+                out.push(changed);
+            }
+            Ok(None) => out.push(doc.clone()),
             Err(e) => errors.push(format!("{label}: {}: {e:#}", who(doc))),
         }
     }
     if !errors.is_empty() {
         return Err(errors);
+    }
+    if migrated == 0 {
+        // Every one handed over already: the file stays as it is.
+        return Ok(None);
     }
     let format = match format {
         Format::Yaml => OutputFormat::Yaml,
@@ -215,10 +247,62 @@ fn who(doc: &serde_json::Value) -> String {
     kseal_core::resource::printable(&location).into_owned()
 }
 
+/// `doc` with [`bitnami::HAND_OVER`] set to `"true"` in its template and the ones that
+/// were not named on the SealedSecret ([`bitnami::HAND_OVER_ANNOTATION`]); `None` when
+/// it has them all already. Every other field stays as written.
+fn hand_over(doc: &serde_json::Value) -> Result<Option<serde_json::Value>> {
+    let mut doc = doc.clone();
+    let annotations = object_at(&mut doc, &["spec", "template", "metadata", "annotations"])?;
+    let added: Vec<&str> = bitnami::HAND_OVER
+        .iter()
+        .copied()
+        .filter(|k| annotations.get(*k).and_then(|v| v.as_str()) != Some("true"))
+        .collect();
+    if added.is_empty() {
+        return Ok(None);
+    }
+    for key in &added {
+        annotations.insert((*key).into(), "true".into());
+    }
+    let outer = object_at(&mut doc, &["metadata", "annotations"])?;
+    let mut named: Vec<String> = outer
+        .get(bitnami::HAND_OVER_ANNOTATION)
+        .and_then(|v| v.as_str())
+        .map(|v| v.split(',').map(str::to_owned).collect())
+        .unwrap_or_default();
+    named.extend(added.iter().map(|k| (*k).to_owned()));
+    named.sort();
+    named.dedup();
+    outer.insert(bitnami::HAND_OVER_ANNOTATION.into(), named.join(",").into());
+    Ok(Some(doc))
+}
+
+/// The object at `path` in `doc`, created (with the objects above it) when absent.
+fn object_at<'a>(
+    doc: &'a mut serde_json::Value,
+    path: &[&str],
+) -> Result<&'a mut serde_json::Map<String, serde_json::Value>> {
+    let mut at = doc;
+    for (depth, key) in path.iter().enumerate() {
+        let here = at
+            .as_object_mut()
+            .ok_or_else(|| anyhow!("{} is not an object", path[..depth].join(".")))?;
+        at = here
+            .entry(*key)
+            .or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if at.is_null() {
+            *at = serde_json::Value::Object(Default::default());
+        }
+    }
+    at.as_object_mut()
+        .ok_or_else(|| anyhow!("{} is not an object", path.join(".")))
+}
+
 fn migrate_one(doc: &serde_json::Value, opener: &Opener) -> Result<SealedSecret> {
     let ss: bitnami::SealedSecret = serde_path_to_error::deserialize(doc)
         .map_err(|e| anyhow!("{}: {}", e.path(), e.inner()))?;
     match opener {
+        Opener::HandOver => bail!("a hand-over converts nothing"),
         Opener::Keys(keys, recipients) => Ok(bitnami::migrate(&ss, keys, recipients)?),
         Opener::Controller {
             cluster,
