@@ -223,6 +223,17 @@ fn raw(args: &SealArgs) -> Result<()> {
             _ => String::new(),
         }
     );
+    // The hint a hand-written SealedSecret around the value carries (kseal seal writes
+    // it itself): which keys to try first, and what `kseal audit` reads.
+    eprintln!(
+        "note: a SealedSecret holding it names its recipients as spec.recipients: [{}]",
+        recipients
+            .fingerprints()
+            .iter()
+            .map(|f| f.0.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
     let newline = if std::io::stdout().is_terminal() {
         "\n"
     } else {
