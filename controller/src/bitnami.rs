@@ -156,3 +156,41 @@ async fn set_status(ss: &SealedSecret, ctx: &Context, error: Option<&Error>) -> 
     .await?;
     Ok(())
 }
+
+/// Records on the recipients ConfigMap, for `kseal status`, how many Bitnami keys are
+/// imported (from `from`) and whether the drop-in mode is on, each time the keys load.
+pub async fn report(
+    client: kube::Client,
+    namespace: String,
+    keys: Arc<crate::keys::KeyStore>,
+    from: String,
+    drop_in: bool,
+    mut loaded: tokio::sync::watch::Receiver<u64>,
+) {
+    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, &namespace);
+    loop {
+        if *loaded.borrow_and_update() > 0 {
+            let patch = json!({
+                "apiVersion": "v1", "kind": "ConfigMap",
+                "metadata": {"name": crate::keys::RECIPIENTS_CONFIGMAP, "annotations": {
+                    bitnami::IMPORTED_KEYS_ANNOTATION: keys.bitnami().len().to_string(),
+                    bitnami::IMPORTED_FROM_ANNOTATION: &from,
+                    bitnami::DROP_IN_ANNOTATION: drop_in.to_string(),
+                }},
+            });
+            let written = api
+                .patch(
+                    crate::keys::RECIPIENTS_CONFIGMAP,
+                    &PatchParams::apply("kseal-controller-bitnami").force(),
+                    &Patch::Apply(&patch),
+                )
+                .await;
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "could not record the imported Bitnami keys on the recipients ConfigMap");
+            }
+        }
+        if loaded.changed().await.is_err() {
+            return;
+        }
+    }
+}

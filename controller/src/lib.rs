@@ -269,6 +269,16 @@ async fn controllers(
             }
         })
     };
+    let bitnami_report = args.bitnami_keys_namespace.clone().map(|from| {
+        tokio::spawn(bitnami::report(
+            client.clone(),
+            args.common.namespace.clone(),
+            keys.clone(),
+            from,
+            args.bitnami_drop_in,
+            bitnami_loaded.clone(),
+        ))
+    });
     // Encryption at rest: the first verdict is known before anything is unsealed, so
     // `enforce` never lets a first pass slip through.
     let (verdict_tx, mut verdict_rx) = watch::channel(None);
@@ -407,6 +417,9 @@ async fn controllers(
     }
     publisher.abort();
     answering.abort();
+    if let Some(task) = bitnami_report {
+        task.abort();
+    }
     if let Some(task) = at_rest {
         task.abort();
     }

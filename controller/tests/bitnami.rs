@@ -487,6 +487,22 @@ async fn drop_in_takes_over_bitnami_secrets_without_a_gap() {
         ])
         .await;
     assert_eq!(synced, "Synced=True");
+    // `kseal status` counts them and the keys imported (issue 27: it said
+    // `sealedsecrets: 0` while serving them).
+    let admin = c.path("admin");
+    let status = String::from_utf8(
+        c.kseal(&["status", "--kubeconfig", admin.to_str().unwrap()], b"")
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        status.contains(
+            "bitnami sealedsecrets: 2 [2 synced]: convert them with `kseal migrate`"
+        ) && status.contains(
+            "bitnami keys: 1 imported from kube-system, drop-in on (the controller unseals them)"
+        ),
+        "{status}"
+    );
 
     // A change to a Bitnami SealedSecret (kubeseal --merge-into) is applied by kseal.
     let file = c.path("repo/prod/db.yaml");

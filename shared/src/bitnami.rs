@@ -50,6 +50,13 @@ pub const HAND_OVER: &[&str] = &[MANAGED_ANNOTATION, SKIP_OWNER_REFERENCES_ANNOT
 /// it removes again.
 pub const HAND_OVER_ANNOTATION: &str = "kseal.dev/hand-over";
 
+/// On the controller's recipients ConfigMap, for `kseal status`: how many Bitnami keys the
+/// controller imported, from which namespace, and whether it unseals Bitnami
+/// SealedSecrets itself (`"true"`/`"false"`).
+pub const IMPORTED_KEYS_ANNOTATION: &str = "kseal.dev/bitnami-keys";
+pub const IMPORTED_FROM_ANNOTATION: &str = "kseal.dev/bitnami-keys-namespace";
+pub const DROP_IN_ANNOTATION: &str = "kseal.dev/bitnami-drop-in";
+
 /// The label on the Bitnami controller's key Secrets (`active` for keys in use).
 pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
 

@@ -28,6 +28,31 @@ struct Status {
     leader: Leader,
     encryption_at_rest: Option<AtRest>,
     sealed_secrets: Readiness,
+    /// Bitnami sealed-secrets in the cluster: absent when neither its CRD nor imported
+    /// keys are there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bitnami: Option<Bitnami>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Bitnami {
+    /// The Bitnami keys the controller imported (`--bitnami-keys-namespace`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    imported_keys: Option<ImportedKeys>,
+    /// `bitnami.com` SealedSecrets by their `Synced` condition ("synced", "not synced
+    /// (REASON)", "pending"); absent when the CRD is not installed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sealed_secrets: Option<Readiness>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ImportedKeys {
+    count: usize,
+    namespace: String,
+    /// The controller unseals Bitnami SealedSecrets too.
+    drop_in: bool,
 }
 
 #[derive(Serialize)]
@@ -147,13 +172,85 @@ fn read(cluster: &Cluster, namespace: Option<&str>) -> Status {
         }
         Err(e) => readiness.error = Some(cluster.describe(&e)),
     }
+    let bitnami = bitnami(cluster, namespace, &annotations);
     Status {
         keys,
         keys_error,
         leader,
         encryption_at_rest,
         sealed_secrets: readiness,
+        bitnami,
     }
+}
+
+/// The Bitnami keys the controller reports it imported, and the Bitnami SealedSecrets.
+fn bitnami(
+    cluster: &Cluster,
+    namespace: Option<&str>,
+    annotations: &BTreeMap<String, String>,
+) -> Option<Bitnami> {
+    use kseal_core::bitnami::{
+        DROP_IN_ANNOTATION, IMPORTED_FROM_ANNOTATION, IMPORTED_KEYS_ANNOTATION,
+        SealedSecret as BitnamiSealedSecret,
+    };
+    let imported_keys = annotations
+        .get(IMPORTED_KEYS_ANNOTATION)
+        .and_then(|n| n.parse().ok())
+        .map(|count| ImportedKeys {
+            count,
+            namespace: annotations
+                .get(IMPORTED_FROM_ANNOTATION)
+                .cloned()
+                .unwrap_or_default(),
+            drop_in: annotations
+                .get(DROP_IN_ANNOTATION)
+                .is_some_and(|v| v == "true"),
+        });
+    let api: Api<BitnamiSealedSecret> = match namespace {
+        Some(ns) => Api::namespaced(cluster.client(), ns),
+        None => Api::all(cluster.client()),
+    };
+    let mut readiness = Readiness {
+        namespace: namespace.map(str::to_owned),
+        total: 0,
+        by_state: BTreeMap::new(),
+        error: None,
+    };
+    let sealed_secrets = match cluster.runtime.block_on(api.list(&ListParams::default())) {
+        Ok(list) => {
+            readiness.total = list.items.len();
+            for ss in &list.items {
+                *readiness.by_state.entry(synced(ss)).or_default() += 1;
+            }
+            Some(readiness)
+        }
+        // No Bitnami CRD: nothing to report.
+        Err(kube::Error::Api(status)) if status.code == 404 => None,
+        Err(e) => {
+            readiness.error = Some(cluster.describe(&e));
+            Some(readiness)
+        }
+    };
+    (imported_keys.is_some() || sealed_secrets.is_some()).then_some(Bitnami {
+        imported_keys,
+        sealed_secrets,
+    })
+}
+
+/// "synced", "not synced (REASON)", or "pending", from Bitnami's `Synced` condition
+/// (written by the Bitnami controller, or by kseal's in drop-in mode).
+fn synced(ss: &kseal_core::bitnami::SealedSecret) -> String {
+    ss.status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c["type"] == "Synced"))
+        .map(|c| match c["status"].as_str() {
+            Some("True") => "synced".to_owned(),
+            _ => format!(
+                "not synced ({})",
+                c["reason"].as_str().unwrap_or("no reason")
+            ),
+        })
+        .unwrap_or_else(|| "pending".into())
 }
 
 /// "ready (Unsealed)", "not ready (REASON)", or "pending" before the controller's first
@@ -230,10 +327,38 @@ fn text(status: &Status, controller_namespace: &str) -> String {
             };
         }
     }
-    let readiness = &status.sealed_secrets;
+    readiness_line(&mut out, "sealedsecrets", &status.sealed_secrets, "");
+    if let Some(bitnami) = &status.bitnami {
+        if let Some(readiness) = &bitnami.sealed_secrets {
+            let hint = if readiness.total > 0 {
+                ": convert them with `kseal migrate`"
+            } else {
+                ""
+            };
+            readiness_line(&mut out, "bitnami sealedsecrets", readiness, hint);
+        }
+        if let Some(keys) = &bitnami.imported_keys {
+            let _ = writeln!(
+                out,
+                "bitnami keys: {} imported from {}, drop-in {}",
+                keys.count,
+                keys.namespace,
+                if keys.drop_in {
+                    "on (the controller unseals them)"
+                } else {
+                    "off"
+                }
+            );
+        }
+    }
+    out
+}
+
+/// `LABEL: TOTAL [N STATE, …]HINT`, or why it is unknown.
+fn readiness_line(out: &mut String, label: &str, readiness: &Readiness, hint: &str) {
     let label = match &readiness.namespace {
-        Some(ns) => format!("sealedsecrets in {ns}"),
-        None => "sealedsecrets".to_owned(),
+        Some(ns) => format!("{label} in {ns}"),
+        None => label.to_owned(),
     };
     let _ = match &readiness.error {
         Some(e) => writeln!(out, "{label}: unknown ({e})"),
@@ -243,10 +368,14 @@ fn text(status: &Status, controller_namespace: &str) -> String {
                 .iter()
                 .map(|(state, n)| format!("{n} {state}"))
                 .collect();
-            writeln!(out, "{label}: {} [{}]", readiness.total, summary.join(", "))
+            writeln!(
+                out,
+                "{label}: {} [{}]{hint}",
+                readiness.total,
+                summary.join(", ")
+            )
         }
     };
-    out
 }
 
 /// An RFC 3339 time to the second, as `kseal status` prints every time (the API gives
