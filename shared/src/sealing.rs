@@ -110,9 +110,10 @@ fn check_work<'a>(
 
 /// Seals every item of `input` for `scope` to `recipients`.
 ///
-/// The template keeps the Secret's labels, annotations (without kubectl's
-/// last-applied-configuration, which holds a plaintext copy, or kseal's scope annotation),
-/// `type` and `immutable`.
+/// The template keeps the Secret's labels (without the controller's own), annotations
+/// (without kubectl's last-applied-configuration, which holds a plaintext copy, the
+/// scope annotations, or a live Secret's take-over and merge annotations), `type` and
+/// `immutable`.
 pub fn seal_secret(
     input: &SecretInput,
     scope: Scope,
@@ -122,11 +123,11 @@ pub fn seal_secret(
     validate_name(name)?;
     check_items(input.data.len())?;
     let annotations = template_annotations(&input.annotations);
-    let metadata =
-        (!input.labels.is_empty() || !annotations.is_empty()).then(|| TemplateMetadata {
-            labels: input.labels.clone(),
-            annotations,
-        });
+    let labels = template_labels(&input.labels);
+    let metadata = (!labels.is_empty() || !annotations.is_empty()).then(|| TemplateMetadata {
+        labels,
+        annotations,
+    });
     let template = SecretTemplate {
         metadata,
         type_: input.type_.clone(),
@@ -164,14 +165,41 @@ const SCOPE_ANNOTATIONS: [&str; 3] = [
     BITNAMI_NAMESPACE_WIDE_ANNOTATION,
 ];
 
+/// The annotations a live Secret carries for the controller that writes it (take over,
+/// merge into), which say nothing about the Secret a template describes: a Secret read
+/// back from the cluster (`kubectl get secret … | kseal seal`) is sealed without them.
+const LIVE_ANNOTATIONS: [&str; 4] = [
+    "kseal.dev/managed",
+    "kseal.dev/patch",
+    "sealedsecrets.bitnami.com/managed",
+    "sealedsecrets.bitnami.com/patch",
+];
+
+/// The label the controller puts on every Secret it writes; it adds it again itself.
+const CONTROLLER_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "kseal");
+
 /// The annotations of an input Secret that belong in the template: all but kubectl's
-/// last-applied-configuration (a plaintext copy of the Secret) and the scope annotations.
+/// last-applied-configuration (a plaintext copy of the Secret), the scope annotations
+/// and a live Secret's take-over and merge annotations.
 pub fn template_annotations(annotations: &BTreeMap<String, String>) -> BTreeMap<String, String> {
     annotations
         .iter()
         .filter(|(k, _)| {
-            !DROPPED_ANNOTATIONS.contains(&k.as_str()) && !SCOPE_ANNOTATIONS.contains(&k.as_str())
+            let k = k.as_str();
+            !DROPPED_ANNOTATIONS.contains(&k)
+                && !SCOPE_ANNOTATIONS.contains(&k)
+                && !LIVE_ANNOTATIONS.contains(&k)
         })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// The labels of an input Secret that belong in the template: all but the one the
+/// controller adds to every Secret it writes.
+pub fn template_labels(labels: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    labels
+        .iter()
+        .filter(|(k, v)| (k.as_str(), v.as_str()) != CONTROLLER_LABEL)
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
 }
@@ -355,6 +383,27 @@ mod tests {
             .data
             .insert("password".into(), Zeroizing::new(b"hunter2".to_vec()));
         input
+    }
+
+    /// `kubectl get secret … | kseal seal` of a Secret the controller wrote or was
+    /// handed: its take-over annotation and the controller's label stay out (the template
+    /// refuses `kseal.dev/` annotations, and the controller adds its label itself).
+    #[test]
+    fn a_live_secrets_controller_metadata_stays_out_of_the_template() {
+        let key = Key::generate();
+        let set = RecipientSet::new([key.recipient().clone()]).unwrap();
+        let mut live = input();
+        for k in LIVE_ANNOTATIONS {
+            live.annotations.insert(k.into(), "true".into());
+        }
+        live.labels
+            .insert(CONTROLLER_LABEL.0.into(), CONTROLLER_LABEL.1.into());
+        let sealed = seal_secret(&live, Scope::Strict, &set).unwrap();
+        let template = sealed.spec.template.unwrap();
+        crate::policy::check_template(Some(&template), &[]).unwrap();
+        let meta = template.metadata.unwrap();
+        assert_eq!(meta.labels.keys().collect::<Vec<_>>(), ["app"]);
+        assert_eq!(meta.annotations.keys().collect::<Vec<_>>(), ["team"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use kseal_core::manifest::{Format, parse_documents, scrub, sealed_from_value, secret_from_value};
 use kseal_core::resource::{SealedSecret, TemplateMetadata};
 use kseal_core::scope::validate_item_key;
-use kseal_core::sealing::{seal_items, template_annotations};
+use kseal_core::sealing::{seal_items, template_annotations, template_labels};
 use zeroize::Zeroizing;
 
 use crate::cli::{MergeArgs, OutputFormat};
@@ -136,7 +136,7 @@ fn collect_items(
         let meta = template
             .metadata
             .get_or_insert_with(TemplateMetadata::default);
-        meta.labels.extend(secret.labels.clone());
+        meta.labels.extend(template_labels(&secret.labels));
         meta.annotations
             .extend(template_annotations(&secret.annotations));
     }
