@@ -63,18 +63,87 @@ async fn the_kustomize_install_applies_without_warnings() {
     plane
         .write_kubeconfig(&kubeconfig, &plane.admin, "default")
         .unwrap();
-    let manifests = repo().join("manifests");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("kubectl")
-            .args(["apply", "-k", manifests.to_str().unwrap()])
-            .env("KUBECONFIG", &kubeconfig)
-            .env("KUBECACHEDIR", dir.path().join("cache"))
-            .output()
-            .unwrap()
-    })
+    // The base, then docs/operations.md's overlay with the Bitnami component, as the
+    // page shows it, in a directory beside `manifests/`.
+    let page = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
+    let overlay = page
+        .split("```yaml\n")
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains("components/bitnami"))
+        .expect("docs/operations.md shows the Bitnami overlay")
+        .to_owned();
+    std::os::unix::fs::symlink(repo().join("manifests"), dir.path().join("manifests")).unwrap();
+    std::fs::create_dir(dir.path().join("overlay")).unwrap();
+    std::fs::write(dir.path().join("overlay/kustomization.yaml"), overlay).unwrap();
+    let kubectl = |args: Vec<String>| {
+        let (kubeconfig, cache) = (kubeconfig.clone(), dir.path().join("cache"));
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new("kubectl")
+                .args(args)
+                .env("KUBECONFIG", kubeconfig)
+                .env("KUBECACHEDIR", cache)
+                .output()
+                .unwrap()
+        })
+    };
+    for target in [repo().join("manifests"), dir.path().join("overlay")] {
+        let out = kubectl(vec![
+            "apply".into(),
+            "-k".into(),
+            target.display().to_string(),
+        ])
+        .await
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{}: {stderr}", target.display());
+        assert!(!stderr.to_lowercase().contains("warning"), "{stderr}");
+    }
+    let env = kubectl(
+        [
+            "get",
+            "-n",
+            "kseal-system",
+            "deploy/kseal-controller",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].env}",
+        ]
+        .map(String::from)
+        .to_vec(),
+    )
     .await
     .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(!stderr.to_lowercase().contains("warning"), "{stderr}");
+    let env = String::from_utf8_lossy(&env.stdout);
+    assert!(
+        env.contains("KSEAL_BITNAMI_DROP_IN") && env.contains("KSEAL_BITNAMI_KEYS_NAMESPACE"),
+        "{env}"
+    );
+}
+
+/// docs/operations.md names every value the chart takes.
+#[test]
+fn the_docs_list_every_helm_value() {
+    let values: serde_json::Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(repo().join("manifests/helm/kseal/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let page = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
+    let listed = page
+        .split("Values:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    let listed = listed.split_whitespace().collect::<Vec<_>>().join(" ");
+    let mut missing = Vec::new();
+    for (key, value) in values.as_object().unwrap() {
+        let names: Vec<String> = match value.as_object() {
+            Some(nested) if !nested.is_empty() && key != "resources" => {
+                nested.keys().map(|k| format!("`{key}.{k}`")).collect()
+            }
+            _ => vec![format!("`{key}`")],
+        };
+        missing.extend(names.into_iter().filter(|n| !listed.contains(n.as_str())));
+    }
+    assert!(missing.is_empty(), "not in docs/operations.md: {missing:?}");
 }
