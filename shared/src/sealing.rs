@@ -124,7 +124,7 @@ pub fn seal_secret(
     check_items(input.data.len())?;
     let annotations = template_annotations(&input.annotations);
     let labels = template_labels(&input.labels);
-    let metadata = (!labels.is_empty() || !annotations.is_empty()).then(|| TemplateMetadata {
+    let metadata = (!labels.is_empty() || !annotations.is_empty()).then_some(TemplateMetadata {
         labels,
         annotations,
     });
