@@ -393,3 +393,38 @@ fn every_inline_synopsis_names_real_subcommands_and_flags() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(checked >= 30, "checked {checked} spans");
 }
+
+/// docs/test-cluster.md's walk-through, `scripts/try-cluster.sh`, runs as written: the
+/// control plane, the install, a value sealed and unsealed, a rotation and reseal, and
+/// the restart with the Bitnami flags.
+#[test]
+fn the_try_cluster_script_runs_as_written() {
+    let bin_dir = kseal_bin().parent().unwrap().to_owned();
+    let ports = [
+        kseal_tests::ports::free_port().unwrap(),
+        kseal_tests::ports::free_port().unwrap(),
+    ];
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/try-cluster.sh"))
+        .env("KSEAL_BIN_DIR", &bin_dir)
+        .env("KSEAL_TRY_PORT", ports[0].to_string())
+        .env("KSEAL_TRY_METRICS_PORT", ports[1].to_string())
+        .env_remove("KSEAL_TRY_KEEP")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    for seen in [
+        "shop/db holds the value sealed",
+        "resealed 1 SealedSecret in 1 file",
+        "bitnami keys: 1 imported from kube-system, drop-in on",
+        "migrated 1 SealedSecret in 1 file",
+    ] {
+        assert!(text.contains(seen), "{seen:?} not in:\n{text}");
+    }
+    assert!(!text.contains("s3cret"), "a value was printed:\n{text}");
+}
