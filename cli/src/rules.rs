@@ -282,6 +282,8 @@ impl Matched {
 pub struct Wanted {
     /// `recipients` and `recipientsFiles`: each must be there.
     pub named: Vec<Recipient>,
+    /// Where each of `named` was given: `recipients`, or the file as the rule writes it.
+    pub named_from: HashMap<Fingerprint, String>,
     /// The rule's cluster, when it names one.
     pub cluster: Option<ClusterKeys>,
 }
@@ -300,6 +302,18 @@ pub struct ClusterKeys {
 }
 
 impl Wanted {
+    /// Where the rule gets the recipient `fp` from, as `kseal inspect` names it: a file
+    /// of `recipientsFiles`, `recipients`, or its cluster (and which of its keys).
+    pub fn source_of(&self, fp: &Fingerprint) -> Option<String> {
+        if let Some(c) = &self.cluster
+            && let Some(i) = c.keys.iter().position(|k| k.fingerprint() == *fp)
+        {
+            let which = if i == 0 { "newest key" } else { "older key" };
+            return Some(format!("{}, {which}", c.source));
+        }
+        self.named_from.get(fp).cloned()
+    }
+
     /// The expected recipients for `kseal_core::audit::check_recipients`. A context not
     /// read (offline) counts as one recipient beside the named ones, unchecked.
     pub fn expected(&self) -> kseal_core::audit::ExpectedRecipients {
@@ -456,7 +470,31 @@ impl Rules {
         } else {
             None
         };
-        let wanted = Wanted { named, cluster };
+        // Each named recipient's source, one file at a time.
+        let mut named_from = HashMap::new();
+        for text in &spec.recipients {
+            if let Ok(r) = text.parse::<Recipient>() {
+                named_from.insert(r.fingerprint(), "recipients".to_owned());
+            }
+        }
+        for file in &spec.recipients_files {
+            let from_file = RecipientArgs {
+                recipients_files: vec![matched.config.resolve(file)],
+                ..RecipientArgs::default()
+            }
+            .named()
+            .with_context(|| format!("{at}: recipientsFiles {file}"))?;
+            for r in from_file {
+                named_from
+                    .entry(r.fingerprint())
+                    .or_insert_with(|| file.clone());
+            }
+        }
+        let wanted = Wanted {
+            named,
+            named_from,
+            cluster,
+        };
         self.wanted.insert((file, index, live), wanted.clone());
         Ok(wanted)
     }

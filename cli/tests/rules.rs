@@ -293,3 +293,42 @@ fn validate_takes_a_directory_and_checks_sealedsecrets_only() {
 fn stderr_of(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }
+
+/// `kseal inspect` says where the file's rule gets each recipient it is sealed to: the
+/// cluster's document (which key), or the recipients file (issue 27).
+#[test]
+fn inspect_names_where_each_recipient_comes_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join(".git")).unwrap();
+    std::fs::create_dir_all(root.join("keys")).unwrap();
+    std::fs::create_dir_all(root.join("prod")).unwrap();
+    let (_, cluster) = keygen(root, "cluster.key");
+    let (_, escrow) = keygen(root, "escrow.key");
+    std::fs::write(root.join("keys/escrow.txt"), format!("{escrow}\n")).unwrap();
+    std::fs::write(root.join("prod.json"), document(root, &[&cluster])).unwrap();
+    std::fs::write(
+        root.join(".kseal.yaml"),
+        "rules:\n  - path: prod/**\n    cert: prod.json\n    recipientsFiles: [keys/escrow.txt]\n    namespace: prod\n",
+    )
+    .unwrap();
+    ok(run_in(
+        root,
+        &["seal", "-w", "prod/db.yaml"],
+        b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: db\nstringData:\n  password: pw\n",
+    ));
+    let fingerprint = |r: &str| {
+        ok(run_in(root, &["recipients", "-r", r, "-o", "text"], b""))
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let out = ok(run_in(root, &["inspect", "prod/db.yaml"], b""));
+    for expected in [
+        format!("{} (cert prod.json, newest key)", fingerprint(&cluster)),
+        format!("{} (keys/escrow.txt)", fingerprint(&escrow)),
+    ] {
+        assert!(out.contains(&expected), "{expected:?} not in:\n{out}");
+    }
+}

@@ -528,6 +528,22 @@ async fn a_thousand_files_reseal_after_a_rotation_resumably() {
     assert_eq!(old_entry["files"], OLD);
     assert!(old_entry["created"].is_string(), "{old_entry}");
     assert_eq!(report["rotation"][0]["files"], NEW);
+    // As text: one command for the 550, not a line each (issue 27), and the rotation
+    // of the context rule's cluster.
+    let text = ok(kseal_at(&cluster, &repo, &["audit"], b""), "audit");
+    assert!(
+        text.contains(&format!(
+            "  {OLD} SealedSecrets in {OLD} files are on keys their cluster has replaced: kseal reseal .\n"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("old-0001.yaml"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "a rotation of context kseal-test's key would touch {NEW} objects in {NEW} files"
+        )),
+        "{text}"
+    );
 
     // A dry run writes nothing and names the same files.
     let out = kseal_at(

@@ -19,6 +19,9 @@ use crate::cli::{AuditArgs, InspectFormat, RecipientArgs};
 use crate::cluster::Cluster;
 use crate::io::outln;
 
+/// An object a reseal through the controller moves to the newest key, as `detail` says.
+const REPLACED: &str = "on a key its cluster has replaced";
+
 /// One recipient of one object, and what it is.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -153,9 +156,26 @@ pub fn run(args: &AuditArgs) -> Result<()> {
         .iter()
         .filter(|a| matches!(a.status, "review" | "reseal" | "attention"))
         .collect();
-    if !needing.is_empty() {
+    // Those the controller reseals are one command over what was audited, not a line
+    // each (after a rotation, that is every file).
+    let (replaced, needing): (Vec<&Audited>, Vec<&Audited>) = needing.into_iter().partition(|a| {
+        a.status == "reseal" && a.detail.as_deref().is_some_and(|d| d.starts_with(REPLACED))
+    });
+    if !needing.is_empty() || !replaced.is_empty() {
         outln!("to do:")?;
-        for a in needing {
+        if replaced.len() > 1 {
+            let in_files: BTreeSet<&str> = replaced.iter().map(|a| a.file.as_str()).collect();
+            let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            outln!(
+                "  {} in {} {}: kseal reseal {}",
+                plural(replaced.len(), "SealedSecret"),
+                plural(in_files.len(), "file"),
+                "are on keys their cluster has replaced",
+                paths.join(" ")
+            )?;
+        }
+        let single = (replaced.len() == 1).then(|| replaced[0]);
+        for a in needing.into_iter().chain(single) {
             let label = match a.document {
                 Some(n) => format!("{}: document {n}", a.file),
                 None => a.file.clone(),
@@ -277,6 +297,7 @@ fn audit(job: &super::reseal::FileJob, object: &super::reseal::Object, live: boo
             } else {
                 let wanted = crate::rules::Wanted {
                     named: t.named.clone(),
+                    named_from: Default::default(),
                     cluster: t.cluster.clone(),
                 };
                 match check_recipients(&sealed.spec.recipients, &wanted.expected()) {
@@ -288,10 +309,7 @@ fn audit(job: &super::reseal::FileJob, object: &super::reseal::Object, live: boo
         (Action::UpToDate, _, _) => ("current", None),
         (Action::Controller, _, _) | (Action::Identity(_), _, _) => (
             "reseal",
-            Some(format!(
-                "on a key its cluster has replaced: kseal reseal {}",
-                job.name
-            )),
+            Some(format!("{REPLACED}: kseal reseal {}", job.name)),
         ),
     };
     Audited {

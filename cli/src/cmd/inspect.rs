@@ -1,5 +1,6 @@
 //! `kseal inspect FILE`: what a SealedSecret holds, read without any key.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
@@ -35,6 +36,10 @@ struct Report {
     rule: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     rule_check: Option<String>,
+    /// Where the rule gets each recipient from, by fingerprint: a recipients file as the
+    /// rule names it, `recipients`, or its cluster and which of its keys.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    recipient_sources: BTreeMap<String, String>,
 }
 
 fn report(sealed: &SealedSecret) -> Report {
@@ -60,16 +65,24 @@ fn report(sealed: &SealedSecret) -> Report {
             .collect(),
         rule: None,
         rule_check: None,
+        recipient_sources: BTreeMap::new(),
     }
 }
 
-/// The rule's name and the recipients compared with what it asks.
+/// The rule's name, the recipients compared with what it asks, and where it gets those
+/// the object is sealed to.
 fn rule_check(
     rules: &mut Rules,
     rule: &Matched,
     sealed: &SealedSecret,
-) -> Result<(String, String)> {
+) -> Result<(String, String, BTreeMap<String, String>)> {
     let wanted = rules.wanted(rule, &RecipientArgs::default(), false)?;
+    let sources = sealed
+        .spec
+        .recipients
+        .iter()
+        .filter_map(|fp| Some((fp.0.clone(), wanted.source_of(fp)?)))
+        .collect();
     let check = match check_recipients(&sealed.spec.recipients, &wanted.expected()) {
         RecipientsCheck::Pass => "recipients as it asks".to_owned(),
         RecipientsCheck::OlderClusterKey { sealed_to, newest } => format!(
@@ -77,7 +90,7 @@ fn rule_check(
         ),
         RecipientsCheck::Fail(why) => format!("differs: {why}"),
     };
-    Ok((rule.to_string(), check))
+    Ok((rule.to_string(), check, sources))
 }
 
 pub fn run(args: &InspectArgs) -> Result<()> {
@@ -98,9 +111,10 @@ pub fn run(args: &InspectArgs) -> Result<()> {
             sealed_from_value(doc).with_context(|| doc_label(&input.name, i, docs.len()))?;
         let mut r = report(&sealed);
         if let Some(rule) = &rule {
-            let (name, check) = rule_check(&mut rules, rule, &sealed)?;
+            let (name, check, sources) = rule_check(&mut rules, rule, &sealed)?;
             r.rule = Some(name);
             r.rule_check = Some(check);
+            r.recipient_sources = sources;
         }
         reports.push(r);
     }
@@ -143,11 +157,19 @@ fn render_text(r: &Report) -> String {
         _ => "none (no .kseal.yaml rule matches the file)".to_owned(),
     };
     let _ = writeln!(out, "  rule:        {}", printable(&rule));
+    let recipients: Vec<String> = r
+        .recipients
+        .iter()
+        .map(|fp| match r.recipient_sources.get(fp) {
+            Some(from) => format!("{fp} ({from})"),
+            None => fp.clone(),
+        })
+        .collect();
     let _ = writeln!(
         out,
         "  recipients:  {} [{}]",
         r.recipients.len(),
-        printable(&r.recipients.join(", "))
+        printable(&recipients.join(", "))
     );
     let mut template = vec![format!(
         "type {}",
