@@ -12,6 +12,7 @@ import (
 	"time"
 
 	etcdmain "go.etcd.io/etcd/server/v3/etcdmain"
+	encryptionconfig "k8s.io/apiserver/pkg/server/options/encryptionconfig/controller"
 	"k8s.io/component-base/cli"
 	_ "k8s.io/component-base/logs/json/register"
 	_ "k8s.io/component-base/metrics/prometheus/clientgo"
@@ -37,6 +38,11 @@ func main() {
 	case "etcd":
 		etcdmain.Main(os.Args)
 	case "kube-apiserver":
+		// How often --encryption-provider-config-automatic-reload looks at the file (a
+		// minute upstream; the variable is exported for integration tests to shorten).
+		if poll, err := time.ParseDuration(os.Getenv("KSEAL_ENCRYPTION_CONFIG_POLL")); err == nil {
+			encryptionconfig.EncryptionConfigFileChangePollDuration = poll
+		}
 		os.Exit(cli.Run(apiserver.NewAPIServerCommand()))
 	case "kube-controller-manager":
 		os.Exit(cli.Run(kcm.NewControllerManagerCommand()))
