@@ -635,6 +635,24 @@ async fn bitnami_db(c: &Cluster, cert: &Path) -> (PathBuf, Secret) {
     (file, made)
 }
 
+/// A migration's start: the real Bitnami controller has unsealed `shop/db` (its file and
+/// Secret returned), and kseal's controller runs beside it (its recipients document).
+async fn migration() -> (Cluster, BitnamiController, PathBuf, PathBuf, Secret) {
+    let mut c = Cluster::new().await;
+    let (bitnami, cert) = with_bitnami(&c).await;
+    // Garbage collection learns of a new CRD at its next discovery, up to 30 s later
+    // (a constant in kube-controller-manager), and until then leaves a pruned Bitnami
+    // object's Secret alone; restarted, it knows the CRD from the start.
+    c.plane
+        .restart(kseal_tests::cluster::Component::ControllerManager)
+        .await
+        .unwrap();
+    c.start_controller("a");
+    let recipients = c.recipients().await;
+    let (file, made) = bitnami_db(&c, &cert).await;
+    (c, bitnami, recipients, file, made)
+}
+
 /// Converts `repo/` with the Bitnami keys backed up, sealed to the cluster's kseal key.
 async fn convert(c: &Cluster, recipients: &Path) {
     backup_keys(c, "bitnami-keys.yaml").await;
@@ -656,11 +674,7 @@ async fn convert(c: &Cluster, recipients: &Path) {
 /// kseal takes the same object over.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gitops_migration_after_a_hand_over_keeps_the_secret() {
-    let mut c = Cluster::new().await;
-    let (_bitnami, cert) = with_bitnami(&c).await;
-    c.start_controller("a");
-    let recipients = c.recipients().await;
-    let (file, made) = bitnami_db(&c, &cert).await;
+    let (c, _bitnami, recipients, file, made) = migration().await;
 
     // Commit 1: the hand-over, applied; the Bitnami controller lets go of the Secret.
     c.kseal(&["migrate", "repo", "--hand-over"], b"");
@@ -726,11 +740,7 @@ async fn a_gitops_migration_after_a_hand_over_keeps_the_secret() {
 /// notices at once and writes it again (before, it waited out a minute of backoff).
 #[tokio::test(flavor = "multi_thread")]
 async fn a_gitops_migration_without_a_hand_over_restores_the_secret_at_once() {
-    let mut c = Cluster::new().await;
-    let (_bitnami, cert) = with_bitnami(&c).await;
-    c.start_controller("a");
-    let recipients = c.recipients().await;
-    let (file, made) = bitnami_db(&c, &cert).await;
+    let (c, _bitnami, recipients, file, made) = migration().await;
     convert(&c, &recipients).await;
 
     c.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;

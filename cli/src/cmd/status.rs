@@ -150,28 +150,12 @@ fn read(cluster: &Cluster, namespace: Option<&str>) -> Status {
                 .get("kseal.dev/encryption-at-rest-detail")
                 .cloned(),
         });
-    let sealed: Api<SealedSecret> = match namespace {
-        Some(ns) => Api::namespaced(cluster.client(), ns),
-        None => Api::all(cluster.client()),
-    };
-    let mut readiness = Readiness {
+    let readiness = count_by(cluster, namespace, state).unwrap_or_else(|e| Readiness {
         namespace: namespace.map(str::to_owned),
         total: 0,
         by_state: BTreeMap::new(),
-        error: None,
-    };
-    match cluster
-        .runtime
-        .block_on(sealed.list(&ListParams::default()))
-    {
-        Ok(list) => {
-            readiness.total = list.items.len();
-            for ss in &list.items {
-                *readiness.by_state.entry(state(ss)).or_default() += 1;
-            }
-        }
-        Err(e) => readiness.error = Some(cluster.describe(&e)),
-    }
+        error: Some(cluster.describe(&e)),
+    });
     let bitnami = bitnami(cluster, namespace, &annotations);
     Status {
         keys,
@@ -206,34 +190,49 @@ fn bitnami(
                 .get(DROP_IN_ANNOTATION)
                 .is_some_and(|v| v == "true"),
         });
-    let api: Api<BitnamiSealedSecret> = match namespace {
-        Some(ns) => Api::namespaced(cluster.client(), ns),
-        None => Api::all(cluster.client()),
-    };
-    let mut readiness = Readiness {
-        namespace: namespace.map(str::to_owned),
-        total: 0,
-        by_state: BTreeMap::new(),
-        error: None,
-    };
-    let sealed_secrets = match cluster.runtime.block_on(api.list(&ListParams::default())) {
-        Ok(list) => {
-            readiness.total = list.items.len();
-            for ss in &list.items {
-                *readiness.by_state.entry(synced(ss)).or_default() += 1;
-            }
-            Some(readiness)
-        }
+    let sealed_secrets = match count_by::<BitnamiSealedSecret>(cluster, namespace, synced) {
+        Ok(readiness) => Some(readiness),
         // No Bitnami CRD: nothing to report.
         Err(kube::Error::Api(status)) if status.code == 404 => None,
-        Err(e) => {
-            readiness.error = Some(cluster.describe(&e));
-            Some(readiness)
-        }
+        Err(e) => Some(Readiness {
+            namespace: namespace.map(str::to_owned),
+            total: 0,
+            by_state: BTreeMap::new(),
+            error: Some(cluster.describe(&e)),
+        }),
     };
     (imported_keys.is_some() || sealed_secrets.is_some()).then_some(Bitnami {
         imported_keys,
         sealed_secrets,
+    })
+}
+
+/// The objects of kind `K` in `namespace` (or in every one), counted by `state`.
+fn count_by<K>(
+    cluster: &Cluster,
+    namespace: Option<&str>,
+    state: impl Fn(&K) -> String,
+) -> Result<Readiness, kube::Error>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api: Api<K> = match namespace {
+        Some(ns) => Api::namespaced(cluster.client(), ns),
+        None => Api::all(cluster.client()),
+    };
+    let list = cluster.runtime.block_on(api.list(&ListParams::default()))?;
+    let mut by_state = BTreeMap::new();
+    for object in &list.items {
+        *by_state.entry(state(object)).or_default() += 1;
+    }
+    Ok(Readiness {
+        namespace: namespace.map(str::to_owned),
+        total: list.items.len(),
+        by_state,
+        error: None,
     })
 }
 
