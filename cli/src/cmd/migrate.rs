@@ -50,6 +50,7 @@ struct Converted {
 pub fn run(args: &MigrateArgs) -> Result<()> {
     let opener = opener(args)?;
     let hand_over = matches!(opener, Opener::HandOver);
+    let done = if hand_over { "handed over" } else { "migrated" };
     let files = super::manifest_files(&args.paths, super::Hidden::Skip)?;
     let bar = indicatif::ProgressBar::new(files.len() as u64);
     bar.set_style(
@@ -123,7 +124,7 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
                 String::new()
             } else {
                 format!(
-                    "; {} could not be migrated",
+                    "; {} could not be {done}",
                     plural(failures.len(), "SealedSecret")
                 )
             }
@@ -139,7 +140,7 @@ pub fn run(args: &MigrateArgs) -> Result<()> {
             bail!("nothing was written (pass --keep-going to write the files that converted)");
         }
         bail!(
-            "{} could not be migrated",
+            "{} could not be {done}",
             plural(failures.len(), "SealedSecret")
         );
     }
