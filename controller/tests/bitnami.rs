@@ -489,18 +489,24 @@ async fn drop_in_takes_over_bitnami_secrets_without_a_gap() {
     assert_eq!(synced, "Synced=True");
     // `kseal status` counts them and the keys imported (issue 27: it said
     // `sealedsecrets: 0` while serving them).
+    // (Both objects' conditions, and the count of keys its own task records as they
+    // load: waited for.)
     let admin = c.path("admin");
-    let status = String::from_utf8(
-        c.kseal(&["status", "--kubeconfig", admin.to_str().unwrap()], b"")
-            .stdout,
-    )
-    .unwrap();
+    let expected = [
+        "bitnami sealedsecrets: 2 [2 synced]: convert them with `kseal migrate`",
+        "bitnami keys: 1 imported from kube-system, drop-in on (the controller unseals them)",
+    ];
+    let mut status = String::new();
+    for _ in 0..300 {
+        let out = c.kseal(&["status", "--kubeconfig", admin.to_str().unwrap()], b"");
+        status = String::from_utf8(out.stdout).unwrap();
+        if expected.iter().all(|line| status.contains(line)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(
-        status.contains(
-            "bitnami sealedsecrets: 2 [2 synced]: convert them with `kseal migrate`"
-        ) && status.contains(
-            "bitnami keys: 1 imported from kube-system, drop-in on (the controller unseals them)"
-        ),
+        expected.iter().all(|line| status.contains(line)),
         "{status}"
     );
 

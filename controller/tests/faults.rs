@@ -102,7 +102,7 @@ async fn converges_through_faults_without_partial_secrets() {
     cluster.plane.restart(Component::ApiServer).await.unwrap();
 
     // Cuts and compactions go on for 3 s more, and until they have happened (a cut watch,
-    // a compaction's `410 Gone`), then stop; the errors 10 s more, and until more than ten
+    // a compaction's `410 Gone`), then stop; the errors 4 s more, and until more than ten
     // were injected, then stop too. How many requests the controller makes, and so how
     // many faults land, depends on how fast it converges: the phases end on counts, not on
     // a clock alone. (Under a 20% error rate for good, an object whose reconciles keep
@@ -119,7 +119,9 @@ async fn converges_through_faults_without_partial_secrets() {
     )
     .await;
     chaos.abort();
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    // (Not longer: every second of a 20% error rate adds failures in a row, and so
+    // backoff, to the convergence waited for below.)
+    tokio::time::sleep(Duration::from_secs(4)).await;
     wait_for_within(
         "more than ten injected errors",
         Duration::from_secs(60),
