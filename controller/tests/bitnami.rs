@@ -334,18 +334,7 @@ async fn migrated_files_give_the_secrets_bitnami_made() {
             .await;
     }
 
-    let migrate = |extra: &[&str]| {
-        let mut args = vec![
-            "migrate",
-            "repo",
-            "--bitnami-key",
-            "bitnami-keys.yaml",
-            "--cert",
-            recipients.to_str().unwrap(),
-        ];
-        args.extend(extra);
-        c.kseal(&args, b"")
-    };
+    let migrate = |extra: &[&str]| migrate_repo(&c, &recipients, extra);
     // What would change, as one JSON report; nothing is written.
     let before = std::fs::read(repo_dir.join("shop/db.json")).unwrap();
     let out = migrate(&["--dry-run", "-o", "json"]);
@@ -659,20 +648,25 @@ async fn migration() -> (Cluster, BitnamiController, PathBuf, PathBuf, Secret) {
     (c, bitnami, recipients, file, made)
 }
 
-/// Converts `repo/` with the Bitnami keys backed up, sealed to the cluster's kseal key.
+/// `kseal migrate repo` with the backed-up Bitnami keys, sealed to the cluster's kseal
+/// key, and `extra` flags.
+fn migrate_repo(c: &Cluster, recipients: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "migrate",
+        "repo",
+        "--bitnami-key",
+        "bitnami-keys.yaml",
+        "--cert",
+        recipients.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    c.kseal(&args, b"")
+}
+
+/// Backs up the Bitnami keys and converts `repo/` with them.
 async fn convert(c: &Cluster, recipients: &Path) {
     backup_keys(c, "bitnami-keys.yaml").await;
-    c.kseal(
-        &[
-            "migrate",
-            "repo",
-            "--bitnami-key",
-            "bitnami-keys.yaml",
-            "--cert",
-            recipients.to_str().unwrap(),
-        ],
-        b"",
-    );
+    migrate_repo(c, recipients, &[]);
 }
 
 /// Flux's and Argo CD's order (the kseal SealedSecret applied, then the Bitnami one
