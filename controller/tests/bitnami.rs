@@ -60,6 +60,14 @@ async fn with_bitnami(c: &Cluster) -> (BitnamiController, PathBuf) {
         "crd/sealedsecrets.bitnami.com",
     ])
     .await;
+    // Garbage collection learns of a new CRD at its next discovery, up to 30 s later
+    // (a constant in kube-controller-manager), and until then neither collects a pruned
+    // Bitnami object's Secret nor orphans it (`--cascade=orphan` waits for that);
+    // restarted, it knows the CRD from the start.
+    c.plane
+        .restart(kseal_tests::cluster::Component::ControllerManager)
+        .await
+        .unwrap();
     let bitnami = BitnamiController::start(&c.plane, &c.path("bitnami"), &[])
         .await
         .unwrap();
@@ -635,13 +643,6 @@ async fn bitnami_db(c: &Cluster, cert: &Path) -> (PathBuf, Secret) {
 async fn migration() -> (Cluster, BitnamiController, PathBuf, PathBuf, Secret) {
     let mut c = Cluster::new().await;
     let (bitnami, cert) = with_bitnami(&c).await;
-    // Garbage collection learns of a new CRD at its next discovery, up to 30 s later
-    // (a constant in kube-controller-manager), and until then leaves a pruned Bitnami
-    // object's Secret alone; restarted, it knows the CRD from the start.
-    c.plane
-        .restart(kseal_tests::cluster::Component::ControllerManager)
-        .await
-        .unwrap();
     c.start_controller("a");
     let recipients = c.recipients().await;
     let (file, made) = bitnami_db(&c, &cert).await;
