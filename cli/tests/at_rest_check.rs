@@ -755,12 +755,13 @@ fn automatic_reload() {
                 .write_encryption_config(Component::ApiServer, Some(&config(AESCBC))),
         )
         .unwrap();
+    // The apiserver swaps its transformers first and records the new config's hash in
+    // its metrics a moment later: the check is awaited until it has seen both.
+    let loaded = format!("loaded encryption config {}", sha256(&config(AESCBC)));
     let json = setup.check_until("the reloaded config in check", |json| {
-        json["verdict"] == "encrypted"
+        json["verdict"] == "encrypted" && evidence(json, 0).contains(&loaded)
     });
     assert_eq!(json["detail"], "aescbc:v1 key key1", "{json}");
-    let loaded = format!("loaded encryption config {}", sha256(&config(AESCBC)));
-    assert!(evidence(&json, 0).contains(&loaded), "{json}");
     setup.create("after", 1, 0);
     let (_, scan) = setup.scan(Some(&config(AESCBC)));
     assert_eq!(
