@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kseal_core::atrest::evidence::{ClusterVerdict, Verdict, judge_cluster};
 use kseal_core::atrest::probe::{ProbeOptions, probe};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::{Client, Config};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -123,18 +123,7 @@ async fn annotate(
         (DETAIL_ANNOTATION, truncate(summary, 4096)),
         (CHECKED_ANNOTATION, now),
     ]);
-    let patch = serde_json::json!({
-        "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": RECIPIENTS_CONFIGMAP, "annotations": annotations},
-    });
-    Api::<ConfigMap>::namespaced(client.clone(), namespace)
-        .patch(
-            RECIPIENTS_CONFIGMAP,
-            &PatchParams::apply(FIELD_MANAGER).force(),
-            &Patch::Apply(&patch),
-        )
-        .await?;
-    Ok(())
+    crate::keys::annotate_recipients(client, namespace, FIELD_MANAGER, &annotations).await
 }
 
 fn truncate(s: &str, max: usize) -> String {

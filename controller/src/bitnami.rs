@@ -167,24 +167,23 @@ pub async fn report(
     drop_in: bool,
     mut loaded: tokio::sync::watch::Receiver<u64>,
 ) {
-    let api: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client, &namespace);
     loop {
         if *loaded.borrow_and_update() > 0 {
-            let patch = json!({
-                "apiVersion": "v1", "kind": "ConfigMap",
-                "metadata": {"name": crate::keys::RECIPIENTS_CONFIGMAP, "annotations": {
-                    bitnami::IMPORTED_KEYS_ANNOTATION: keys.bitnami().len().to_string(),
-                    bitnami::IMPORTED_FROM_ANNOTATION: &from,
-                    bitnami::DROP_IN_ANNOTATION: drop_in.to_string(),
-                }},
-            });
-            let written = api
-                .patch(
-                    crate::keys::RECIPIENTS_CONFIGMAP,
-                    &PatchParams::apply("kseal-controller-bitnami").force(),
-                    &Patch::Apply(&patch),
-                )
-                .await;
+            let annotations = std::collections::BTreeMap::from([
+                (
+                    bitnami::IMPORTED_KEYS_ANNOTATION,
+                    keys.bitnami().len().to_string(),
+                ),
+                (bitnami::IMPORTED_FROM_ANNOTATION, from.clone()),
+                (bitnami::DROP_IN_ANNOTATION, drop_in.to_string()),
+            ]);
+            let written = crate::keys::annotate_recipients(
+                &client,
+                &namespace,
+                "kseal-controller-bitnami",
+                &annotations,
+            )
+            .await;
             if let Err(e) = written {
                 tracing::warn!(error = %e, "could not record the imported Bitnami keys on the recipients ConfigMap");
             }

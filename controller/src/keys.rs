@@ -460,6 +460,29 @@ pub async fn ensure_fresh_key(
     .await
 }
 
+/// Sets `annotations` on the recipients ConfigMap, as field manager `manager` (each
+/// reporter its own, so that none removes another's): where `kseal status` reads the
+/// at-rest verdict and the imported Bitnami keys.
+pub async fn annotate_recipients(
+    client: &Client,
+    namespace: &str,
+    manager: &str,
+    annotations: &BTreeMap<&str, String>,
+) -> Result<(), kube::Error> {
+    let patch = serde_json::json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": RECIPIENTS_CONFIGMAP, "annotations": annotations},
+    });
+    Api::<ConfigMap>::namespaced(client.clone(), namespace)
+        .patch(
+            RECIPIENTS_CONFIGMAP,
+            &PatchParams::apply(manager).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    Ok(())
+}
+
 /// Publishes the recipients document in the `kseal-recipients` ConfigMap.
 pub async fn publish(
     client: &Client,

@@ -664,6 +664,23 @@ fn migrate_repo(c: &Cluster, recipients: &Path, extra: &[&str]) -> std::process:
     c.kseal(&args, b"")
 }
 
+/// Deletes the Bitnami SealedSecret `shop/db` as a GitOps prune does, with `cascade`
+/// (`foreground`: Argo CD's default; `background`: Flux's and kubectl's), waiting for it
+/// to be gone.
+async fn prune_bitnami_db(c: &Cluster, cascade: &str) {
+    let cascade = format!("--cascade={cascade}");
+    c.kubectl(&[
+        "delete",
+        "-n",
+        "shop",
+        "sealedsecrets.bitnami.com",
+        "db",
+        &cascade,
+        "--wait",
+    ])
+    .await;
+}
+
 /// Backs up the Bitnami keys and converts `repo/` with them.
 async fn convert(c: &Cluster, recipients: &Path) {
     backup_keys(c, "bitnami-keys.yaml").await;
@@ -699,16 +716,7 @@ async fn a_gitops_migration_after_a_hand_over_keeps_the_secret() {
     );
     let seen = record(&c, "shop", "db").await;
     c.kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
-    c.kubectl(&[
-        "delete",
-        "-n",
-        "shop",
-        "sealedsecrets.bitnami.com",
-        "db",
-        "--cascade=foreground",
-        "--wait",
-    ])
-    .await;
+    prune_bitnami_db(&c, "foreground").await;
     assert_eq!(
         c.ready("shop", "db").await,
         ("True".into(), "Unsealed".into())
@@ -748,15 +756,7 @@ async fn a_gitops_migration_without_a_hand_over_restores_the_secret_at_once() {
     assert_eq!(c.ready("shop", "db").await.1, "SecretNotOwned");
     let seen = record(&c, "shop", "db").await;
     // Flux's prune: the default (background) cascade.
-    c.kubectl(&[
-        "delete",
-        "-n",
-        "shop",
-        "sealedsecrets.bitnami.com",
-        "db",
-        "--wait",
-    ])
-    .await;
+    prune_bitnami_db(&c, "background").await;
     // Garbage collection deletes the Secret when it gets to it (tens of seconds when
     // its discovery has not yet seen the Bitnami CRD); kseal writes it again on that
     // event, well inside the first minute of backoff its refusal earned.
