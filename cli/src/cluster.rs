@@ -13,9 +13,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 
 use crate::cli::ClusterArgs;
 
-pub const RECIPIENTS_CONFIGMAP: &str = "kseal-recipients";
-pub const RECIPIENTS_KEY: &str = "recipients.json";
-pub const LEADER_LEASE: &str = "kseal-controller-leader";
+use kseal_core::contract::{RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
 
 /// A connection: a runtime for the blocking CLI, a client, and the context's namespace.
 pub struct Cluster {

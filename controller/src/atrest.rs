@@ -9,25 +9,21 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use kseal_core::atrest::evidence::{ClusterVerdict, Verdict, judge_cluster};
 use kseal_core::atrest::probe::{ProbeOptions, probe};
-use kube::api::{Api, PostParams};
 use kube::{Client, Config};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
 
 use crate::config::AtRestPolicy;
-use crate::keys::RECIPIENTS_CONFIGMAP;
+use crate::events::{self, Happened};
 use crate::metrics::Metrics;
 
-/// Annotations on the recipients ConfigMap, for `kseal status`.
-pub const VERDICT_ANNOTATION: &str = "kseal.dev/encryption-at-rest";
-pub const DETAIL_ANNOTATION: &str = "kseal.dev/encryption-at-rest-detail";
-pub const CHECKED_ANNOTATION: &str = "kseal.dev/encryption-at-rest-checked-at";
-const FIELD_MANAGER: &str = "kseal-controller-at-rest";
+use kseal_core::contract::{
+    AT_REST_CHECKED_ANNOTATION, AT_REST_DETAIL_ANNOTATION, AT_REST_MANAGER,
+    AT_REST_VERDICT_ANNOTATION, RECIPIENTS_CONFIGMAP,
+};
 
 /// The verdict unsealing goes by: the one just reached, except that `unknown` does not
 /// lift an earlier `plaintext`. A check that could not run (an apiserver restarting
@@ -119,11 +115,11 @@ async fn annotate(
         .format(&Rfc3339)
         .unwrap_or_default();
     let annotations = BTreeMap::from([
-        (VERDICT_ANNOTATION, verdict.to_string()),
-        (DETAIL_ANNOTATION, truncate(summary, 4096)),
-        (CHECKED_ANNOTATION, now),
+        (AT_REST_VERDICT_ANNOTATION, verdict.to_string()),
+        (AT_REST_DETAIL_ANNOTATION, truncate(summary, 4096)),
+        (AT_REST_CHECKED_ANNOTATION, now),
     ]);
-    crate::keys::annotate_recipients(client, namespace, FIELD_MANAGER, &annotations).await
+    crate::keys::annotate_recipients(client, namespace, AT_REST_MANAGER, &annotations).await
 }
 
 fn truncate(s: &str, max: usize) -> String {
@@ -143,31 +139,20 @@ async fn event(client: &Client, namespace: &str, identity: &str, verdict: &Verdi
         Verdict::Unknown => (true, "EncryptionAtRestUnknown"),
         Verdict::Encrypted(_) => (false, "EncryptionAtRestConfigured"),
     };
-    let mut event = Event {
-        action: Some("CheckEncryptionAtRest".into()),
-        reason: Some(reason.into()),
-        note: Some(truncate(&format!("{verdict}: {summary}"), 1024)),
-        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
-        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
-        regarding: Some(ObjectReference {
-            api_version: Some("v1".into()),
-            kind: Some("ConfigMap".into()),
-            name: Some(RECIPIENTS_CONFIGMAP.into()),
-            namespace: Some(namespace.into()),
-            ..ObjectReference::default()
-        }),
-        reporting_controller: Some("kseal.dev/controller".into()),
-        reporting_instance: Some(identity.into()),
-        ..Event::default()
+    let regarding = ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("ConfigMap".into()),
+        name: Some(RECIPIENTS_CONFIGMAP.into()),
+        namespace: Some(namespace.into()),
+        ..ObjectReference::default()
     };
-    event.metadata.name = Some(crate::reconcile::event_name(RECIPIENTS_CONFIGMAP));
-    event.metadata.namespace = Some(namespace.into());
-    if let Err(e) = Api::<Event>::namespaced(client.clone(), namespace)
-        .create(&PostParams::default(), &event)
-        .await
-    {
-        tracing::warn!(error = %e, "could not publish an event");
-    }
+    let happened = Happened {
+        action: "CheckEncryptionAtRest",
+        reason,
+        warning,
+        note: truncate(&format!("{verdict}: {summary}"), 1024),
+    };
+    events::publish(client.clone(), events::event(regarding, identity, happened)).await;
 }
 
 #[cfg(test)]

@@ -20,9 +20,9 @@ use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use crate::reconcile::{
-    Context, Error, MERGE_INTO, TAKE_OVER, desired_secret, ownership, write_secret,
-};
+use kseal_core::contract::{MERGE_INTO, TAKE_OVER};
+
+use crate::reconcile::{Context, Error, desired_secret, ownership, write_secret};
 use crate::refused::Kind;
 
 pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {

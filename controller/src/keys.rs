@@ -27,13 +27,11 @@ use time::format_description::well_known::Rfc3339;
 use crate::config::KeyType;
 use crate::metrics::Metrics;
 
-pub const KEY_LABEL: &str = "kseal.dev/key";
-pub const ACTIVE: &str = "active";
-pub const CREATED_ANNOTATION: &str = "kseal.dev/created";
+pub use kseal_core::contract::{ACTIVE, CREATED_ANNOTATION, KEY_LABEL, KEY_TYPE};
+use kseal_core::contract::{
+    FINGERPRINT_ANNOTATION, MANAGED_BY, MANAGER, RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY,
+};
 pub use kseal_core::keys::IDENTITY_KEY;
-pub const RECIPIENTS_CONFIGMAP: &str = "kseal-recipients";
-pub const RECIPIENTS_KEY: &str = "recipients.json";
-const MANAGER: &str = "kseal-controller";
 
 /// A key loaded from its Secret.
 #[derive(Clone)]
@@ -57,10 +55,6 @@ fn rfc3339(t: OffsetDateTime) -> String {
         .format(&Rfc3339)
         .unwrap_or_default()
 }
-
-/// The Secret type of key Secrets. Unsealing can never write it (nor anything into the
-/// controller namespace, nor `kseal.dev/` labels): see `kseal_core::policy`.
-pub const KEY_TYPE: &str = "kseal.dev/age-key";
 
 /// Reads an active key Secret; `None` for anything else (retired, malformed, or not a
 /// key at all).
@@ -320,15 +314,12 @@ pub fn key_secret(key: &Key, name: &str, namespace: &str, created: OffsetDateTim
     secret.metadata.namespace = Some(namespace.to_owned());
     secret.metadata.labels = Some(BTreeMap::from([
         (KEY_LABEL.to_owned(), ACTIVE.to_owned()),
-        (
-            "app.kubernetes.io/managed-by".to_owned(),
-            "kseal".to_owned(),
-        ),
+        (MANAGED_BY.0.to_owned(), MANAGED_BY.1.to_owned()),
     ]));
     secret.metadata.annotations = Some(BTreeMap::from([
         (CREATED_ANNOTATION.to_owned(), created),
         (
-            "kseal.dev/fingerprint".to_owned(),
+            FINGERPRINT_ANNOTATION.to_owned(),
             key.fingerprint().to_string(),
         ),
     ]));
@@ -493,7 +484,7 @@ pub async fn publish(
     let body = serde_json::to_string_pretty(document).unwrap_or_default();
     let cm = serde_json::json!({
         "apiVersion": "v1", "kind": "ConfigMap",
-        "metadata": {"name": RECIPIENTS_CONFIGMAP, "labels": {"app.kubernetes.io/managed-by": "kseal"}},
+        "metadata": {"name": RECIPIENTS_CONFIGMAP, "labels": {MANAGED_BY.0: MANAGED_BY.1}},
         "data": {RECIPIENTS_KEY: body},
     });
     api.patch(

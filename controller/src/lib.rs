@@ -8,6 +8,7 @@ pub mod bitnami;
 pub mod cached;
 pub mod config;
 pub mod crypto;
+pub mod events;
 pub mod http;
 pub mod keys;
 pub mod metrics;
@@ -36,7 +37,8 @@ use tokio::sync::watch;
 use crate::config::{AtRestPolicy, CommonArgs, RunArgs};
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
-use crate::reconcile::{Context, MANAGED_BY, error_policy, reconcile};
+use crate::reconcile::{Context, error_policy, reconcile};
+use kseal_core::contract::{LEADER_LEASE, MANAGED_BY, MANAGER};
 
 /// A kube client from `--kubeconfig`, else the usual in-cluster or `KUBECONFIG` lookup.
 pub async fn client(args: &CommonArgs) -> anyhow::Result<Client> {
@@ -134,16 +136,15 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     }
 
     // Leader election: only the leader creates keys, publishes recipients and reconciles.
-    let lease =
-        kube_lease_manager::LeaseManagerBuilder::new(client.clone(), "kseal-controller-leader")
-            .with_namespace(&args.common.namespace)
-            .with_identity(&identity)
-            .with_duration(args.lease_duration.as_secs().max(2))
-            .with_grace((args.lease_duration.as_secs() / 3).max(1))
-            .with_field_manager("kseal-controller")
-            .build()
-            .await
-            .context("setting up leader election")?;
+    let lease = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), LEADER_LEASE)
+        .with_namespace(&args.common.namespace)
+        .with_identity(&identity)
+        .with_duration(args.lease_duration.as_secs().max(2))
+        .with_grace((args.lease_duration.as_secs() / 3).max(1))
+        .with_field_manager(MANAGER)
+        .build()
+        .await
+        .context("setting up leader election")?;
     let (mut leader_rx, lease_task) = lease.watch().await;
     let mut stop = stop_rx.clone();
     let mut keys_loaded = keys_changed_rx.clone();

@@ -24,7 +24,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::watcher;
 use serde_json::Value;
 
-use crate::reconcile::MANAGER;
+use kseal_core::contract::{self, MANAGER};
 
 /// A Secret as its metadata-only watch delivers it.
 pub type Watched = PartialObjectMeta<Secret>;
@@ -32,11 +32,11 @@ pub type Watched = PartialObjectMeta<Secret>;
 /// Annotations of an existing Secret that ownership decisions read (kseal's and
 /// Bitnami's take-over and merge annotations, and kseal's skip-owner-reference).
 pub const READ_ANNOTATIONS: &[&str] = &[
-    crate::reconcile::MANAGED_ANNOTATION,
-    crate::reconcile::PATCH_ANNOTATION,
+    contract::MANAGED_ANNOTATION,
+    contract::PATCH_ANNOTATION,
     kseal_core::policy::SKIP_OWNER_ANNOTATION,
-    crate::reconcile::BITNAMI_MANAGED_ANNOTATION,
-    crate::reconcile::BITNAMI_PATCH_ANNOTATION,
+    contract::BITNAMI_MANAGED_ANNOTATION,
+    contract::BITNAMI_PATCH_ANNOTATION,
 ];
 
 /// What the controller keeps of a Secret: its uid, its owners' uids, which of

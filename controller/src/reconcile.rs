@@ -18,44 +18,24 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::api::events::v1::Event;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use kseal_core::policy;
 use kseal_core::reason::Reason;
 use kseal_core::resource::{SealedSecret, SealedSecretStatus, SecretTemplate};
 use kseal_core::sealing::{UnsealError, unseal};
-use kube::api::PostParams;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Client, Resource, ResourceExt};
 
 use crate::cached::Cached;
+use crate::events::{self, Happened};
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
 use crate::owned::{self, Owned, OwnedSecrets};
 use crate::refused::Kind;
 
-pub const MANAGER: &str = "kseal-controller";
-/// Label on every Secret the controller writes; its Secret watch is filtered by it, so
-/// memory grows with SealedSecrets, not with all the Secrets of the cluster.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "kseal");
-/// On an existing Secret: the controller may take it over.
-pub const MANAGED_ANNOTATION: &str = "kseal.dev/managed";
-/// On an existing Secret: merge items into it without taking it over.
-pub const PATCH_ANNOTATION: &str = "kseal.dev/patch";
-/// Bitnami's take-over annotation, which keeps its meaning for both kinds of
-/// SealedSecret: a Secret a Bitnami SealedSecret handed over (its template annotated, so
-/// that the Bitnami controller leaves the Secret without an owner) is taken over by the
-/// kseal SealedSecret that replaces it.
-pub const BITNAMI_MANAGED_ANNOTATION: &str = "sealedsecrets.bitnami.com/managed";
-/// Bitnami's merge annotation, read as [`PATCH_ANNOTATION`].
-pub const BITNAMI_PATCH_ANNOTATION: &str = "sealedsecrets.bitnami.com/patch";
-/// Existing Secrets annotated with one of these are taken over.
-pub const TAKE_OVER: &[&str] = &[MANAGED_ANNOTATION, BITNAMI_MANAGED_ANNOTATION];
-/// Existing Secrets annotated with one of these are merged into.
-pub const MERGE_INTO: &[&str] = &[PATCH_ANNOTATION, BITNAMI_PATCH_ANNOTATION];
+use kseal_core::contract::{MANAGED_BY, MANAGER, MERGE_INTO, TAKE_OVER};
 pub use kseal_core::policy::SKIP_OWNER_ANNOTATION;
 
 pub struct Context {
@@ -654,38 +634,15 @@ async fn set_status(
 /// Publishes an `events.k8s.io/v1` Event about the SealedSecret without waiting for it:
 /// Events are only sent on transitions, and a slow Event never slows a reconcile.
 async fn publish_event(ss: &Cached, ctx: &Context, warning: bool, reason: &str, note: String) {
-    let namespace = ss.namespace().unwrap_or_default();
-    let mut event = Event {
-        action: Some("Unseal".into()),
-        reason: Some(reason.into()),
-        note: Some(note),
-        type_: Some(if warning { "Warning" } else { "Normal" }.into()),
-        event_time: Some(MicroTime(k8s_openapi::jiff::Timestamp::now())),
-        regarding: Some(ss.object_ref(&())),
-        reporting_controller: Some("kseal.dev/controller".into()),
-        reporting_instance: Some(ctx.identity.clone()),
-        ..Event::default()
+    let happened = Happened {
+        action: "Unseal",
+        reason,
+        warning,
+        note,
     };
-    event.metadata.name = Some(event_name(&ss.name_any()));
-    event.metadata.namespace = Some(namespace.clone());
-    let api: Api<Event> = Api::namespaced(ctx.client.clone(), &namespace);
+    let event = events::event(ss.object_ref(&()), &ctx.identity, happened);
     ctx.metrics.wrote("event");
-    tokio::spawn(async move {
-        if let Err(e) = api.create(&PostParams::default(), &event).await {
-            tracing::warn!(error = %e, "could not publish an event");
-        }
-    });
-}
-
-/// An Event's name as client-go makes it: the object's name and the time in hex
-/// nanoseconds. (`generateName: "<name>."` is invalid: a generated name must end with an
-/// alphanumeric character, and kube-apiserver refuses the prefix.)
-pub(crate) fn event_name(regarding: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{regarding}.{nanos:x}")
+    tokio::spawn(events::publish(ctx.client.clone(), event));
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub const SKIP_OWNER_REFERENCES_ANNOTATION: &str =
     "sealedsecrets.bitnami.com/skip-set-owner-references";
 /// In a template: Bitnami's controller takes an existing Secret over; left on a Secret
 /// (by a hand-over), kseal's controller takes it over too.
-pub const MANAGED_ANNOTATION: &str = "sealedsecrets.bitnami.com/managed";
+pub use crate::contract::BITNAMI_MANAGED_ANNOTATION as MANAGED_ANNOTATION;
 /// The template annotations a hand-over sets to `"true"`: the Bitnami controller then
 /// leaves the Secret with no owner (so pruning the Bitnami SealedSecret does not delete
 /// it) and marked for take-over (so both controllers may write it).

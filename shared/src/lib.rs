@@ -15,6 +15,8 @@
 //! - [`age_header`] and [`audit`]: what can be read and checked without a key (for
 //!   `inspect` and `validate`).
 //! - [`resource`]: the `SealedSecret` custom resource.
+//! - [`contract`]: the names the CLI and the controller agree on in the cluster (the
+//!   recipients ConfigMap, the leader Lease, field managers, labels and annotations).
 //! - [`manifest`]: read Secret and SealedSecret documents from YAML or JSON.
 //! - [`sealing`]: whole objects: Secret → SealedSecret and back.
 //! - `bitnami` (feature `bitnami`): Bitnami sealed-secrets keys, values and objects,
@@ -29,6 +31,7 @@ pub mod atrest;
 pub mod audit;
 #[cfg(feature = "bitnami")]
 pub mod bitnami;
+pub mod contract;
 pub mod envelope;
 pub mod item;
 pub mod keys;

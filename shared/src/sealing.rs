@@ -168,15 +168,10 @@ const SCOPE_ANNOTATIONS: [&str; 3] = [
 /// The annotations a live Secret carries for the controller that writes it (take over,
 /// merge into), which say nothing about the Secret a template describes: a Secret read
 /// back from the cluster (`kubectl get secret … | kseal seal`) is sealed without them.
-const LIVE_ANNOTATIONS: [&str; 4] = [
-    "kseal.dev/managed",
-    "kseal.dev/patch",
-    "sealedsecrets.bitnami.com/managed",
-    "sealedsecrets.bitnami.com/patch",
-];
+const LIVE_ANNOTATIONS: [&str; 4] = crate::contract::CONSENT_ANNOTATIONS;
 
 /// The label the controller puts on every Secret it writes; it adds it again itself.
-const CONTROLLER_LABEL: (&str, &str) = ("app.kubernetes.io/managed-by", "kseal");
+const CONTROLLER_LABEL: (&str, &str) = crate::contract::MANAGED_BY;
 
 /// The annotations of an input Secret that belong in the template: all but kubectl's
 /// last-applied-configuration (a plaintext copy of the Secret), the scope annotations

@@ -14,8 +14,11 @@ use kube::api::{Api, ListParams};
 use serde::Serialize;
 
 use crate::cli::{InspectFormat, StatusArgs};
-use crate::cluster::{Cluster, LEADER_LEASE};
+use crate::cluster::Cluster;
 use crate::io::out;
+use kseal_core::contract::{
+    AT_REST_CHECKED_ANNOTATION, AT_REST_DETAIL_ANNOTATION, AT_REST_VERDICT_ANNOTATION, LEADER_LEASE,
+};
 
 /// What `kseal status -o json` prints.
 #[derive(Serialize)]
@@ -140,15 +143,13 @@ fn read(cluster: &Cluster, namespace: Option<&str>) -> Status {
         },
     };
     let encryption_at_rest = annotations
-        .get("kseal.dev/encryption-at-rest")
+        .get(AT_REST_VERDICT_ANNOTATION)
         .map(|verdict| AtRest {
             verdict: verdict.clone(),
             checked_at: annotations
-                .get("kseal.dev/encryption-at-rest-checked-at")
+                .get(AT_REST_CHECKED_ANNOTATION)
                 .map(|t| seconds(t)),
-            detail: annotations
-                .get("kseal.dev/encryption-at-rest-detail")
-                .cloned(),
+            detail: annotations.get(AT_REST_DETAIL_ANNOTATION).cloned(),
         });
     let readiness = count_by(cluster, namespace, state).unwrap_or_else(|e| Readiness {
         namespace: namespace.map(str::to_owned),
