@@ -26,6 +26,9 @@ use crate::reconcile::{Context, Error, desired_secret, ownership, write_secret};
 use crate::refused::Kind;
 
 pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if crate::reconcile::being_deleted(&ss.metadata) {
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     let result = apply(&ss, &ctx).await;
     ctx.metrics

@@ -22,7 +22,8 @@ use serde::{Deserialize, Deserializer};
 /// A SealedSecret as the controller caches it (see the module documentation).
 #[derive(Clone, Debug)]
 pub struct Cached {
-    /// Name, namespace, uid, generation and resourceVersion; nothing else.
+    /// Name, namespace, uid, generation, resourceVersion and deletionTimestamp; nothing
+    /// else.
     pub metadata: ObjectMeta,
     pub status: Option<SealedSecretStatus>,
     spec: Spec,
@@ -54,6 +55,7 @@ impl From<SealedSecret> for Cached {
             uid: metadata.uid,
             generation: metadata.generation,
             resource_version: metadata.resource_version,
+            deletion_timestamp: metadata.deletion_timestamp,
             ..ObjectMeta::default()
         };
         let spec = if unsealed {

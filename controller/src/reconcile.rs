@@ -69,6 +69,15 @@ pub struct Context {
     pub refused: Arc<crate::refused::Refused>,
 }
 
+/// A SealedSecret being deleted is left to garbage collection, which deletes its Secret
+/// with it or, when the deletion orphans dependents (`--cascade=orphan`, a GitOps prune
+/// that keeps them), takes the owner reference off the Secret. Writing the Secret then
+/// would put that owner reference back, and once the owner is gone garbage collection
+/// would delete the Secret the deletion meant to keep (seen in the drop-in test).
+pub fn being_deleted(meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+    meta.deletion_timestamp.is_some()
+}
+
 /// How often everything is reconciled again, with nothing changed: one timer for all
 /// objects, not one per object.
 pub const RESYNC: Duration = Duration::from_secs(3600);
@@ -207,6 +216,9 @@ fn key_of(ss: &Cached) -> String {
 }
 
 pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Error> {
+    if being_deleted(&ss.metadata) {
+        return Ok(Action::await_change());
+    }
     let started = Instant::now();
     let result = apply(&ss, &ctx).await;
     ctx.metrics
