@@ -18,7 +18,7 @@ use kseal_core::contract::{RECIPIENTS_CONFIGMAP, RECIPIENTS_KEY};
 /// A connection: a runtime for the blocking CLI, a client, and the context's namespace.
 pub struct Cluster {
     pub runtime: tokio::runtime::Runtime,
-    client: kube::Client,
+    pub(crate) client: kube::Client,
     /// The resolved kubeconfig, for clients pinned to one apiserver.
     pub config: kube::Config,
     pub default_namespace: String,
@@ -161,129 +161,6 @@ impl Cluster {
                 self.controller_namespace
             )
         })
-    }
-}
-
-impl Cluster {
-    /// Creates a SealedSecretRequest, waits for the controller's answer, deletes the
-    /// request, and returns the answer. See [`Cluster::ask_async`].
-    pub fn ask(
-        &self,
-        namespace: &str,
-        spec: kseal_core::resource::SealedSecretRequestSpec,
-        timeout: std::time::Duration,
-    ) -> Result<kseal_core::resource::SealedSecretRequestStatus> {
-        let pacing = Pacing::default();
-        self.runtime
-            .block_on(self.ask_async(namespace, spec, timeout, &pacing))
-    }
-
-    /// [`Cluster::ask`], for several requests in flight at once on this cluster's runtime.
-    /// A `RateLimited` answer (the namespace asked too often) is asked again, a little
-    /// later each time, until `timeout`; `pacing`, shared by the requests in flight,
-    /// holds every one of them back for that pause, so a throttled run slows down as a
-    /// whole instead of each request spending more of the limit to be refused again.
-    pub async fn ask_async(
-        &self,
-        namespace: &str,
-        spec: kseal_core::resource::SealedSecretRequestSpec,
-        timeout: std::time::Duration,
-        pacing: &Pacing,
-    ) -> Result<kseal_core::resource::SealedSecretRequestStatus> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        let mut pause = std::time::Duration::from_millis(500);
-        loop {
-            pacing.wait().await;
-            let answer = self.ask_once(namespace, spec.clone(), timeout).await?;
-            let limited = answer.reason.as_deref() == Some("RateLimited");
-            if !limited || tokio::time::Instant::now() + pause > deadline {
-                return Ok(answer);
-            }
-            // Once per run: a slow run should say why.
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                eprintln!(
-                    "note: the controller's rate limit for namespace {namespace} (--rate-limit, requests per second per namespace) throttles these requests: asking again, more slowly"
-                );
-            });
-            pacing.hold(pause);
-            pause = (pause * 2).min(std::time::Duration::from_secs(4));
-        }
-    }
-
-    async fn ask_once(
-        &self,
-        namespace: &str,
-        spec: kseal_core::resource::SealedSecretRequestSpec,
-        timeout: std::time::Duration,
-    ) -> Result<kseal_core::resource::SealedSecretRequestStatus> {
-        use kseal_core::resource::SealedSecretRequest;
-        use kube::api::{DeleteParams, PostParams};
-        let api: Api<SealedSecretRequest> = Api::namespaced(self.client.clone(), namespace);
-        let mut request = SealedSecretRequest::new("", spec);
-        request.metadata.name = None;
-        request.metadata.generate_name = Some("kseal-".into());
-        let created = api
-            .create(&PostParams::default(), &request)
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "creating a SealedSecretRequest in {namespace}: {}",
-                    self.describe(&e)
-                )
-            })?;
-        let name = created.metadata.name.clone().unwrap_or_default();
-        let deadline = tokio::time::Instant::now() + timeout;
-        let answer = loop {
-            match api.get(&name).await {
-                Ok(r) if r.status.as_ref().is_some_and(|s| s.phase.is_some()) => {
-                    break Ok(r.status.unwrap_or_default());
-                }
-                Ok(_) if tokio::time::Instant::now() > deadline => {
-                    break Err(anyhow!(
-                        "SealedSecretRequest {namespace}/{name}: no answer from kseal-controller within {} s (is it running? kseal status)",
-                        timeout.as_secs()
-                    ));
-                }
-                Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
-                Err(e) => {
-                    break Err(anyhow!(
-                        "SealedSecretRequest {namespace}/{name}: {}",
-                        self.describe(&e)
-                    ));
-                }
-            }
-        };
-        let _ = api.delete(&name, &DeleteParams::default()).await;
-        answer
-    }
-}
-
-/// When the next request may go: moved later by a `RateLimited` answer, for every request
-/// that shares it.
-#[derive(Default)]
-pub struct Pacing(std::sync::Mutex<Option<tokio::time::Instant>>);
-
-impl Pacing {
-    async fn wait(&self) {
-        let until = *self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(until) = until {
-            tokio::time::sleep_until(until).await;
-        }
-    }
-
-    fn hold(&self, pause: std::time::Duration) {
-        let mut until = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let later = tokio::time::Instant::now() + pause;
-        if until.is_none_or(|u| u < later) {
-            *until = Some(later);
-        }
     }
 }
 

@@ -1,11 +1,12 @@
 //! `kseal`: parse the command line and dispatch. Logic lives in `cmd/`.
 
+mod ask;
 mod cli;
 mod cluster;
 mod cmd;
 mod help;
 mod io;
-mod recipients;
+mod recipient_flags;
 mod rules;
 
 use std::ffi::OsString;
@@ -122,7 +123,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(args) => cmd::inspect::run(&args),
         Command::Validate(args) => cmd::validate::run(&args),
         Command::Unseal(args) => cmd::unseal::run(&args),
-        Command::Verify(args) => cmd::services::verify(&args),
+        Command::Verify(args) => cmd::verify::verify(&args),
         Command::Reseal(args) => cmd::reseal::run(&args),
         Command::Audit(args) => cmd::audit::run(&args),
         Command::Migrate(args) => cmd::migrate::run(&args),

@@ -258,7 +258,7 @@ impl Matched {
     pub fn resolve(
         rule: Option<&Matched>,
         flags: &RecipientArgs,
-    ) -> Result<crate::recipients::Resolved> {
+    ) -> Result<crate::recipient_flags::Resolved> {
         match rule {
             Some(rule) => rule
                 .recipient_args(flags)
@@ -314,12 +314,12 @@ impl Wanted {
         self.named_from.get(fp).cloned()
     }
 
-    /// The expected recipients for `kseal_core::audit::check_recipients`. A context not
+    /// The expected recipients for `kseal_core::checks::check_recipients`. A context not
     /// read (offline) counts as one recipient beside the named ones, unchecked.
-    pub fn expected(&self) -> kseal_core::audit::ExpectedRecipients {
+    pub fn expected(&self) -> kseal_core::checks::ExpectedRecipients {
         let cluster = self.cluster.as_ref();
         let unread = cluster.is_some_and(|c| c.keys.is_empty());
-        kseal_core::audit::ExpectedRecipients {
+        kseal_core::checks::ExpectedRecipients {
             named: self.named.iter().map(Recipient::fingerprint).collect(),
             cluster: cluster
                 .filter(|_| !unread)
@@ -438,7 +438,7 @@ impl Rules {
                 created: HashMap::new(),
             })
         } else if let Some(cert) = args.certs.first() {
-            let text = crate::recipients::fetch_cert(cert).with_context(|| at.clone())?;
+            let text = crate::recipient_flags::fetch_cert(cert).with_context(|| at.clone())?;
             let (keys, created) = cert_keys(&text).with_context(|| format!("{at}: cert {cert}"))?;
             Some(ClusterKeys {
                 source: format!("cert {}", spec.cert.as_deref().unwrap_or(cert)),

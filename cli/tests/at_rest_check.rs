@@ -42,7 +42,7 @@ const CONFIGMAPS_ONLY: &str = "apiVersion: apiserver.config.k8s.io/v1\nkind: Enc
 
 /// The `sha256:` hash kube-apiserver shows for a KMS key id or a config file.
 fn sha256(text: &str) -> String {
-    kseal_core::atrest::config::sha256_hex(text.as_bytes())
+    kseal_atrest::config::sha256_hex(text.as_bytes())
 }
 
 struct Setup {

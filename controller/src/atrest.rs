@@ -9,15 +9,15 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kseal_core::atrest::evidence::{ClusterVerdict, Verdict, judge_cluster};
-use kseal_core::atrest::probe::{ProbeOptions, probe};
+use kseal_atrest::probe::{ProbeOptions, probe};
+use kseal_atrest::verdict::{ClusterVerdict, Verdict, judge_cluster};
 use kube::{Client, Config};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::watch;
 
-use crate::config::AtRestPolicy;
 use crate::events::{self, Happened};
+use crate::flags::AtRestPolicy;
 use crate::metrics::Metrics;
 
 use kseal_core::contract::{

@@ -8,16 +8,18 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
+use kseal_core::resource::RequestOperation;
 
 use crate::keys::KeyStore;
 use crate::metrics::Metrics;
+use crate::services::service;
 
 #[derive(Clone)]
 pub struct HttpState {
     pub keys: Arc<KeyStore>,
     pub metrics: Arc<Metrics>,
-    pub limiter: Arc<crate::services::Limiter<std::net::IpAddr>>,
+    pub limiter: Arc<crate::answer::Limiter<std::net::IpAddr>>,
     pub crypto: Arc<crate::crypto::Crypto>,
     /// Serve `/v1/verify` and `/v1/reseal`.
     pub services: bool,
@@ -93,10 +95,13 @@ pub async fn serve(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     let services = Router::new()
-        .route("/v1/verify", axum::routing::post(crate::services::verify))
+        .route(
+            "/v1/verify",
+            post(|s, p, b| service(RequestOperation::Verify, s, p, b)),
+        )
         .route(
             "/v1/reseal",
-            axum::routing::post(crate::services::reseal_handler),
+            post(|s, p, b| service(RequestOperation::Reseal, s, p, b)),
         )
         .with_state(crate::services::ServiceState {
             keys: state.keys.clone(),

@@ -24,7 +24,7 @@ use kube::{Client, ResourceExt};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::config::KeyType;
+use crate::flags::KeyType;
 use crate::metrics::Metrics;
 
 pub use kseal_core::contract::{ACTIVE, CREATED_ANNOTATION, KEY_LABEL, KEY_TYPE};
@@ -41,12 +41,20 @@ pub struct LoadedKey {
     pub created: OffsetDateTime,
 }
 
-/// The keys the controller may use, rebuilt whenever key Secrets change.
+/// The keys the controller may use, rebuilt whenever key Secrets change. Readers take
+/// the current set as one `Arc` (a reconcile, a request): nothing is copied per read.
 #[derive(Default)]
 pub struct KeyStore {
-    keys: RwLock<Vec<LoadedKey>>,
+    keys: RwLock<Arc<Loaded>>,
     /// Bitnami sealed-secrets keys imported with `--bitnami-keys-namespace`.
     bitnami: RwLock<Arc<kseal_core::bitnami::BitnamiKeys>>,
+}
+
+/// One set of keys, newest first, and the keyring built from them once.
+#[derive(Default)]
+struct Loaded {
+    keys: Vec<LoadedKey>,
+    ring: Arc<Keyring>,
 }
 
 fn rfc3339(t: OffsetDateTime) -> String {
@@ -108,20 +116,25 @@ impl KeyStore {
                 .then(b.secret_name.cmp(&a.secret_name))
         });
         let n = keys.len();
-        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = keys;
+        let ring = Arc::new(Keyring::new(keys.iter().map(|k| k.key.clone())));
+        *self.keys.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Loaded { keys, ring });
         n
     }
 
-    pub fn snapshot(&self) -> Vec<LoadedKey> {
+    fn loaded(&self) -> Arc<Loaded> {
         self.keys.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    pub fn keyring(&self) -> Keyring {
-        Keyring::new(self.snapshot().into_iter().map(|k| k.key))
+    pub fn snapshot(&self) -> Vec<LoadedKey> {
+        self.loaded().keys.clone()
+    }
+
+    pub fn keyring(&self) -> Arc<Keyring> {
+        self.loaded().ring.clone()
     }
 
     pub fn newest(&self) -> Option<LoadedKey> {
-        self.snapshot().into_iter().next()
+        self.loaded().keys.first().cloned()
     }
 
     pub fn bitnami(&self) -> Arc<kseal_core::bitnami::BitnamiKeys> {
@@ -142,8 +155,9 @@ impl KeyStore {
         RecipientsDocument {
             format: RECIPIENTS_DOCUMENT_FORMAT.into(),
             recipients: self
-                .snapshot()
-                .into_iter()
+                .loaded()
+                .keys
+                .iter()
                 .map(|k| PublishedRecipient {
                     recipient: k.key.recipient().to_string(),
                     fingerprint: k.key.fingerprint().clone(),
@@ -472,6 +486,31 @@ pub async fn annotate_recipients(
         )
         .await?;
     Ok(())
+}
+
+/// The leader's recipients publisher: publishes the document whenever the keys change
+/// (looking again every 30 s, and retrying a publish that failed), until the key watch
+/// ends.
+pub async fn publish_loop(
+    client: Client,
+    namespace: String,
+    keys: Arc<KeyStore>,
+    mut changed: tokio::sync::watch::Receiver<u64>,
+) {
+    let mut last = None;
+    loop {
+        let doc = keys.document();
+        if !doc.recipients.is_empty() && last.as_ref() != Some(&doc) {
+            match publish(&client, &namespace, &doc).await {
+                Ok(()) => last = Some(doc),
+                Err(e) => tracing::warn!(error = %e, "could not publish recipients"),
+            }
+        }
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(30)) => {}
+        }
+    }
 }
 
 /// Publishes the recipients document in the `kseal-recipients` ConfigMap.

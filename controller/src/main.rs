@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use kseal_controller::config::{Cli, Command, LogFormat};
+use kseal_controller::flags::{Cli, Command, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc, configured in `.cargo/config.toml` (one arena, no thread caches): the caches
@@ -59,14 +59,14 @@ async fn main() -> ExitCode {
 fn man(dir: &std::path::Path) -> anyhow::Result<()> {
     use anyhow::Context as _;
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    let command = <kseal_controller::config::Cli as clap::CommandFactory>::command();
+    let command = <kseal_controller::flags::Cli as clap::CommandFactory>::command();
     clap_mangen::generate_to(command, dir)
         .with_context(|| format!("{}: cannot write", dir.display()))?;
     Ok(())
 }
 
 /// `kseal-controller rotate-key`: a new key now; the running controller picks it up.
-async fn rotate(args: &kseal_controller::config::RotateArgs) -> anyhow::Result<()> {
+async fn rotate(args: &kseal_controller::flags::RotateArgs) -> anyhow::Result<()> {
     let client = kseal_controller::client(&args.common).await?;
     let now = time::OffsetDateTime::now_utc();
     // Named as the scheduled rotation names keys, to the second.

@@ -16,7 +16,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
@@ -48,10 +47,10 @@ pub struct Context {
     pub identity: String,
     /// Consecutive failures per object, for backoff.
     pub failures: Failures,
-    pub at_rest_policy: crate::config::AtRestPolicy,
+    pub at_rest_policy: crate::flags::AtRestPolicy,
     /// The latest encryption-at-rest verdict (`None` before the first check, or when
     /// checks are off).
-    pub at_rest: tokio::sync::watch::Receiver<Option<kseal_core::atrest::evidence::Verdict>>,
+    pub at_rest: tokio::sync::watch::Receiver<Option<kseal_atrest::verdict::Verdict>>,
     /// The controller's own namespace (its keys): never unsealed into.
     pub namespace: String,
     /// Where unsealing may write: not the controller's namespace, the Bitnami keys', the
@@ -536,37 +535,17 @@ pub(crate) fn desired_secret(
     patch_mode: bool,
     owner: Option<OwnerReference>,
 ) -> Secret {
-    let template_meta = template.metadata.clone().unwrap_or_default();
-    let mut data: BTreeMap<String, ByteString> = template
-        .data
-        .iter()
-        .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
-        .collect();
-    for (k, v) in items {
-        data.insert(k.clone(), ByteString(v.to_vec()));
-    }
-    let mut labels = template_meta.labels.clone();
-    if !patch_mode {
+    let mut secret = kseal_core::sealing::secret_of(Some(name), Some(namespace), template, items);
+    let mut labels = secret.metadata.labels.take().unwrap_or_default();
+    if patch_mode {
+        // Merged into a Secret someone else owns: only the items.
+        secret.type_ = None;
+    } else {
         labels.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
-    }
-    let mut secret = Secret {
-        data: Some(data),
-        type_: if patch_mode {
-            None
-        } else {
-            Some(template.type_.clone().unwrap_or_else(|| "Opaque".into()))
-        },
-        immutable: template.immutable,
-        ..Secret::default()
-    };
-    secret.metadata.name = Some(name.to_owned());
-    secret.metadata.namespace = Some(namespace.to_owned());
-    secret.metadata.labels = Some(labels);
-    secret.metadata.annotations =
-        (!template_meta.annotations.is_empty()).then(|| template_meta.annotations.clone());
-    if !patch_mode {
+        secret.type_.get_or_insert_with(|| "Opaque".into());
         secret.metadata.owner_references = owner.map(|o| vec![o]);
     }
+    secret.metadata.labels = Some(labels);
     secret
 }
 

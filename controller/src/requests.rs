@@ -31,9 +31,9 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
 
+use crate::answer::{Answer, answer};
 use crate::crypto::Crypto;
 use crate::keys::KeyStore;
-use crate::services::{Answer, answer};
 
 /// Requests are deleted after this long, answered or not (the CLI gives up after a
 /// minute, and deletes its own requests as soon as it has the answer).
@@ -42,7 +42,7 @@ const KEEP: Duration = Duration::from_secs(3600);
 /// How often requests older than [`KEEP`] are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(300);
 
-type Limiter = crate::services::Limiter<String>;
+type Limiter = crate::answer::Limiter<String>;
 
 /// The most a request's spec and its answer may take together, in JSON: etcd stores an
 /// object of at most 1.5 MiB, and the rest is left for metadata and managed fields.
@@ -63,13 +63,13 @@ pub async fn run(
     per_second: u32,
     burst: u32,
 ) {
-    let limiter: Arc<Limiter> = crate::services::Limiter::new(per_second, burst);
+    let limiter: Arc<Limiter> = crate::answer::Limiter::new(per_second, burst);
     // Full objects for the sweep's metadata-only listing and for answering; an `Api` of
     // `PartialObjectMeta` for the watch, which then lists and watches metadata only.
     let apis: Vec<(
         Api<SealedSecretRequest>,
         Api<PartialObjectMeta<SealedSecretRequest>>,
-    )> = crate::api_pairs(&client, &namespaces);
+    )> = crate::watch::api_pairs(&client, &namespaces);
     let sweeps: Vec<_> = apis
         .iter()
         .map(|(api, _)| {

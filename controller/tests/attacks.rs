@@ -1,4 +1,5 @@
-//! The security review's attacks (`shared/reference/security-review-2026-12.md`), each
+//! The December security reviews' attacks (kept with the design notes, outside this
+//! repository; `docs/threat-model.md` lists each finding and its test), each
 //! played as the attacker would against the real controller, running as its
 //! ServiceAccount under the RBAC in `manifests/`: a planted cluster key, a squatted key
 //! name, hostile templates, hostile sealed values and request bodies, a request flood, and

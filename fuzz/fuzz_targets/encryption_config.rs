@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let lint = kseal_core::atrest::config::lint(data);
+    let lint = kseal_atrest::config::lint(data);
     let _ = lint.failed();
     let _ = format!("{lint:?}");
 });

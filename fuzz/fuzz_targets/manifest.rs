@@ -27,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     for doc in &docs {
         let _ = secret_from_value(doc);
         if let Ok(sealed) = sealed_from_value(doc) {
-            let _ = kseal_core::audit::problems(&sealed, Default::default());
+            let _ = kseal_core::checks::problems(&sealed, Default::default());
             let _ = kseal_core::policy::check_template(sealed.spec.template.as_ref(), &[]);
             let _ = sealed.location();
         }

@@ -5,12 +5,10 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = kseal_core::atrest::evidence::parse_metrics(
+        // the families the checks read, as they ask for them
+        let _ = kseal_atrest::metrics_text::parse_metrics(
             text,
-            &[
-                "apiserver_storage_transformation_operations_total",
-                "apiserver_encryption_config_controller_automatic_reload_success_total",
-            ],
+            &kseal_atrest::evidence::METRIC_FAMILIES,
         );
     }
 });

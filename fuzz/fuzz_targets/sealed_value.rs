@@ -32,7 +32,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let (ring, key) = keys();
-    let _ = kseal_core::audit::summarize_item("k", text);
+    let _ = kseal_core::checks::summarize_item("k", text);
     if let Ok((binding, _)) = kseal_core::item::open_with_binding(ring, &[], text) {
         let _ = kseal_core::rewrap::rewrap(ring, key, text);
         let expected = Binding::new(Scope::ClusterWide, None, None, &binding.item);

@@ -6,6 +6,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let names = ["key1".to_owned(), "vault".to_owned()];
-    let stored = kseal_core::atrest::stored::classify(data, &names);
+    let stored = kseal_atrest::stored::classify(data, &names);
     let _ = stored.label();
 });

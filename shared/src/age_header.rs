@@ -2,7 +2,8 @@
 //! and `kseal validate`. X25519 stanzas do not say which recipient they are for, so this
 //! can count recipients but not name them; the fingerprints in the SealedSecret do that.
 
-use crate::item::AGE_MAGIC;
+/// The first line of every age file.
+pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 
 /// One recipient stanza: `-> <kind> <args…>`.
 #[derive(Clone, Debug, PartialEq, Eq)]

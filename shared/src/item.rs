@@ -18,9 +18,6 @@ use crate::reason::Reason;
 use crate::recipients::{Fingerprint, RecipientSet};
 use crate::scope::Binding;
 
-/// The first line of every age file.
-pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
-
 /// The largest sealed value (the age file, before base64) opened: the largest Secret
 /// the API server stores, plus the largest header and room for the envelope and age's
 /// per-chunk tags. Anything larger is refused before it is decoded.
@@ -53,10 +50,6 @@ pub enum OpenError {
     DecryptionFailed,
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
-    #[error(
-        "resealing to the newest key would put post-quantum and classic recipients in one value: seal it again with recipients of one kind"
-    )]
-    MixedRecipients,
     #[error("sealed for {field} {sealed}, but found at {actual}")]
     ScopeMismatch {
         field: &'static str,
@@ -80,7 +73,6 @@ impl OpenError {
             OpenError::Envelope(EnvelopeError::UnsupportedVersion(_)) => Reason::UnsupportedFormat,
             OpenError::Envelope(EnvelopeError::Malformed(_)) => Reason::MalformedSealedValue,
             OpenError::ScopeMismatch { .. } => Reason::ScopeMismatch,
-            OpenError::MixedRecipients => Reason::MixedRecipients,
         }
     }
 }
@@ -258,7 +250,7 @@ mod tests {
         let ring = Keyring::new([classic.clone(), pq.clone()]);
         let hint = [pq.fingerprint().clone()];
         assert_eq!(&open(&ring, &hint, &b, &sealed).unwrap()[..], b"hunter2");
-        let summary = crate::audit::summarize_item("password", &sealed);
+        let summary = crate::checks::summarize_item("password", &sealed);
         assert_eq!(
             (summary.pq_stanzas, summary.x25519_stanzas),
             (1, 0),
@@ -280,7 +272,7 @@ mod tests {
             let ring = Keyring::new([key.clone()]);
             assert_eq!(&open(&ring, &[], &b, &sealed).unwrap()[..], b"both");
         }
-        let summary = crate::audit::summarize_item("password", &sealed);
+        let summary = crate::checks::summarize_item("password", &sealed);
         assert_eq!((summary.pq_stanzas, summary.x25519_stanzas), (1, 1));
     }
 

@@ -12,7 +12,7 @@
 //! - [`pq`]: the hybrid post-quantum age recipient type (`age1pq1…`, ML-KEM-768 + X25519).
 //! - [`item`]: seal and open one value; [`rewrap`]: move one to a new cluster key,
 //!   keeping every recipient the cluster does not own.
-//! - [`age_header`] and [`audit`]: what can be read and checked without a key (for
+//! - [`age_header`] and [`checks`]: what can be read and checked without a key (for
 //!   `inspect` and `validate`).
 //! - [`resource`]: the `SealedSecret` custom resource.
 //! - [`contract`]: the names the CLI and the controller agree on in the cluster (the
@@ -27,10 +27,9 @@
 //!   controller's condition, Event and metric, the verify answers and the CLI.
 
 pub mod age_header;
-pub mod atrest;
-pub mod audit;
 #[cfg(feature = "bitnami")]
 pub mod bitnami;
+pub mod checks;
 pub mod contract;
 pub mod envelope;
 pub mod item;

@@ -17,9 +17,33 @@ use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
 use ring::{hkdf, hmac};
 
-use crate::item::{AGE_MAGIC, OpenError, decode_bounded};
+use crate::age_header::AGE_MAGIC;
+use crate::item::{OpenError, decode_bounded};
 use crate::keys::{Key, Keyring};
 use crate::recipients::Fingerprint;
+
+/// Why an item could not be moved to the newest key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum RewrapError {
+    /// Its header or its cluster stanzas could not be read or opened.
+    #[error(transparent)]
+    Open(#[from] OpenError),
+    /// The newest key and a recipient kept beside it are of different kinds.
+    #[error(
+        "resealing to the newest key would put post-quantum and classic recipients in one value: seal it again with recipients of one kind"
+    )]
+    MixedRecipients,
+}
+
+impl RewrapError {
+    /// The reason for conditions, Events, metrics and answers.
+    pub fn reason(&self) -> crate::reason::Reason {
+        match self {
+            RewrapError::Open(e) => e.reason(),
+            RewrapError::MixedRecipients => crate::reason::Reason::MixedRecipients,
+        }
+    }
+}
 
 /// One resealed item.
 pub struct Rewrapped {
@@ -34,7 +58,7 @@ pub struct Rewrapped {
 /// Moves `sealed` from whichever cluster keys of `keyring` hold it to `newest` alone,
 /// keeping every other recipient. The caller has opened the item (so its header and
 /// payload are known to be sound) before asking for this.
-pub fn rewrap(keyring: &Keyring, newest: &Key, sealed: &str) -> Result<Rewrapped, OpenError> {
+pub fn rewrap(keyring: &Keyring, newest: &Key, sealed: &str) -> Result<Rewrapped, RewrapError> {
     let (bytes, header) = decode_bounded(sealed)?;
     let mut file_key: Option<FileKey> = None;
     let mut ours = Vec::new();
@@ -62,7 +86,7 @@ pub fn rewrap(keyring: &Keyring, newest: &Key, sealed: &str) -> Result<Rewrapped
     if (newest.is_pq() && kind_kept(crate::keys::X25519_TAG))
         || (!newest.is_pq() && kind_kept(crate::pq::TAG))
     {
-        return Err(OpenError::MixedRecipients);
+        return Err(RewrapError::MixedRecipients);
     }
     let foreign = kept
         .iter()
@@ -266,7 +290,7 @@ mod tests {
         .unwrap();
         let out = rewrap(&cluster, &new, &alone).unwrap();
         assert!(out.changed);
-        let summary = crate::audit::summarize_item("password", &out.sealed);
+        let summary = crate::checks::summarize_item("password", &out.sealed);
         assert_eq!((summary.pq_stanzas, summary.x25519_stanzas), (1, 0));
         let ring = Keyring::new([new.clone()]);
         assert_eq!(
@@ -282,7 +306,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             rewrap(&cluster, &new, &escrowed).err(),
-            Some(OpenError::MixedRecipients)
+            Some(RewrapError::MixedRecipients)
         );
     }
 

@@ -16,6 +16,7 @@ use crate::resource::{
     BITNAMI_CLUSTER_WIDE_ANNOTATION, BITNAMI_NAMESPACE_WIDE_ANNOTATION, DROPPED_ANNOTATIONS,
     SCOPE_ANNOTATION, SealedSecret, SealedSecretSpec, SecretTemplate, TemplateMetadata,
 };
+use crate::rewrap::RewrapError;
 use crate::scope::{Binding, NameError, Scope, validate_name};
 
 /// Sealing an object failed.
@@ -50,6 +51,9 @@ pub enum UnsealError {
     /// Names the item; its cause is the source.
     #[error(transparent)]
     Item(#[from] ItemError),
+    /// A reseal would mix post-quantum and classic recipients in the item named.
+    #[error("item {0:?}: {mixed}", mixed = RewrapError::MixedRecipients)]
+    MixedRecipients(String),
 }
 
 impl UnsealError {
@@ -58,6 +62,7 @@ impl UnsealError {
         match self {
             UnsealError::Limit(_) => crate::reason::Reason::TooMuchWork,
             UnsealError::Item(e) => e.source.reason(),
+            UnsealError::MixedRecipients(_) => crate::reason::Reason::MixedRecipients,
         }
     }
 
@@ -66,6 +71,7 @@ impl UnsealError {
         match self {
             UnsealError::Limit(e) => e.to_string(),
             UnsealError::Item(e) => format!("{e}: {}", e.source),
+            UnsealError::MixedRecipients(_) => self.to_string(),
         }
     }
 }
@@ -289,6 +295,39 @@ pub fn unseal(
     Ok(out)
 }
 
+/// The Secret a SealedSecret describes, once unsealed: named as the SealedSecret, with
+/// its template's labels, annotations, type and immutability, and its template's plain
+/// `data` with the unsealed `items` over it. What the controller adds when it writes one
+/// (its label, the default type, the owner) is its own; `kseal unseal` prints this as is.
+pub fn secret_of(
+    name: Option<&str>,
+    namespace: Option<&str>,
+    template: &SecretTemplate,
+    items: &BTreeMap<String, Zeroizing<Vec<u8>>>,
+) -> k8s_openapi::api::core::v1::Secret {
+    use k8s_openapi::ByteString;
+    let meta = template.metadata.clone().unwrap_or_default();
+    let mut data: BTreeMap<String, ByteString> = template
+        .data
+        .iter()
+        .map(|(k, v)| (k.clone(), ByteString(v.as_bytes().to_vec())))
+        .collect();
+    for (k, v) in items {
+        data.insert(k.clone(), ByteString(v.to_vec()));
+    }
+    let mut secret = k8s_openapi::api::core::v1::Secret {
+        data: Some(data),
+        type_: template.type_.clone(),
+        immutable: template.immutable,
+        ..Default::default()
+    };
+    secret.metadata.name = name.map(str::to_owned);
+    secret.metadata.namespace = namespace.map(str::to_owned);
+    secret.metadata.labels = (!meta.labels.is_empty()).then_some(meta.labels);
+    secret.metadata.annotations = (!meta.annotations.is_empty()).then_some(meta.annotations);
+    secret
+}
+
 /// Moves every item to the cluster's `newest` key without revealing it, keeping every
 /// recipient the cluster does not hold (escrow keys, other clusters): see [`rewrap`].
 /// Each item is opened first, and must carry its own item key in its authenticated
@@ -337,7 +376,13 @@ pub fn reseal(
             }
             Some(_) => {}
         }
-        let moved = crate::rewrap::rewrap(keyring, newest, ciphertext).map_err(fail)?;
+        let moved = match crate::rewrap::rewrap(keyring, newest, ciphertext) {
+            Ok(moved) => moved,
+            Err(RewrapError::Open(e)) => return Err(fail(e).into()),
+            Err(RewrapError::MixedRecipients) => {
+                return Err(UnsealError::MixedRecipients(key.clone()));
+            }
+        };
         kept = kept.max(moved.kept);
         if moved.changed {
             out.spec.encrypted_data.insert(key.clone(), moved.sealed);

@@ -1,6 +1,6 @@
 //! Cross-crate test support for kseal: the frozen decrypt-side test vectors of the
-//! sealing format (`tests/vectors/`), their schema, and the generator that wrote them.
-//! and the real control plane tests run against ([`cluster`]).
+//! sealing format (`tests/vectors/`), their schema and the generator that wrote them,
+//! and the real control plane the tests run against ([`cluster`]).
 
 pub mod bitnami;
 pub mod cluster;

@@ -1,7 +1,7 @@
 //! Secret values in the exact byte formats kube-apiserver writes to etcd, for the
 //! at-rest scan tests: plaintext protobuf (`k8s\x00` + `runtime.Unknown`) and JSON,
 //! aescbc, aesgcm, secretbox, KMS v1 and KMS v2 (really encrypted, with the layouts of
-//! kube-apiserver's transformers; see `shared/reference` §2 in the design notes).
+//! kube-apiserver's transformers in `k8s.io/apiserver/pkg/storage/value/encrypt/`).
 
 use aes::cipher::{BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
 use crypto_secretbox::aead::{Aead, KeyInit};

@@ -8,13 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
-use kseal_core::audit::{RecipientsCheck, check_recipients};
+use kseal_core::checks::{RecipientsCheck, check_recipients};
 use kseal_core::recipients::Recipient;
 use serde::Serialize;
 
 use super::doc_number;
+use super::plan::{Action, Planner, Target, decide};
 use super::plural;
-use super::reseal::{Action, Planner, Target, decide};
 use crate::cli::{AuditArgs, InspectFormat, RecipientArgs};
 use crate::cluster::Cluster;
 use crate::io::outln;
@@ -246,7 +246,7 @@ fn reviewed(n: usize) -> Result<()> {
     Ok(())
 }
 
-fn audit(job: &super::reseal::FileJob, object: &super::reseal::Object, live: bool) -> Audited {
+fn audit(job: &super::plan::FileJob, object: &super::plan::Object, live: bool) -> Audited {
     let target = job.target.as_ref();
     let recorded = object
         .sealed

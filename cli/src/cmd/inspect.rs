@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result};
-use kseal_core::audit::{ItemSummary, RecipientsCheck, check_recipients, summarize_item};
+use kseal_core::checks::{ItemSummary, RecipientsCheck, check_recipients, summarize_item};
 use kseal_core::manifest::{parse_documents, sealed_from_value};
 use kseal_core::resource::{SealedSecret, printable};
 use serde::Serialize;

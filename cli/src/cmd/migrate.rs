@@ -20,11 +20,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use kseal_core::bitnami::{self, BitnamiKeys};
 use kseal_core::manifest::{Format, parse_documents};
 use kseal_core::recipients::RecipientSet;
-use kseal_core::resource::{
-    RequestOperation, RequestTarget, SealedSecret, SealedSecretRequestSpec,
-};
+use kseal_core::resource::{RequestOperation, SealedSecret};
 
 use super::{doc_label, plural};
+use crate::ask::Pacing;
+use crate::ask::{Answer, Asker};
 use crate::cli::{InspectFormat, MigrateArgs, OutputFormat};
 use crate::cluster::Cluster;
 use crate::io::{outln, read_file, render, replace_file};
@@ -33,11 +33,9 @@ use crate::io::{outln, read_file, render, replace_file};
 enum Opener {
     HandOver,
     Keys(BitnamiKeys, RecipientSet),
-    Controller {
-        cluster: Box<Cluster>,
-        namespace: String,
-        timeout: Duration,
-    },
+    /// `--via-controller`: SealedSecretRequests, answered with the Bitnami keys the
+    /// controller imported.
+    Controller(Asker),
 }
 
 /// One file, converted in memory.
@@ -159,11 +157,12 @@ fn opener(args: &MigrateArgs) -> Result<Opener> {
             .namespace
             .clone()
             .unwrap_or_else(|| cluster.default_namespace.clone());
-        return Ok(Opener::Controller {
+        return Ok(Opener::Controller(Asker::Api {
             cluster: Box::new(cluster),
             namespace,
             timeout: Duration::from_secs(args.timeout),
-        });
+            pacing: Pacing::default(),
+        }));
     }
     if args.bitnami_keys.is_empty() {
         bail!(
@@ -305,11 +304,7 @@ fn migrate_one(doc: &serde_json::Value, opener: &Opener) -> Result<SealedSecret>
     match opener {
         Opener::HandOver => bail!("a hand-over converts nothing"),
         Opener::Keys(keys, recipients) => Ok(bitnami::migrate(&ss, keys, recipients)?),
-        Opener::Controller {
-            cluster,
-            namespace,
-            timeout,
-        } => {
+        Opener::Controller(asker) => {
             if ss.spec.data.is_some() {
                 bail!("the deprecated v1 format (spec.data) is only migrated with --bitnami-key");
             }
@@ -317,32 +312,15 @@ fn migrate_one(doc: &serde_json::Value, opener: &Opener) -> Result<SealedSecret>
             let (template, skip_owner) = bitnami::template_of(&ss)?;
             let mut shell = bitnami::shell(&ss, template, skip_owner)?;
             shell.spec.encrypted_data = ss.spec.encrypted_data.clone();
-            let target = RequestTarget {
-                namespace: ss
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| namespace.clone()),
-                name: ss.metadata.name.clone().unwrap_or_default(),
-            };
-            // The controller answers a migration only in the target's own namespace: who
-            // may create requests there may move its values.
-            let asked_in = target.namespace.clone();
-            let spec = SealedSecretRequestSpec {
-                operation: RequestOperation::Migrate,
-                target,
-                sealed_secret: shell.spec.clone(),
-            };
-            let status = cluster.ask(&asked_in, spec, *timeout)?;
-            match (status.phase.as_deref(), status.resealed) {
-                (Some("Succeeded"), Some(spec)) => {
-                    shell.spec = spec;
-                    Ok(shell)
+            match asker.ask_blocking(RequestOperation::Migrate, &shell)? {
+                Ok(Answer::Resealed(migrated)) => Ok(*migrated),
+                Ok(Answer::Verified { .. }) => {
+                    bail!("the controller answered a migration with a verification")
                 }
-                _ => bail!(
+                Err(refusal) => bail!(
                     "the controller refused: {} ({})",
-                    status.reason.as_deref().unwrap_or("refused"),
-                    status.message.as_deref().unwrap_or_default()
+                    refusal.reason.as_deref().unwrap_or("refused"),
+                    refusal.message
                 ),
             }
         }

@@ -7,15 +7,15 @@ pub mod inspect;
 pub mod keygen;
 pub mod merge;
 pub mod migrate;
+pub mod plan;
 pub mod recipients;
 pub mod reseal;
-pub mod rewrite;
 pub mod scan;
 pub mod seal;
-pub mod services;
 pub mod status;
 pub mod unseal;
 pub mod validate;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 

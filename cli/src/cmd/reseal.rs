@@ -20,72 +20,27 @@
 //! while its recorded recipients differ. Objects that are up to date keep their bytes,
 //! and so do files with nothing to do.
 
-use std::collections::{BTreeSet, HashMap};
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
 use futures::StreamExt;
 use kseal_core::keys::{Keyring, parse_identities};
-use kseal_core::manifest::{Format, parse_documents, sealed_from_value};
-use kseal_core::recipients::{Fingerprint, Recipient, RecipientSet};
-use kseal_core::resource::{
-    RequestOperation, RequestTarget, SealedSecret, SealedSecretRequestSpec,
-};
+use kseal_core::manifest::Format;
+use kseal_core::recipients::RecipientSet;
+use kseal_core::resource::{RequestOperation, SealedSecret};
 use kseal_core::scope::Binding;
 use serde::Serialize;
-use serde_json::Value;
 use zeroize::Zeroizing;
 
-use super::{doc_label, doc_number, plural};
-use crate::cli::{InspectFormat, OutputFormat, RecipientArgs, ResealArgs};
-use crate::cluster::{Cluster, Pacing};
+use super::{doc_number, plural};
+use crate::ask::Pacing;
+use crate::ask::{Answer, Asker};
+use crate::cli::{InspectFormat, OutputFormat, ResealArgs};
+use crate::cluster::Cluster;
 use crate::io::{outln, read_file, render, replace_file};
-use crate::rules::{ClusterKeys, Matched, Rules};
 
-/// What one file's objects must be sealed to.
-#[derive(Clone)]
-pub(super) struct Target {
-    /// Where it comes from, for messages: a rule, the flags, or the kubeconfig's cluster.
-    pub from: String,
-    pub named: Vec<Recipient>,
-    /// The cluster, with its keys when they were read.
-    pub cluster: Option<ClusterKeys>,
-    /// No rule and no flags: the recipients beside the cluster's key stay as they are.
-    keep_others: bool,
-    /// The kubeconfig context whose controller re-encrypts (`None`: the current one);
-    /// absent when the cluster is only known from a cert.
-    pub controller: Option<Option<String>>,
-    /// The scope the file's rule sets, if it does.
-    pub scope: Option<kseal_core::scope::Scope>,
-}
-
-/// What to do with one object.
-pub(super) enum Action {
-    UpToDate,
-    Controller,
-    Identity(RecipientSet),
-    Refuse(String),
-}
-
-pub(super) struct Object {
-    pub doc: usize,
-    pub label: String,
-    /// `None` when the document is not a readable SealedSecret (then the action says why).
-    pub sealed: Option<SealedSecret>,
-    pub action: Action,
-}
-
-pub(super) struct FileJob {
-    path: PathBuf,
-    pub name: String,
-    format: Format,
-    pub docs: Vec<Value>,
-    pub objects: Vec<Object>,
-    pub target: Option<Target>,
-    pub rule: Option<String>,
-}
+use super::plan::{Action, FileJob, Object, Planner};
 
 /// One object that was (or would be, or could not be) resealed, for the log and `-o json`.
 #[derive(Serialize)]
@@ -213,8 +168,8 @@ pub fn run(args: &ResealArgs) -> Result<()> {
                 })
                 .collect::<Vec<_>>(),
             Some(context) => {
-                let asker = Asker::new(args, context)?;
-                asker.run(group, args, &bar, &log)
+                let resealer = Resealer::new(args, context)?;
+                resealer.run(group, args, &bar, &log)
             }
         };
         for (written, mut done) in outcomes {
@@ -322,234 +277,6 @@ fn describe(e: &Entry) -> String {
             e.error.as_deref().unwrap_or_default()
         ),
     }
-}
-
-/// Reads files and decides, for each object, what to do.
-pub(super) struct Planner<'a> {
-    flags: &'a RecipientArgs,
-    rules: Rules,
-    targets: HashMap<String, Target>,
-    /// Resealing with the user's keys (-i), not through a controller.
-    offline: bool,
-    /// Read the clusters (rules' contexts, the kubeconfig's) for their keys.
-    live: bool,
-}
-
-impl<'a> Planner<'a> {
-    pub fn new(flags: &'a RecipientArgs, offline: bool, live: bool) -> Planner<'a> {
-        Planner {
-            flags,
-            rules: Rules::default(),
-            targets: HashMap::new(),
-            offline,
-            live,
-        }
-    }
-
-    /// The file's objects and what each needs; `None` when it holds no kseal
-    /// SealedSecret, or no manifest at all and was not named (`explicit`) on the command
-    /// line: a named one that does not parse is an error naming it.
-    pub fn file(&mut self, path: &Path, explicit: bool) -> Result<Option<FileJob>> {
-        let input = read_file(path)?;
-        let (format, docs) = match parse_documents(&input.bytes) {
-            Ok(parsed) => parsed,
-            Err(e) if explicit => return Err(anyhow!("{}: {e}", input.name)),
-            Err(_) => return Ok(None),
-        };
-        let kseal: Vec<usize> = (0..docs.len())
-            .filter(|&i| {
-                docs[i]["apiVersion"].as_str() == Some("kseal.dev/v1alpha1")
-                    && docs[i]["kind"].as_str() == Some("SealedSecret")
-            })
-            .collect();
-        if kseal.is_empty() {
-            return Ok(None);
-        }
-        // Flags win over the file's rule.
-        let flags = self.flags;
-        let rule = if flags.is_empty() && !flags.with_cluster {
-            self.rules.for_file(path)?
-        } else {
-            None
-        };
-        let target = self.target(rule.as_ref());
-        let mut objects = Vec::with_capacity(kseal.len());
-        for i in kseal {
-            let label = doc_label(&input.name, i, docs.len());
-            let (sealed, action) = match sealed_from_value(&docs[i]) {
-                Ok(sealed) => {
-                    let action = match &target {
-                        Ok(t) => decide(&sealed, t, self.offline),
-                        Err(e) => Action::Refuse(format!("{e:#}")),
-                    };
-                    (Some(sealed), action)
-                }
-                Err(e) => (None, Action::Refuse(e.to_string())),
-            };
-            objects.push(Object {
-                doc: i,
-                label,
-                sealed,
-                action,
-            });
-        }
-        Ok(Some(FileJob {
-            path: path.to_path_buf(),
-            name: input.name,
-            format,
-            docs,
-            objects,
-            target: target.ok(),
-            rule: rule.map(|r| r.to_string()),
-        }))
-    }
-
-    /// The file's target: the flags, else its rule, else the kubeconfig's cluster.
-    fn target(&mut self, rule: Option<&Matched>) -> Result<Target> {
-        let flags = self.flags;
-        let key = rule.map_or_else(String::new, ToString::to_string);
-        if let Some(t) = self.targets.get(&key) {
-            return Ok(t.clone());
-        }
-        let target = match rule {
-            Some(rule) => {
-                let wanted = self.rules.wanted(rule, flags, self.live)?;
-                let controller = wanted
-                    .cluster
-                    .as_ref()
-                    .and_then(|c| c.context.clone().map(Some));
-                Target {
-                    from: rule.to_string(),
-                    named: wanted.named,
-                    cluster: wanted.cluster,
-                    keep_others: false,
-                    controller,
-                    scope: rule.rule().scope,
-                }
-            }
-            None if !flags.is_empty() || flags.with_cluster => Target {
-                from: "the recipient flags".into(),
-                named: flags.named()?,
-                cluster: flags
-                    .with_cluster
-                    .then(|| kubeconfig_cluster(flags))
-                    .transpose()?,
-                keep_others: false,
-                controller: flags.with_cluster.then(|| flags.cluster.context.clone()),
-                scope: None,
-            },
-            // Without a kubeconfig (--controller-url alone) the keys are unknown and the
-            // controller decides.
-            None => Target {
-                from: "the kubeconfig's cluster".into(),
-                named: Vec::new(),
-                cluster: match self.live {
-                    true if Cluster::connect(&flags.cluster)?.is_some() => {
-                        Some(kubeconfig_cluster(flags)?)
-                    }
-                    _ => None,
-                },
-                keep_others: true,
-                controller: Some(flags.cluster.context.clone()),
-                scope: None,
-            },
-        };
-        self.targets.insert(key, target.clone());
-        Ok(target)
-    }
-}
-
-/// The keys the kubeconfig's cluster publishes, newest first.
-fn kubeconfig_cluster(flags: &RecipientArgs) -> Result<ClusterKeys> {
-    let cluster = Cluster::require(&flags.cluster)?;
-    let (doc, _) = cluster.configmap_with_annotations()?;
-    let (keys, created) = crate::rules::document_keys(&doc)?;
-    Ok(ClusterKeys {
-        source: "the kubeconfig's cluster".into(),
-        context: flags.cluster.context.clone(),
-        keys,
-        created,
-    })
-}
-
-fn show(fps: &BTreeSet<Fingerprint>) -> String {
-    let names: Vec<&str> = fps.iter().map(|f| f.0.as_str()).collect();
-    format!("[{}]", names.join(", "))
-}
-
-/// Compares what an object records with its target.
-pub(super) fn decide(sealed: &SealedSecret, target: &Target, offline: bool) -> Action {
-    let recorded: BTreeSet<Fingerprint> = sealed.spec.recipients.iter().cloned().collect();
-    let cluster: BTreeSet<Fingerprint> = target
-        .cluster
-        .iter()
-        .flat_map(|c| c.keys.iter().map(Recipient::fingerprint))
-        .collect();
-    let newest = target.cluster.as_ref().and_then(|c| c.keys.first());
-    let others: BTreeSet<Fingerprint> = recorded.difference(&cluster).cloned().collect();
-    let named: BTreeSet<Fingerprint> = target.named.iter().map(Recipient::fingerprint).collect();
-    if target.keep_others && target.cluster.is_none() && !offline {
-        // No keys read: the controller tells, from the stanzas.
-        return Action::Controller;
-    }
-    let mut want = if target.keep_others {
-        others.clone()
-    } else {
-        named.clone()
-    };
-    want.extend(newest.map(Recipient::fingerprint));
-    if recorded == want {
-        return Action::UpToDate;
-    }
-    if offline {
-        if target.keep_others && !others.is_empty() {
-            return Action::Refuse(format!(
-                "sealed to {} beside the cluster, known only by fingerprint: name every recipient (-r, -R, --cert, --cluster, or a .kseal.yaml rule) to reseal with -i, or reseal without -i (the controller keeps them)",
-                show(&others)
-            ));
-        }
-        let mut all = target.named.clone();
-        all.extend(newest.cloned());
-        return match RecipientSet::new(all) {
-            Ok(set) => Action::Identity(set),
-            Err(e) => Action::Refuse(format!("{}: {e}", target.from)),
-        };
-    }
-    if target.controller.is_none() {
-        return Action::Refuse(format!(
-            "sealed to {}, {} asks for {}: only -i IDENTITY can change that here ({})",
-            show(&recorded),
-            target.from,
-            show(&want),
-            if target.cluster.is_some() {
-                "its cluster is a cert, with no controller to ask"
-            } else {
-                "no cluster is named"
-            }
-        ));
-    }
-    if !target.keep_others && others != named {
-        let added: BTreeSet<_> = named.difference(&others).cloned().collect();
-        let dropped: BTreeSet<_> = others.difference(&named).cloned().collect();
-        return Action::Refuse(format!(
-            "{} asks for recipients beside the cluster's key that differ (adds {}, drops {}): reseal with -i IDENTITY; the controller only moves its own old keys to its newest, and never re-encrypts to a recipient a request names",
-            target.from,
-            show(&added),
-            show(&dropped)
-        ));
-    }
-    if recorded.is_disjoint(&cluster) {
-        return Action::Refuse(format!(
-            "sealed to {}, none of them a key of {} ({}): its controller cannot open it; reseal with -i IDENTITY, or seal it again",
-            show(&recorded),
-            target
-                .cluster
-                .as_ref()
-                .map_or("the cluster", |c| c.source.as_str()),
-            show(&cluster)
-        ));
-    }
-    Action::Controller
 }
 
 fn entry(job: &FileJob, object: &Object, action: &'static str) -> Entry {
@@ -672,29 +399,22 @@ fn reseal_with(
 }
 
 /// The controller of one cluster, asked for several files at once.
-struct Asker {
-    cluster: Option<Cluster>,
-    url: Option<String>,
-    namespace: String,
+struct Resealer {
+    asker: Asker,
+    /// Who resealed, for the report.
     via: String,
-    timeout: Duration,
-    pacing: Pacing,
 }
 
-impl Asker {
-    fn new(args: &ResealArgs, context: Option<String>) -> Result<Asker> {
+impl Resealer {
+    fn new(args: &ResealArgs, context: Option<String>) -> Result<Resealer> {
         let via = match &context {
             Some(c) => format!("controller of context {c}"),
             None => "controller".to_owned(),
         };
         if let Some(url) = &args.ask.controller_url {
-            return Ok(Asker {
-                cluster: None,
-                url: Some(url.clone()),
-                namespace: String::new(),
+            return Ok(Resealer {
+                asker: Asker::Http(url.clone()),
                 via,
-                timeout: Duration::from_secs(args.ask.timeout),
-                pacing: Pacing::default(),
             });
         }
         let mut cluster_args = args.recipients.cluster.clone();
@@ -705,13 +425,14 @@ impl Asker {
             .namespace
             .clone()
             .unwrap_or_else(|| cluster.default_namespace.clone());
-        Ok(Asker {
-            cluster: Some(cluster),
-            url: None,
-            namespace,
+        Ok(Resealer {
+            asker: Asker::Api {
+                cluster: Box::new(cluster),
+                namespace,
+                timeout: Duration::from_secs(args.ask.timeout),
+                pacing: Pacing::default(),
+            },
             via,
-            timeout: Duration::from_secs(args.ask.timeout),
-            pacing: Pacing::default(),
         })
     }
 
@@ -729,15 +450,14 @@ impl Asker {
                 bar.inc(1);
                 out
             })
-            .buffer_unordered(if self.url.is_some() {
-                1
-            } else {
-                usize::from(args.concurrency)
+            .buffer_unordered(match self.asker {
+                Asker::Http(_) => 1,
+                Asker::Api { .. } => usize::from(args.concurrency),
             })
             .collect::<Vec<_>>();
-        match &self.cluster {
-            Some(cluster) => cluster.runtime.block_on(work),
-            None => match tokio::runtime::Builder::new_current_thread().build() {
+        match &self.asker {
+            Asker::Api { cluster, .. } => cluster.runtime.block_on(work),
+            Asker::Http(_) => match tokio::runtime::Builder::new_current_thread().build() {
                 Ok(runtime) => runtime.block_on(work),
                 Err(e) => panic!("cannot start a runtime: {e}"),
             },
@@ -784,46 +504,12 @@ impl Asker {
     }
 
     async fn ask(&self, before: &SealedSecret) -> Result<SealedSecret> {
-        if let Some(url) = &self.url {
-            let body = serde_json::to_vec(before)?;
-            let (code, answer) = super::services::post(url, "/v1/reseal", &body)?;
-            if code != 200 {
-                bail!("{}", super::services::service_error(code, &answer));
+        match self.asker.ask(RequestOperation::Reseal, before).await? {
+            Ok(Answer::Resealed(out)) => Ok(*out),
+            Ok(Answer::Verified { .. }) => {
+                bail!("the controller answered a reseal with a verification")
             }
-            return serde_json::from_value(answer).context("the controller's answer");
+            Err(refusal) => bail!("{refusal}"),
         }
-        let cluster = self
-            .cluster
-            .as_ref()
-            .ok_or_else(|| anyhow!("no cluster to ask"))?;
-        let spec = SealedSecretRequestSpec {
-            operation: RequestOperation::Reseal,
-            target: RequestTarget {
-                namespace: before
-                    .metadata
-                    .namespace
-                    .clone()
-                    .unwrap_or_else(|| self.namespace.clone()),
-                name: before.metadata.name.clone().unwrap_or_default(),
-            },
-            sealed_secret: before.spec.clone(),
-        };
-        let status = cluster
-            .ask_async(&self.namespace, spec, self.timeout, &self.pacing)
-            .await?;
-        if status.phase.as_deref() != Some("Succeeded") {
-            bail!(
-                "{}",
-                super::services::Refusal {
-                    reason: status.reason,
-                    message: status.message.unwrap_or_default(),
-                }
-            );
-        }
-        let mut out = before.clone();
-        out.spec = status
-            .resealed
-            .ok_or_else(|| anyhow!("the controller's answer carries no resealed object"))?;
-        Ok(out)
     }
 }

@@ -29,7 +29,7 @@ use super::{doc_label, plural};
 use crate::cli::{InspectFormat, RecipientArgs, ScanArgs};
 use crate::io::{outln, read_file};
 use crate::rules::{Matched, Rules};
-use kseal_core::audit::{RecipientsCheck, check_recipients};
+use kseal_core::checks::{RecipientsCheck, check_recipients};
 
 /// One thing found.
 #[derive(Serialize)]
@@ -262,11 +262,11 @@ fn scan_document(doc: &Value, found: &mut Vec<(&'static str, String, String)>) {
                 Ok(sealed) => {
                     // kube-system is the operator's choice (--allow-kube-system), not a
                     // leak: `kseal validate` is where it is flagged.
-                    let allowed = kseal_core::audit::Allowed {
+                    let allowed = kseal_core::checks::Allowed {
                         kube_system: true,
                         ..Default::default()
                     };
-                    for problem in kseal_core::audit::problems(&sealed, allowed) {
+                    for problem in kseal_core::checks::problems(&sealed, allowed) {
                         found.push((
                             "SealedSecret",
                             sealed.location(),

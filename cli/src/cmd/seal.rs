@@ -55,7 +55,7 @@ pub fn run(args: &SealArgs) -> Result<()> {
 
 /// One line: the rule that applied, the recipients it chose (by fingerprint; the cluster's
 /// marked) and the scope and namespace it sets.
-fn rule_note(rule: &Matched, resolved: &crate::recipients::Resolved) -> String {
+fn rule_note(rule: &Matched, resolved: &crate::recipient_flags::Resolved) -> String {
     let cluster = resolved.cluster.as_ref().map(|(fp, _)| fp);
     let recipients: Vec<String> = resolved
         .set

@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use anyhow::{Context, Result};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use k8s_openapi::api::core::v1::Secret;
 use kseal_core::keys::{Keyring, parse_identities};
 use kseal_core::manifest::{parse_documents, sealed_from_value};
-use kseal_core::sealing::unseal;
+use kseal_core::sealing::{secret_of, unseal};
 use serde_json::{Map, Value, json};
+use zeroize::Zeroize;
 
 use super::doc_label;
 use crate::cli::UnsealArgs;
@@ -36,33 +38,12 @@ pub fn run(args: &UnsealArgs) -> Result<()> {
         let sealed = sealed_from_value(doc).with_context(|| label.clone())?;
         let items = unseal(&sealed, &keyring).with_context(|| label.clone())?;
         let template = sealed.spec.template.clone().unwrap_or_default();
-        let mut data = Map::new();
-        for (k, v) in &template.data {
-            data.insert(k.clone(), Value::String(STANDARD.encode(v)));
+        let (name, namespace) = (&sealed.metadata.name, &sealed.metadata.namespace);
+        let mut secret = secret_of(name.as_deref(), namespace.as_deref(), &template, &items);
+        secrets.push(document(&secret));
+        for value in secret.data.iter_mut().flat_map(|d| d.values_mut()) {
+            value.0.zeroize();
         }
-        for (k, v) in &items {
-            data.insert(k.clone(), Value::String(STANDARD.encode(v)));
-        }
-        let meta = template.metadata.unwrap_or_default();
-        let mut metadata = Map::new();
-        metadata.insert("name".into(), json!(sealed.metadata.name));
-        if let Some(ns) = &sealed.metadata.namespace {
-            metadata.insert("namespace".into(), json!(ns));
-        }
-        insert_map(&mut metadata, "labels", &meta.labels);
-        insert_map(&mut metadata, "annotations", &meta.annotations);
-        let mut secret = Map::new();
-        secret.insert("apiVersion".into(), json!("v1"));
-        secret.insert("kind".into(), json!("Secret"));
-        secret.insert("metadata".into(), Value::Object(metadata));
-        if let Some(t) = template.type_ {
-            secret.insert("type".into(), json!(t));
-        }
-        if let Some(i) = template.immutable {
-            secret.insert("immutable".into(), json!(i));
-        }
-        secret.insert("data".into(), Value::Object(data));
-        secrets.push(Value::Object(secret));
     }
     let text = render(&secrets, args.output);
     for s in &mut secrets {
@@ -71,8 +52,45 @@ pub fn run(args: &UnsealArgs) -> Result<()> {
     write_output(None, text?.as_bytes())
 }
 
-fn insert_map(parent: &mut Map<String, Value>, field: &str, map: &BTreeMap<String, String>) {
-    if !map.is_empty() {
+/// The Secret as a document, its fields in the order kubectl prints them.
+fn document(secret: &Secret) -> Value {
+    let mut metadata = Map::new();
+    metadata.insert("name".into(), json!(secret.metadata.name));
+    if let Some(ns) = &secret.metadata.namespace {
+        metadata.insert("namespace".into(), json!(ns));
+    }
+    insert_map(&mut metadata, "labels", secret.metadata.labels.as_ref());
+    insert_map(
+        &mut metadata,
+        "annotations",
+        secret.metadata.annotations.as_ref(),
+    );
+    let mut doc = Map::new();
+    doc.insert("apiVersion".into(), json!("v1"));
+    doc.insert("kind".into(), json!("Secret"));
+    doc.insert("metadata".into(), Value::Object(metadata));
+    if let Some(t) = &secret.type_ {
+        doc.insert("type".into(), json!(t));
+    }
+    if let Some(i) = secret.immutable {
+        doc.insert("immutable".into(), json!(i));
+    }
+    let data = secret
+        .data
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), Value::String(STANDARD.encode(&v.0))))
+        .collect();
+    doc.insert("data".into(), Value::Object(data));
+    Value::Object(doc)
+}
+
+fn insert_map(
+    parent: &mut Map<String, Value>,
+    field: &str,
+    map: Option<&BTreeMap<String, String>>,
+) {
+    if let Some(map) = map.filter(|m| !m.is_empty()) {
         parent.insert(field.into(), json!(map));
     }
 }

@@ -6,7 +6,9 @@
 //! per problem on stderr, and exits non-zero if any failed.
 
 use anyhow::{Result, bail};
-use kseal_core::audit::{Allowed, ExpectedRecipients, RecipientsCheck, check_recipients, problems};
+use kseal_core::checks::{
+    Allowed, ExpectedRecipients, RecipientsCheck, check_recipients, problems,
+};
 use kseal_core::manifest::{parse_documents, sealed_from_value};
 use kseal_core::recipients::Recipient;
 use kseal_core::resource::printable;
@@ -181,7 +183,7 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
                 rule: rule.as_ref().map(ToString::to_string),
                 post_quantum: !sealed.spec.encrypted_data.is_empty()
                     && sealed.spec.encrypted_data.iter().all(|(k, v)| {
-                        let s = kseal_core::audit::summarize_item(k, v);
+                        let s = kseal_core::checks::summarize_item(k, v);
                         s.pq_stanzas > 0 && s.x25519_stanzas == 0
                     }),
                 problems: found.iter().map(|p| printable(p).into_owned()).collect(),

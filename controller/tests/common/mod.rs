@@ -458,6 +458,40 @@ impl Cluster {
     }
 }
 
+/// The recipients document the controller published.
+pub async fn document(cluster: &Cluster) -> kseal_core::recipients::RecipientsDocument {
+    cluster.document().await
+}
+
+/// `kseal-controller rotate-key` with the controller's own credentials.
+pub fn rotate_key(cluster: &Cluster) -> Output {
+    cluster.rotate_key(None)
+}
+
+/// The replica holding the controller's leader Lease now, if any.
+pub async fn lease_holder(cluster: &Cluster) -> Option<String> {
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(cluster.admin.clone(), "kseal-system");
+    leases
+        .get_opt("kseal-controller-leader")
+        .await
+        .ok()
+        .flatten()?
+        .spec?
+        .holder_identity
+        .filter(|h| !h.is_empty())
+}
+
+/// How many key Secrets `kseal-system` holds (any `kseal.dev/key` label value).
+pub async fn key_secrets(cluster: &Cluster) -> usize {
+    let api: Api<Secret> = Api::namespaced(cluster.admin.clone(), "kseal-system");
+    api.list(&ListParams::default().labels("kseal.dev/key"))
+        .await
+        .unwrap()
+        .items
+        .len()
+}
+
 /// `GET path` on a local port: the status code and the body.
 pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
     use std::io::{Read, Write};

@@ -1,8 +1,5 @@
-//! `kseal at-rest`: is the cluster storing Secrets encrypted? `lint` reads an
-//! `EncryptionConfiguration`, `check` asks the apiservers through the API, `scan-etcd`
-//! reads what etcd holds, `rewrite` (in `rewrite.rs`) writes Secrets back so they are
-//! stored under the current provider and key. Exit codes (docs/at-rest.md): 0 pass, 1 could not run,
-//! 2 usage, 3 the check failed, 4 inconclusive.
+//! `kseal at-rest scan-etcd`: what etcd holds for every Secret, read on a control-plane
+//! node: plaintext, or which provider and key wrote it.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,166 +8,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use kseal_core::atrest::config::{self, Lint, SecretsCoverage, Severity};
-use kseal_core::atrest::evidence::{self, ClusterVerdict, Verdict};
-use kseal_core::atrest::probe::{self, ProbeOptions};
-use kseal_core::atrest::stored::{self, Standing, Stored, StoredProvider};
+use kseal_atrest::config::{self, SecretsCoverage, Severity};
+use kseal_atrest::stored::{self, Standing, Stored, StoredProvider};
 use serde::Serialize;
 
-use crate::cli::{AtRest, CheckArgs, LintArgs, ScanEtcdArgs};
-use crate::cluster::Cluster;
+use super::{EXIT_FAILED, exit};
+use crate::cli::ScanEtcdArgs;
 use crate::io::{out, outln};
-
-/// The check ran and found a problem (plaintext, an invalid config, stale data).
-pub const EXIT_FAILED: u8 = 3;
-/// The check ran but could not decide (missing permissions, managed control plane).
-pub const EXIT_UNKNOWN: u8 = 4;
-
-pub fn run(command: &AtRest) -> Result<ExitCode> {
-    match command {
-        AtRest::Lint(args) => lint(args),
-        AtRest::Check(args) => check(args),
-        AtRest::ScanEtcd(args) => scan(args),
-        AtRest::Rewrite(args) => super::rewrite::run(args),
-    }
-}
-
-fn lint(args: &LintArgs) -> Result<ExitCode> {
-    let input = crate::io::read_file(&args.file)?;
-    let result = config::lint(&input.bytes);
-    if args.json {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            file: &'a str,
-            #[serde(flatten)]
-            lint: &'a Lint,
-            result: &'static str,
-        }
-        let out = Out {
-            file: &input.name,
-            lint: &result,
-            result: if result.failed() { "fail" } else { "pass" },
-        };
-        outln!("{}", serde_json::to_string_pretty(&out)?)?;
-    } else {
-        out!("{}", render_lint(&input.name, &result))?;
-    }
-    Ok(exit(if result.failed() { EXIT_FAILED } else { 0 }))
-}
-
-fn render_lint(name: &str, lint: &Lint) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "{name}: {}", lint.sha256);
-    if let Some(coverage) = &lint.secrets {
-        let _ = writeln!(out, "secrets: {}", describe_coverage(coverage));
-    }
-    for f in &lint.findings {
-        let at = if f.path.is_empty() {
-            String::new()
-        } else {
-            format!("{}: ", f.path)
-        };
-        let _ = writeln!(out, "{:<5} {at}{} [{}]", f.severity, f.message, f.code);
-    }
-    let count = |s: Severity| lint.findings.iter().filter(|f| f.severity == s).count();
-    let _ = writeln!(
-        out,
-        "result: {} ({} errors, {} failures, {} warnings)",
-        if lint.failed() { "fail" } else { "pass" },
-        count(Severity::Error),
-        count(Severity::Fail),
-        count(Severity::Warn)
-    );
-    out
-}
-
-fn describe_coverage(c: &SecretsCoverage) -> String {
-    let Some(pattern) = &c.matched_by else {
-        return "not covered by any entry: stored in plaintext".into();
-    };
-    let entries: Vec<String> = c
-        .entries
-        .iter()
-        .map(|i| format!("resources[{i}]"))
-        .collect();
-    if c.providers.is_empty() {
-        return format!(
-            "{} (\"{pattern}\"), whose providers are invalid",
-            entries.join(" + ")
-        );
-    }
-    let providers: Vec<String> = c.providers.iter().map(ToString::to_string).collect();
-    format!(
-        "{} (\"{pattern}\"): writes with {}, reads with {}",
-        entries.join(" + "),
-        providers[0],
-        providers.join(", ")
-    )
-}
-
-fn check(args: &CheckArgs) -> Result<ExitCode> {
-    let cluster = Cluster::require(&args.cluster)?;
-    let options = ProbeOptions {
-        canary_namespace: (!args.no_canary).then(|| {
-            args.namespace
-                .clone()
-                .unwrap_or_else(|| cluster.default_namespace.clone())
-        }),
-    };
-    let gathered = cluster
-        .runtime
-        .block_on(probe::probe(&cluster.config, &options));
-    let verdict = evidence::judge_cluster(&gathered);
-    if args.json {
-        #[derive(Serialize)]
-        struct Out<'a> {
-            #[serde(flatten)]
-            verdict: &'a ClusterVerdict,
-            evidence: &'a [evidence::ApiserverEvidence],
-        }
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&Out {
-                verdict: &verdict,
-                evidence: &gathered
-            })?
-        )?;
-    } else {
-        out!("{}", render_check(&verdict))?;
-    }
-    Ok(exit(match verdict.verdict {
-        Verdict::Encrypted(_) => 0,
-        Verdict::Plaintext => EXIT_FAILED,
-        Verdict::Unknown => EXIT_UNKNOWN,
-    }))
-}
-
-fn render_check(v: &ClusterVerdict) -> String {
-    let mut out = String::new();
-    for a in &v.apiservers {
-        // A name that is an address gets a noun; "the apiserver behind …" has one.
-        let noun = if a.name.starts_with("the apiserver") {
-            ""
-        } else {
-            "apiserver "
-        };
-        let _ = writeln!(out, "{noun}{}: {}", a.name, a.verdict);
-        for e in &a.evidence {
-            let _ = writeln!(out, "  evidence     {e}");
-        }
-        for w in &a.warnings {
-            let _ = writeln!(out, "  warning      {w}");
-        }
-        for n in &a.not_checked {
-            let _ = writeln!(out, "  not checked  {n}");
-        }
-    }
-    for d in &v.disagreements {
-        let _ = writeln!(out, "warning: {d}");
-    }
-    let _ = writeln!(out, "verdict: {}", v.verdict);
-    out
-}
 
 /// Totals and the names a rewrite must cover. Values are never kept.
 #[derive(Debug, Default, Serialize)]
@@ -202,7 +46,7 @@ struct KeyIdCount {
     count: u64,
 }
 
-fn scan(args: &ScanEtcdArgs) -> Result<ExitCode> {
+pub(super) fn run(args: &ScanEtcdArgs) -> Result<ExitCode> {
     let coverage = match &args.config {
         None => None,
         Some(path) => {
@@ -414,41 +258,4 @@ fn render_scan(s: &Scan, with_config: bool) -> String {
     let clean = s.plaintext.is_empty() && s.stale.is_empty() && s.unreadable.is_empty();
     let _ = writeln!(out, "result: {}", if clean { "pass" } else { "fail" });
     out
-}
-
-fn exit(code: u8) -> ExitCode {
-    ExitCode::from(code)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use kseal_core::atrest::evidence::ApiserverVerdict;
-
-    /// Issue 27: "apiserver the apiserver behind …" read twice.
-    #[test]
-    fn each_apiserver_is_named_once() {
-        let named = |name: &str| ApiserverVerdict {
-            name: name.into(),
-            verdict: Verdict::Plaintext,
-            evidence: Vec::new(),
-            warnings: Vec::new(),
-            not_checked: Vec::new(),
-        };
-        let v = ClusterVerdict {
-            verdict: Verdict::Plaintext,
-            apiservers: vec![
-                named("10.0.0.1:6443"),
-                named("the apiserver behind https://k8s.example:6443"),
-            ],
-            disagreements: Vec::new(),
-        };
-        let text = render_check(&v);
-        assert!(text.contains("apiserver 10.0.0.1:6443: "), "{text}");
-        assert!(
-            text.contains("\nthe apiserver behind https://k8s.example:6443: "),
-            "{text}"
-        );
-        assert!(!text.contains("apiserver the apiserver"), "{text}");
-    }
 }

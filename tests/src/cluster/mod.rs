@@ -6,6 +6,20 @@
 //! TokenRequest API; authorization is `Node,RBAC`. Every process runs in a private
 //! directory and ends with the [`ControlPlane`] (or with the test process, however it
 //! ends).
+//!
+//! The parts: this module starts, stops and restarts the processes; [`pki`] issues
+//! certificates; [`access`] makes credentials, kubeconfigs and clients and waits for RBAC
+//! to take effect; [`encryption`] configures encryption at rest and the KMS plugin, and
+//! reads what etcd holds; [`tools`] finds the binaries the harness built.
+
+mod access;
+mod encryption;
+mod pki;
+mod tools;
+
+use pki::issuer;
+pub(crate) use tools::built;
+pub use tools::{KstatusVerdict, binary, go_age_dir, helm, host_ip, kstatus};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -109,65 +123,6 @@ pub struct ControlPlane {
     pub etcd_url: String,
     commands: Mutex<Vec<(Component, Vec<String>)>>,
     children: Mutex<Vec<(Component, Child)>>,
-}
-
-/// The `kseal-cluster` binary: `KSEAL_CLUSTER_BIN`, or built (once per go.sum) by
-/// `tests/cluster/build.sh`.
-pub fn binary() -> Result<PathBuf, Error> {
-    if let Some(bin) = std::env::var_os("KSEAL_CLUSTER_BIN") {
-        return Ok(PathBuf::from(bin));
-    }
-    Ok(built()?.join("kseal-cluster"))
-}
-
-/// Helm v4, built beside `kseal-cluster` from the same go.mod (`KSEAL_HELM` overrides).
-pub fn helm() -> Result<PathBuf, Error> {
-    if let Some(bin) = std::env::var_os("KSEAL_HELM") {
-        return Ok(PathBuf::from(bin));
-    }
-    Ok(built()?.join("helm"))
-}
-
-/// Go age v1.3 (`age`, `age-keygen`), built beside `kseal-cluster` from
-/// `tests/cluster/age/go.mod`: the directory holding both.
-pub fn go_age_dir() -> Result<PathBuf, Error> {
-    built()
-}
-
-/// The directory `tests/cluster/build.sh` builds into (it builds when it must).
-pub(crate) fn built() -> Result<PathBuf, Error> {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    if let Some(dir) = DIR.get() {
-        return Ok(dir.clone());
-    }
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("cluster/build.sh");
-    let out = Command::new("bash")
-        .arg(&script)
-        .stderr(Stdio::inherit())
-        .output()?;
-    if !out.status.success() {
-        return Err(format!("{} failed: {}", script.display(), out.status).into());
-    }
-    let dir = PathBuf::from(String::from_utf8(out.stdout)?.trim());
-    Ok(DIR.get_or_init(|| dir).clone())
-}
-
-/// The address this machine reaches others from (the default route's), which
-/// kube-apiserver also advertises: an EndpointSlice may not hold a loopback address.
-/// The serving certificate names it, for tests that bind an apiserver to it.
-pub fn host_ip() -> Option<std::net::IpAddr> {
-    // Connecting a UDP socket sends nothing; it only picks the route.
-    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
-    socket.connect("192.0.2.1:9").ok()?;
-    let ip = socket.local_addr().ok()?.ip();
-    (!ip.is_loopback() && !ip.is_unspecified()).then_some(ip)
-}
-
-fn issuer(name: &str) -> Result<CertifiedIssuer<'static, KeyPair>, Error> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    Ok(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?)
 }
 
 impl ControlPlane {
@@ -326,54 +281,6 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Writes an apiserver's `EncryptionConfiguration` (`None`: no
-    /// `--encryption-provider-config` at all) and sets the flag; starts the KMS plugin when
-    /// the config names its socket. Takes effect when that apiserver next starts, or
-    /// within a second when it runs with `--encryption-provider-config-automatic-reload`
-    /// (the harness shortens the upstream minute: `KSEAL_ENCRYPTION_CONFIG_POLL`).
-    pub async fn write_encryption_config(
-        &self,
-        apiserver: Component,
-        config: Option<&str>,
-    ) -> Result<(), Error> {
-        let path = self.path(&format!("{}-encryption.yaml", apiserver.name()));
-        let flag = format!("--encryption-provider-config={}", path.display());
-        let socket = self.path("kms.sock");
-        if let Some(config) = config {
-            let config = config.replace("KMS_SOCKET", &socket.to_string_lossy());
-            // Replaced whole: a reloading apiserver never reads half a file.
-            let staged = path.with_extension("yaml.new");
-            std::fs::write(&staged, &config)?;
-            std::fs::rename(&staged, &path)?;
-            if config.contains("unix://") && !self.running(Component::KmsPlugin) {
-                self.spawn(Component::KmsPlugin, &binary()?)?;
-                let started = Instant::now();
-                while !socket.exists() {
-                    if started.elapsed() > START_TIMEOUT {
-                        return Err("the KMS plugin did not open its socket".into());
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-        let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, args)) = commands.iter_mut().find(|(c, _)| *c == apiserver) {
-            args.retain(|a| !a.starts_with("--encryption-provider-config="));
-            if config.is_some() {
-                args.push(flag);
-            }
-        }
-        Ok(())
-    }
-
-    /// Restarts the apiserver with a new `EncryptionConfiguration` (`None`: without one),
-    /// as an administrator changing a static pod's manifest does.
-    pub async fn set_encryption_config(&self, config: Option<&str>) -> Result<(), Error> {
-        self.write_encryption_config(Component::ApiServer, config)
-            .await?;
-        self.restart(Component::ApiServer).await
-    }
-
     /// Starts another apiserver over the same etcd, with the first one's flags but its
     /// own port and `EncryptionConfiguration`; returns its component and URL. (Start the
     /// first with `--endpoint-reconciler-type=none` when several share one address.)
@@ -509,223 +416,10 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Steers the KMS v2 plugin: the key id it wraps new data keys under (a rotation, as
-    /// a KMS admin's), and whether it answers at all. It reads this on every call; the
-    /// apiservers see a change at their next status poll of the plugin (within a minute).
-    pub fn set_kms(&self, key_id: &str, healthy: bool) -> Result<(), Error> {
-        let path = self.path("kms.control");
-        let staged = self.path("kms.control.new");
-        std::fs::write(&staged, format!("key-id={key_id}\nhealthy={healthy}\n"))?;
-        std::fs::rename(staged, path)?;
-        Ok(())
-    }
-
     /// Kills a component and starts it again.
     pub async fn restart(&self, component: Component) -> Result<(), Error> {
         self.kill(component);
         self.start_again(component).await
-    }
-
-    /// A serving certificate for `127.0.0.1` from the cluster's CA (certificate, key), for
-    /// something clients should trust as they trust the apiserver.
-    pub fn serving_certificate(&self) -> Result<(String, String), Error> {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate()?;
-        Ok((params.signed_by(&key, &self.ca)?.pem(), key.serialize_pem()))
-    }
-
-    /// A client certificate for `name` in `groups`, signed by the cluster's CA.
-    pub fn user(&self, name: &str, groups: &[&str]) -> Result<Credential, Error> {
-        let mut params = CertificateParams::new(Vec::<String>::new())?;
-        params.distinguished_name.push(DnType::CommonName, name);
-        for group in groups {
-            params
-                .distinguished_name
-                .push(DnType::OrganizationName, *group);
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let key = KeyPair::generate()?;
-        let cert = params.signed_by(&key, &self.ca)?;
-        Ok(Credential::Certificate {
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
-    }
-
-    /// A token for the ServiceAccount `namespace/name` from the TokenRequest API (valid
-    /// for a day), creating the ServiceAccount if it does not exist.
-    pub async fn service_account(&self, namespace: &str, name: &str) -> Result<Credential, Error> {
-        let admin = self.client(&self.admin).await?;
-        let accounts: Api<ServiceAccount> = Api::namespaced(admin, namespace);
-        if accounts.get_opt(name).await?.is_none() {
-            let mut sa = ServiceAccount::default();
-            sa.metadata.name = Some(name.to_owned());
-            accounts.create(&PostParams::default(), &sa).await?;
-        }
-        let request = TokenRequest {
-            spec: Some(TokenRequestSpec {
-                expiration_seconds: Some(86_400),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let token = accounts
-            .create_token_request(name, &PostParams::default(), &request)
-            .await?;
-        let token = token
-            .status
-            .and_then(|s| s.token)
-            .ok_or("TokenRequest answered without a token")?;
-        Ok(Credential::Token(token))
-    }
-
-    /// A bearer token with cluster-admin rights (the ServiceAccount
-    /// `kube-system/kseal-admin`), for clients whose requests pass through a proxy that
-    /// ends TLS, where a client certificate cannot follow.
-    pub async fn admin_token(&self) -> Result<Credential, Error> {
-        let token = self.service_account("kube-system", "kseal-admin").await?;
-        self.bind_cluster_admin("kube-system", "kseal-admin")
-            .await?;
-        Ok(token)
-    }
-
-    /// Binds the ServiceAccount `namespace/name` to cluster-admin (a ClusterRoleBinding
-    /// named after it), once.
-    pub async fn bind_cluster_admin(&self, namespace: &str, name: &str) -> Result<(), Error> {
-        use k8s_openapi::api::rbac::v1::{ClusterRoleBinding, RoleRef, Subject};
-        let bindings: Api<ClusterRoleBinding> = Api::all(self.client(&self.admin).await?);
-        if bindings.get_opt(name).await?.is_some() {
-            return Ok(());
-        }
-        let mut binding = ClusterRoleBinding {
-            role_ref: RoleRef {
-                api_group: Some("rbac.authorization.k8s.io".into()),
-                kind: "ClusterRole".into(),
-                name: "cluster-admin".into(),
-            },
-            subjects: Some(vec![Subject {
-                kind: "ServiceAccount".into(),
-                name: name.into(),
-                namespace: Some(namespace.into()),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        };
-        binding.metadata.name = Some(name.into());
-        bindings.create(&PostParams::default(), &binding).await?;
-        // The RBAC authorizer reads bindings from its own watch: a request right after
-        // the create can still be refused (403). Wait until it answers as the binding says.
-        self.wait_until_allowed(&format!("system:serviceaccount:{namespace}:{name}"))
-            .await
-    }
-
-    /// Waits (up to 30 s) until the authorizer lets `user` create ConfigMaps anywhere, as
-    /// a SubjectAccessReview answers.
-    async fn wait_until_allowed(&self, user: &str) -> Result<(), Error> {
-        use k8s_openapi::api::authorization::v1::{
-            ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
-        };
-        let reviews: Api<SubjectAccessReview> = Api::all(self.client(&self.admin).await?);
-        let review = SubjectAccessReview {
-            spec: SubjectAccessReviewSpec {
-                user: Some(user.into()),
-                resource_attributes: Some(ResourceAttributes {
-                    verb: Some("create".into()),
-                    resource: Some("configmaps".into()),
-                    namespace: Some("default".into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let answer = reviews.create(&PostParams::default(), &review).await?;
-            if answer.status.is_some_and(|s| s.allowed) {
-                return Ok(());
-            }
-            if std::time::Instant::now() > deadline {
-                return Err(format!("{user}: still not allowed 30 s after its binding").into());
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A kubeconfig for `credential` with `namespace` as its default.
-    pub fn kubeconfig(&self, credential: &Credential, namespace: &str) -> String {
-        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
-        let user = match credential {
-            Credential::Token(token) => format!("    token: {token}\n"),
-            Credential::Certificate { cert_pem, key_pem } => format!(
-                "    client-certificate-data: {}\n    client-key-data: {}\n",
-                b64(cert_pem),
-                b64(key_pem)
-            ),
-        };
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: kseal-test\n  cluster:\n    server: {url}\n    certificate-authority-data: {ca}\nusers:\n- name: kseal-test\n  user:\n{user}contexts:\n- name: kseal-test\n  context:\n    cluster: kseal-test\n    user: kseal-test\n    namespace: {namespace}\ncurrent-context: kseal-test\n",
-            url = self.url,
-            ca = b64(&self.ca_pem),
-        )
-    }
-
-    /// Writes [`kubeconfig`](Self::kubeconfig) to `path`, readable by its owner only.
-    pub fn write_kubeconfig(
-        &self,
-        path: &Path,
-        credential: &Credential,
-        namespace: &str,
-    ) -> std::io::Result<()> {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .write(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(path)?;
-        file.write_all(self.kubeconfig(credential, namespace).as_bytes())
-    }
-
-    /// A kube-rs client for `credential`.
-    pub async fn client(&self, credential: &Credential) -> Result<Client, Error> {
-        self.client_at(&self.url, credential).await
-    }
-
-    /// A kube-rs client for `credential` to the apiserver at `url`.
-    pub async fn client_at(&self, url: &str, credential: &Credential) -> Result<Client, Error> {
-        let kubeconfig = self
-            .kubeconfig(credential, "default")
-            .replacen(&self.url, url, 1);
-        let kubeconfig = Kubeconfig::from_yaml(&kubeconfig)?;
-        let config =
-            kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-        Ok(Client::try_from(config)?)
-    }
-
-    /// A client to etcd.
-    pub async fn etcd(&self) -> Result<kseal_etcd::Client, Error> {
-        Ok(kseal_etcd::Client::connect(&[&self.etcd_url], Default::default()).await?)
-    }
-
-    /// The bytes etcd holds for a Secret, as the apiserver stored them (`None` when
-    /// there is no such key).
-    pub async fn stored_secret(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<Option<Vec<u8>>, Error> {
-        let range = kseal_etcd::Range {
-            key: format!("/registry/secrets/{namespace}/{name}").into_bytes(),
-            range_end: Vec::new(),
-            limit: 1,
-            revision: 0,
-        };
-        let mut found = self.etcd().await?.range(range).await?;
-        Ok(found.kvs.pop().map(|kv| kv.value))
     }
 }
 
@@ -765,40 +459,4 @@ impl Drop for ControlPlane {
 fn tail(log: &str) -> String {
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(30)..].join("\n")
-}
-
-/// One object's health as kstatus computes it (`sigs.k8s.io/cli-utils`
-/// `status.Compute`, the library Flux and Argo CD use).
-#[derive(Clone, Debug, serde::Deserialize)]
-pub struct KstatusVerdict {
-    pub namespace: String,
-    pub name: String,
-    /// `InProgress`, `Failed`, `Current`, `Terminating`, `NotFound` or `Unknown`.
-    pub status: String,
-    pub message: String,
-}
-
-/// Runs the real kstatus library on `objects` (JSON: one object, or a List as
-/// `kubectl get -o json` prints it).
-pub fn kstatus(objects: &str) -> Result<Vec<KstatusVerdict>, Error> {
-    use std::io::Write;
-    let mut child = Command::new(binary()?)
-        .arg("kstatus")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(objects.as_bytes())?;
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        return Err(String::from_utf8_lossy(&out.stderr).into_owned().into());
-    }
-    String::from_utf8(out.stdout)?
-        .lines()
-        .map(|l| Ok(serde_json::from_str(l)?))
-        .collect()
 }

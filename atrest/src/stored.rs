@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 
-use super::config::{KmsVersion, Provider, SecretsCoverage};
+use crate::config::{KmsVersion, Provider, SecretsCoverage};
 
 /// The provider a stored value names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]

@@ -1,9 +1,12 @@
-//! Command-line flags of `kseal-controller` (each also an environment variable).
+//! Command-line flags of `kseal-controller` (each also an environment variable), and the
+//! kube client they pick.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::Client;
 
 /// kseal's in-cluster controller: unseals SealedSecrets into Secrets, owns and rotates the
 /// cluster keys, publishes the public recipients, serves health and metrics.
@@ -196,6 +199,32 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         }
     };
     Ok(Duration::from_secs(secs))
+}
+
+/// A kube client from `--kubeconfig`, else the usual in-cluster or `KUBECONFIG` lookup.
+pub async fn client(args: &CommonArgs) -> anyhow::Result<Client> {
+    Ok(Client::try_from(kube_config(args).await?)?)
+}
+
+/// The client configuration (the at-rest probe pins one client per apiserver from it).
+pub async fn kube_config(args: &CommonArgs) -> anyhow::Result<kube::Config> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            // kube's message names the file and repeats its cause: one line instead.
+            let kubeconfig = kube::config::Kubeconfig::read_from(path).map_err(|e| match e {
+                kube::config::KubeconfigError::ReadConfig(io, _) => {
+                    anyhow::anyhow!("kubeconfig {}: {io}", path.display())
+                }
+                other => anyhow::anyhow!("kubeconfig {}: {other}", path.display()),
+            })?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await?
+        }
+        None => kube::Config::infer()
+            .await
+            .context("finding cluster credentials")?,
+    };
+    Ok(config)
 }
 
 #[cfg(test)]

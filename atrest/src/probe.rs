@@ -11,7 +11,7 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams};
 use kube::{Client, Config};
 
-use super::evidence::{
+use crate::evidence::{
     ApiserverEvidence, CanaryEvidence, Checked, FlagEvidence, HealthEvidence, MetricsEvidence,
 };
 

@@ -171,7 +171,7 @@ pub fn run(args: &RewriteArgs) -> Result<ExitCode> {
             }
             outln!(
                 "dry run: {} to write back (nothing written)",
-                super::plural(would.len(), "Secret")
+                crate::cmd::plural(would.len(), "Secret")
             )?;
         }
     } else if args.json {
