@@ -14,8 +14,19 @@ use kube::{Client, ResourceExt};
 use tokio::sync::watch;
 
 use crate::flags::{AtRestPolicy, RunArgs};
+use crate::keys::KeyStore;
+use crate::metrics::Metrics;
 use crate::reconcile::{self, Context, error_policy};
-use crate::{atrest, bitnami, cached, keys, owned, refused, requests};
+use crate::{atrest, bitnami, cached, crypto, keys, owned, refused, requests};
+
+/// What every replica holds, whether it leads or not.
+pub(crate) struct Replica {
+    pub keys: Arc<KeyStore>,
+    pub crypto: Arc<crypto::Crypto>,
+    pub metrics: Arc<Metrics>,
+    /// This replica's name, for leader election and Events.
+    pub identity: String,
+}
 
 /// The leader's work: publish recipients whenever keys change, answer requests, and run
 /// one Controller per watched namespace (or one for all).
@@ -23,11 +34,11 @@ pub(crate) async fn lead(
     client: Client,
     kube_config: kube::Config,
     args: RunArgs,
-    replica: crate::replica::Replica,
+    replica: Replica,
     keys_changed: watch::Receiver<u64>,
     bitnami_loaded: watch::Receiver<u64>,
 ) {
-    let crate::replica::Replica {
+    let Replica {
         keys,
         crypto,
         metrics,

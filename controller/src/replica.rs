@@ -151,7 +151,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                     client.clone(),
                     kube_config.clone(),
                     args.clone(),
-                    Replica {
+                    crate::leader::Replica {
                         keys: keys.clone(),
                         crypto: crypto.clone(),
                         metrics: metrics.clone(),
@@ -173,13 +173,4 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let _ = lease_task.await;
     let _ = http.await;
     Ok(())
-}
-
-/// What every replica holds, whether it leads or not.
-pub(crate) struct Replica {
-    pub keys: Arc<KeyStore>,
-    pub crypto: Arc<crypto::Crypto>,
-    pub metrics: Arc<Metrics>,
-    /// This replica's name, for leader election and Events.
-    pub identity: String,
 }

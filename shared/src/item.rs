@@ -22,7 +22,7 @@ use crate::scope::Binding;
 /// the API server stores, plus the largest header and room for the envelope and age's
 /// per-chunk tags. Anything larger is refused before it is decoded.
 pub const MAX_SEALED_BYTES: usize =
-    crate::MAX_SECRET_BYTES + crate::age_header::MAX_HEADER_BYTES + 4096;
+    crate::limits::MAX_SECRET_BYTES + crate::age_header::MAX_HEADER_BYTES + 4096;
 
 /// Sealing failed. Only happens if the age library refuses the recipients.
 #[derive(Debug, thiserror::Error)]

@@ -45,5 +45,4 @@ pub mod rewrap;
 pub mod scope;
 pub mod sealing;
 
-/// The largest Secret the API server accepts: the sum of all values, in bytes.
-pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
+pub use limits::MAX_SECRET_BYTES;

@@ -9,6 +9,9 @@
 //! them; a Bitnami RSA decryption is counted apart ([`bitnami_trials`]). The figures
 //! behind these numbers come from `cargo bench -p kseal-controller --bench work`.
 
+/// The largest Secret the API server accepts: the sum of all values, in bytes.
+pub const MAX_SECRET_BYTES: usize = 1024 * 1024;
+
 /// Items one SealedSecret (kseal's or Bitnami's) or one request may hold.
 pub const MAX_ITEMS: usize = 256;
 

@@ -453,7 +453,7 @@ pub fn secret_from_value(doc: &Value) -> Result<SecretInput, InputError> {
             } else {
                 Zeroizing::new(text.as_bytes().to_vec())
             };
-            if bytes.len() > crate::MAX_SECRET_BYTES {
+            if bytes.len() > crate::limits::MAX_SECRET_BYTES {
                 return Err(InputError::TooLarge {
                     key: key.clone(),
                     size: bytes.len(),
@@ -465,7 +465,7 @@ pub fn secret_from_value(doc: &Value) -> Result<SecretInput, InputError> {
         }
     }
     let total: usize = input.data.values().map(|v| v.len()).sum();
-    if total > crate::MAX_SECRET_BYTES {
+    if total > crate::limits::MAX_SECRET_BYTES {
         return Err(InputError::TotalTooLarge(total));
     }
     Ok(input)

@@ -68,7 +68,7 @@ pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
 
 /// A Bitnami sealed value is at most this long (base64): a Secret holds at most 1 MiB,
 /// plus the RSA block and the tag. Longer inputs are refused before any decoding.
-const MAX_VALUE_BASE64: usize = (crate::MAX_SECRET_BYTES + 2 + 1024 + 16).div_ceil(3) * 4;
+const MAX_VALUE_BASE64: usize = (crate::limits::MAX_SECRET_BYTES + 2 + 1024 + 16).div_ceil(3) * 4;
 
 /// A Bitnami SealedSecret, as its CRD defines it (only what unsealing reads).
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
