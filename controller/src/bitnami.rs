@@ -22,7 +22,8 @@ use serde_json::json;
 
 use kseal_core::contract::{MERGE_INTO, TAKE_OVER};
 
-use crate::reconcile::{Context, Error, desired_secret, ownership, write_secret};
+use crate::failure::Error;
+use crate::reconcile::{Context, desired_secret, ownership, write_secret};
 use crate::refused::Kind;
 
 pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -62,7 +63,7 @@ pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Actio
     }
 }
 
-/// The same backoff as kseal's own SealedSecrets ([`crate::reconcile::Failures::backoff`]): a Bitnami object
+/// The same backoff as kseal's own SealedSecrets ([`crate::failure::Failures::backoff`]): a Bitnami object
 /// that cannot be unsealed costs its decryptions once a minute at first, then ever less
 /// often, up to once an hour (a new Bitnami key, or a change to it, reconciles it at once).
 pub fn error_policy(ss: Arc<SealedSecret>, error: &Error, ctx: Arc<Context>) -> Action {

@@ -5,7 +5,8 @@
 //!   [`leader`]: what only the leader runs, over the [`watch`] plumbing of its Controllers;
 //! - [`reconcile`] (kseal's SealedSecrets) and [`bitnami`] (Bitnami's, in drop-in mode),
 //!   with [`cached`] (what the watch keeps of a SealedSecret), [`owned`] (of a Secret it
-//!   wrote) and [`refused`] (the Secrets it was refused on);
+//!   wrote), [`refused`] (the Secrets it was refused on) and [`failure`] (why a reconcile
+//!   failed, and the backoff);
 //! - [`keys`]: the key Secrets, rotation and the recipients publisher; [`crypto`]: where
 //!   decryption runs;
 //! - [`answer`]: what the controller answers about one SealedSecret (verify, reseal,
@@ -19,6 +20,7 @@ pub mod bitnami;
 pub mod cached;
 pub mod crypto;
 pub mod events;
+pub mod failure;
 pub mod flags;
 pub mod http;
 pub mod keys;

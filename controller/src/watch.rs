@@ -12,7 +12,7 @@ use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Controller;
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 
-use crate::reconcile::{self, Context};
+use crate::reconcile::Context;
 use crate::refused;
 
 /// One pair of APIs per namespace in `namespaces`, or one pair for all namespaces when it
@@ -63,7 +63,11 @@ pub(crate) fn unsealing_controller<K, Fut>(
     trigger: impl futures::Stream<Item = ()> + Send + Sync + 'static,
     concurrency: u16,
     reconcile: impl FnMut(Arc<K>, Arc<Context>) -> Fut,
-    error_policy: impl Fn(Arc<K>, &reconcile::Error, Arc<Context>) -> kube::runtime::controller::Action,
+    error_policy: impl Fn(
+        Arc<K>,
+        &crate::failure::Error,
+        Arc<Context>,
+    ) -> kube::runtime::controller::Action,
     ctx: Arc<Context>,
 ) -> impl std::future::Future<Output = ()>
 where
@@ -74,7 +78,7 @@ where
         + Send
         + Sync
         + 'static,
-    Fut: futures::TryFuture<Ok = kube::runtime::controller::Action, Error = reconcile::Error>
+    Fut: futures::TryFuture<Ok = kube::runtime::controller::Action, Error = crate::failure::Error>
         + Send
         + 'static,
 {
