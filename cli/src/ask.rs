@@ -67,6 +67,18 @@ impl std::fmt::Display for Refusal {
 }
 
 impl Asker {
+    /// SealedSecretRequests through `cluster`, in `namespace` (`-n`; else the
+    /// kubeconfig's), each answered within `timeout`.
+    pub fn api(cluster: Cluster, namespace: Option<String>, timeout: Duration) -> Asker {
+        let namespace = namespace.unwrap_or_else(|| cluster.default_namespace.clone());
+        Asker::Api {
+            cluster: Box::new(cluster),
+            namespace,
+            timeout,
+            pacing: Pacing::default(),
+        }
+    }
+
     /// The answer to `operation` about `sealed`: `Ok(Ok(answer))`, `Ok(Err(refusal))`
     /// when the controller refused, `Err` when it could not be asked.
     pub async fn ask(

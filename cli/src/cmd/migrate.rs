@@ -23,7 +23,6 @@ use kseal_core::recipients::RecipientSet;
 use kseal_core::resource::{RequestOperation, SealedSecret};
 
 use super::{doc_label, plural};
-use crate::ask::Pacing;
 use crate::ask::{Answer, Asker};
 use crate::cli::{InspectFormat, MigrateArgs, OutputFormat};
 use crate::cluster::Cluster;
@@ -153,16 +152,12 @@ fn opener(args: &MigrateArgs) -> Result<Opener> {
         let cluster = Cluster::connect(&args.recipients.cluster)?.ok_or_else(|| {
             anyhow!("--via-controller needs a kubeconfig (--kubeconfig, $KUBECONFIG)")
         })?;
-        let namespace = args
-            .namespace
-            .clone()
-            .unwrap_or_else(|| cluster.default_namespace.clone());
-        return Ok(Opener::Controller(Asker::Api {
-            cluster: Box::new(cluster),
-            namespace,
-            timeout: Duration::from_secs(args.timeout),
-            pacing: Pacing::default(),
-        }));
+        let timeout = Duration::from_secs(args.timeout);
+        return Ok(Opener::Controller(Asker::api(
+            cluster,
+            args.namespace.clone(),
+            timeout,
+        )));
     }
     if args.bitnami_keys.is_empty() {
         bail!(

@@ -34,7 +34,6 @@ use serde::Serialize;
 use zeroize::Zeroizing;
 
 use super::{doc_number, plural};
-use crate::ask::Pacing;
 use crate::ask::{Answer, Asker};
 use crate::cli::{InspectFormat, OutputFormat, ResealArgs};
 use crate::cluster::Cluster;
@@ -420,18 +419,9 @@ impl Resealer {
         let mut cluster_args = args.recipients.cluster.clone();
         cluster_args.context = context;
         let cluster = Cluster::require(&cluster_args)?;
-        let namespace = args
-            .ask
-            .namespace
-            .clone()
-            .unwrap_or_else(|| cluster.default_namespace.clone());
+        let timeout = Duration::from_secs(args.ask.timeout);
         Ok(Resealer {
-            asker: Asker::Api {
-                cluster: Box::new(cluster),
-                namespace,
-                timeout: Duration::from_secs(args.ask.timeout),
-                pacing: Pacing::default(),
-            },
+            asker: Asker::api(cluster, args.ask.namespace.clone(), timeout),
             via,
         })
     }

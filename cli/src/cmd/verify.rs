@@ -10,7 +10,6 @@ use kseal_core::resource::RequestOperation;
 use serde::Serialize;
 
 use super::doc_label;
-use crate::ask::Pacing;
 use crate::ask::{Answer, Asker, Refusal};
 use crate::cli::{InspectFormat, ServiceArgs};
 use crate::cluster::Cluster;
@@ -25,17 +24,8 @@ pub(crate) fn asker(args: &ServiceArgs) -> Result<Asker> {
     let cluster = Cluster::connect(&args.cluster)?.ok_or_else(|| {
         anyhow!("no kubeconfig: pass --kubeconfig (or set $KUBECONFIG), or --controller-url")
     })?;
-    let namespace = args
-        .ask
-        .namespace
-        .clone()
-        .unwrap_or_else(|| cluster.default_namespace.clone());
-    Ok(Asker::Api {
-        cluster: Box::new(cluster),
-        namespace,
-        timeout: Duration::from_secs(args.ask.timeout),
-        pacing: Pacing::default(),
-    })
+    let timeout = Duration::from_secs(args.ask.timeout);
+    Ok(Asker::api(cluster, args.ask.namespace.clone(), timeout))
 }
 
 /// One object asked about, for `-o json`.
