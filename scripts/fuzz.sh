@@ -4,6 +4,7 @@
 # A crash fails the run and leaves the input in fuzz/artifacts/<target>/.
 #
 #   bash scripts/fuzz.sh [SECONDS_PER_TARGET]     (default 20)
+#   bash scripts/fuzz.sh --build                  (only build the targets)
 #
 # cargo-fuzz drives libFuzzer with instrumentation flags that need a nightly compiler;
 # RUSTC_BOOTSTRAP=1 lets the stable toolchain accept them. No sanitizer is used: kseal's
@@ -15,6 +16,7 @@ seconds=${1:-20}
 export RUSTC_BOOTSTRAP=1
 target_dir=$PWD/target/fuzz
 cargo fuzz build --fuzz-dir fuzz --sanitizer none --target-dir "$target_dir" >/dev/null
+[ "$seconds" = "--build" ] && exit 0
 for t in $(cargo fuzz list --fuzz-dir fuzz); do
   found=$target_dir/corpus/$t
   mkdir -p "$found" "fuzz/artifacts/$t"
