@@ -7,12 +7,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Result, anyhow};
-use kseal_core::manifest::{Format, parse_documents, sealed_from_value};
+use kseal_core::manifest::{Format, parse_documents};
 use kseal_core::recipients::{Fingerprint, Recipient, RecipientSet};
 use kseal_core::resource::SealedSecret;
 use serde_json::Value;
 
-use super::doc_label;
 use crate::cli::RecipientArgs;
 use crate::cluster::Cluster;
 use crate::io::read_file;
@@ -93,11 +92,9 @@ impl<'a> Planner<'a> {
             Err(e) if explicit => return Err(anyhow!("{}: {e}", input.name)),
             Err(_) => return Ok(None),
         };
-        let kseal: Vec<usize> = (0..docs.len())
-            .filter(|&i| {
-                docs[i]["apiVersion"].as_str() == Some("kseal.dev/v1alpha1")
-                    && docs[i]["kind"].as_str() == Some("SealedSecret")
-            })
+        // Only this exact version: a SealedSecret of another one is not planned for.
+        let kseal: Vec<super::Found> = super::sealed_secrets(&input.name, &docs, false)
+            .filter(|found| docs[found.index]["apiVersion"].as_str() == Some("kseal.dev/v1alpha1"))
             .collect();
         if kseal.is_empty() {
             return Ok(None);
@@ -111,9 +108,9 @@ impl<'a> Planner<'a> {
         };
         let target = self.target(rule.as_ref());
         let mut objects = Vec::with_capacity(kseal.len());
-        for i in kseal {
-            let label = doc_label(&input.name, i, docs.len());
-            let (sealed, action) = match sealed_from_value(&docs[i]) {
+        for found in kseal {
+            let label = found.label;
+            let (sealed, action) = match found.sealed {
                 Ok(sealed) => {
                     let action = match &target {
                         Ok(t) => decide(&sealed, t, self.offline),
@@ -124,7 +121,7 @@ impl<'a> Planner<'a> {
                 Err(e) => (None, Action::Refuse(e.to_string())),
             };
             objects.push(Object {
-                doc: i,
+                doc: found.index,
                 label,
                 sealed,
                 action,

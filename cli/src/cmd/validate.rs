@@ -9,12 +9,12 @@ use anyhow::{Result, bail};
 use kseal_core::checks::{
     Allowed, ExpectedRecipients, RecipientsCheck, check_recipients, problems,
 };
-use kseal_core::manifest::{parse_documents, sealed_from_value};
+use kseal_core::manifest::parse_documents;
 use kseal_core::recipients::Recipient;
 use kseal_core::resource::printable;
 use serde::Serialize;
 
-use super::{doc_label, plural};
+use super::plural;
 use crate::cli::{InspectFormat, ValidateArgs};
 use crate::io::{outln, read_input};
 use crate::rules::Rules;
@@ -135,13 +135,9 @@ pub fn run(args: &ValidateArgs) -> Result<()> {
             objects.push(Checked::unreadable(&input.name, None, label, why));
             continue;
         }
-        for (i, doc) in docs.iter().enumerate() {
-            let label = doc_label(&input.name, i, docs.len());
-            let document = super::doc_number(i, docs.len());
-            if !super::is_kseal_sealed_secret(doc, &label) {
-                continue;
-            }
-            let sealed = match sealed_from_value(doc) {
+        for found in super::sealed_secrets(&input.name, &docs, true) {
+            let (label, document) = (found.label, found.document);
+            let sealed = match found.sealed {
                 Ok(s) => s,
                 Err(e) => {
                     objects.push(Checked::unreadable(

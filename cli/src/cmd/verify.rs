@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use kseal_core::manifest::{parse_documents, sealed_from_value};
+use kseal_core::manifest::parse_documents;
 use kseal_core::resource::RequestOperation;
 use serde::Serialize;
 
-use super::doc_label;
 use crate::ask::{Answer, Asker, Refusal};
 use crate::cli::{InspectFormat, ServiceArgs};
 use crate::cluster::Cluster;
@@ -57,15 +56,12 @@ pub fn verify(args: &ServiceArgs) -> Result<()> {
         if named && !super::holds_sealed_secrets(&docs) {
             bail!("{}: holds no kseal SealedSecret", input.name);
         }
-        for (i, doc) in docs.iter().enumerate() {
-            let label = doc_label(&input.name, i, docs.len());
-            if !super::is_kseal_sealed_secret(doc, &label) {
-                continue;
-            }
-            let sealed = sealed_from_value(doc).with_context(|| label.clone())?;
+        for found in super::sealed_secrets(&input.name, &docs, true) {
+            let label = found.label;
+            let sealed = found.sealed.with_context(|| label.clone())?;
             let mut entry = Answered {
                 file: input.name.clone(),
-                document: super::doc_number(i, docs.len()),
+                document: found.document,
                 object: sealed.location(),
                 ok: true,
                 items: None,
