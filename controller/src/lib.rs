@@ -12,12 +12,14 @@
 //! - [`answer`]: what the controller answers about one SealedSecret (verify, reseal,
 //!   migrate), asked in [`requests`] (SealedSecretRequests) or over the HTTP
 //!   [`services`], served with health and metrics by [`http`];
-//! - [`atrest`]: the encryption-at-rest policy; [`events`] and [`metrics`]: what it reports.
+//! - [`atrest`]: the encryption-at-rest policy; [`events`] and [`metrics`]: what it reports;
+//! - [`crd`]: the CustomResourceDefinitions, generated from kseal-core's types.
 
 pub mod answer;
 pub mod atrest;
 pub mod bitnami;
 pub mod cached;
+pub mod crd;
 pub mod crypto;
 pub mod events;
 pub mod failure;

@@ -41,7 +41,7 @@ async fn main() -> ExitCode {
     let result = match command {
         Command::Run(run) => kseal_controller::run(*run).await,
         Command::RotateKey(args) => rotate(&args).await,
-        Command::Crd => kseal_core::resource::crd_yaml()
+        Command::Crd => kseal_controller::crd::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(Into::into),
         Command::Man { dir } => man(&dir),

@@ -14,7 +14,9 @@
 //!   keeping every recipient the cluster does not own.
 //! - [`age_header`] and [`checks`]: what can be read and checked without a key (for
 //!   `inspect` and `validate`).
-//! - [`resource`]: the `SealedSecret` custom resource.
+//! - [`resource`]: the `SealedSecret` and `SealedSecretRequest` custom resources, as
+//!   plain types (`object`: their shared shape on the wire; kube's client takes them
+//!   through `k8s_openapi::Resource`, so this crate does not depend on kube).
 //! - [`contract`]: the names the CLI and the controller agree on in the cluster (the
 //!   recipients ConfigMap, the leader Lease, field managers, labels and annotations).
 //! - [`manifest`]: read Secret and SealedSecret documents from YAML or JSON.
@@ -36,6 +38,7 @@ pub mod item;
 pub mod keys;
 pub mod limits;
 pub mod manifest;
+mod object;
 pub mod policy;
 pub mod pq;
 pub mod reason;

@@ -2,17 +2,16 @@
 //! through which `kseal verify` and `kseal reseal` reach the controller with nothing but
 //! the Kubernetes API.
 //!
-//! `manifests/crd.yaml` is generated from these types (see [`crd_yaml`]) and a test fails
-//! when the committed file drifts from them.
+//! `manifests/crd.yaml` is generated from these types by `kseal-controller crd`, and a
+//! test fails when the committed file drifts from them.
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::CustomResource;
-use kube::core::CustomResourceExt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::object::namespaced_object;
 use crate::recipients::Fingerprint;
 use crate::scope::Scope;
 
@@ -31,40 +30,21 @@ pub const SCOPE_ANNOTATION: &str = "kseal.dev/scope";
 pub const BITNAMI_CLUSTER_WIDE_ANNOTATION: &str = "sealedsecrets.bitnami.com/cluster-wide";
 pub const BITNAMI_NAMESPACE_WIDE_ANNOTATION: &str = "sealedsecrets.bitnami.com/namespace-wide";
 
+namespaced_object! {
+    /// A Secret sealed to one or more public keys, safe to commit: the controller
+    /// unseals it into the Secret of the same name.
+    pub struct SealedSecret {
+        group: "kseal.dev",
+        version: "v1alpha1",
+        kind: "SealedSecret",
+        plural: "sealedsecrets",
+        spec: SealedSecretSpec,
+        status: SealedSecretStatus,
+    }
+}
+
 /// A Secret sealed to one or more public keys, safe to commit.
-// Each `printcolumn(...)` repeats `type_`; clippy reads that as a duplicated attribute.
-#[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(
-    group = "kseal.dev",
-    version = "v1alpha1",
-    kind = "SealedSecret",
-    namespaced,
-    status = "SealedSecretStatus",
-    shortname = "kss",
-    category = "kseal",
-    printcolumn(
-        name = "Ready",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
-    ),
-    printcolumn(
-        name = "Reason",
-        type_ = "string",
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
-    ),
-    printcolumn(
-        name = "Scope",
-        type_ = "string",
-        json_path = ".spec.scope",
-        priority = "1"
-    ),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
-)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SealedSecretSpec {
     /// Envelope version the items were sealed with. A hint for tools without a key; the
@@ -126,31 +106,24 @@ pub struct SealedSecretStatus {
     pub conditions: Vec<Condition>,
 }
 
+namespaced_object! {
+    /// A question for the controller about one SealedSecret, answered in its status.
+    pub struct SealedSecretRequest {
+        group: "kseal.dev",
+        version: "v1alpha1",
+        kind: "SealedSecretRequest",
+        plural: "sealedsecretrequests",
+        spec: SealedSecretRequestSpec,
+        status: SealedSecretRequestStatus,
+    }
+}
+
 /// A question for the controller about one SealedSecret: can this cluster unseal it
 /// (`Verify`), re-encrypt it to the newest key (`Reseal`), or convert a Bitnami one with
 /// the Bitnami keys it imported (`Migrate`)? The controller answers in
 /// the status, with no plaintext, the same as its `/v1/verify` and `/v1/reseal`. It works
 /// wherever the Kubernetes API does: no port-forward, no service proxy to a pod.
-// Each `printcolumn(...)` repeats `type_`; clippy reads that as a duplicated attribute.
-#[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
-#[kube(
-    group = "kseal.dev",
-    version = "v1alpha1",
-    kind = "SealedSecretRequest",
-    namespaced,
-    status = "SealedSecretRequestStatus",
-    shortname = "kssr",
-    category = "kseal",
-    printcolumn(name = "Operation", type_ = "string", json_path = ".spec.operation"),
-    printcolumn(name = "Result", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.reason"),
-    printcolumn(
-        name = "Age",
-        type_ = "date",
-        json_path = ".metadata.creationTimestamp"
-    )
-)]
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SealedSecretRequestSpec {
     pub operation: RequestOperation,
@@ -238,13 +211,4 @@ impl SealedSecret {
         };
         printable(&location).into_owned()
     }
-}
-
-/// The CRDs as YAML, exactly as committed in `manifests/crd.yaml`.
-pub fn crd_yaml() -> Result<String, serde_saphyr::SerializeError> {
-    Ok(format!(
-        "# Generated from kseal-core's Rust types; do not edit.\n# Regenerate: KSEAL_UPDATE_CRD=1 cargo test -p kseal-core --test crd\n{}---\n{}",
-        serde_saphyr::to_string(&SealedSecret::crd())?,
-        serde_saphyr::to_string(&SealedSecretRequest::crd())?
-    ))
 }

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use kube::core::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use zeroize::Zeroizing;
 
 use crate::item::{self, OpenError, SealError};

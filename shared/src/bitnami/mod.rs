@@ -19,7 +19,6 @@ use aws_lc_rs::rsa::{OAEP_SHA256_MGF1SHA256, OaepPrivateDecryptingKey, PrivateDe
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::CustomResource;
 use rustls_pki_types::pem::{PemObject, SectionKind};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
@@ -70,16 +69,20 @@ pub const KEY_LABEL: &str = "sealedsecrets.bitnami.com/sealed-secrets-key";
 /// plus the RSA block and the tag. Longer inputs are refused before any decoding.
 const MAX_VALUE_BASE64: usize = (crate::limits::MAX_SECRET_BYTES + 2 + 1024 + 16).div_ceil(3) * 4;
 
-/// A Bitnami SealedSecret, as its CRD defines it (only what unsealing reads).
-#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[kube(
-    group = "bitnami.com",
-    version = "v1alpha1",
-    kind = "SealedSecret",
-    namespaced,
-    status = "BitnamiStatus",
-    schema = "disabled"
-)]
+crate::object::namespaced_object! {
+    /// A Bitnami SealedSecret, as its CRD defines it (only what unsealing reads).
+    pub struct SealedSecret {
+        group: "bitnami.com",
+        version: "v1alpha1",
+        kind: "SealedSecret",
+        plural: "sealedsecrets",
+        spec: BitnamiSpec,
+        status: BitnamiStatus,
+    }
+}
+
+/// What a Bitnami SealedSecret holds: its sealed values and the Secret's template.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BitnamiSpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -91,7 +94,7 @@ pub struct BitnamiSpec {
     pub template: BitnamiTemplate,
 }
 
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 pub struct BitnamiTemplate {
     #[serde(default)]
     pub metadata: Option<ObjectMeta>,
@@ -106,7 +109,7 @@ pub struct BitnamiTemplate {
 }
 
 /// The Bitnami controller's status: a `Synced` condition.
-#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BitnamiStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
