@@ -1,15 +1,20 @@
 //! A `.kseal.yaml` as written (its schema) and read: every rule checked and its pattern
-//! compiled, every file it names confined to the repository.
+//! compiled, every file it names confined to the repository; and [`Matched`], the rule
+//! that applies to a file, with the recipient flags it stands for.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{Context, Result, anyhow, bail};
 use kseal_core::recipients::Recipient;
 use kseal_core::scope::Scope;
 use serde::Deserialize;
 
-use super::{FILE_NAME, search_root};
+use crate::cli::RecipientArgs;
 use crate::io::read_file;
+
+/// The file the rules live in.
+pub const FILE_NAME: &str = ".kseal.yaml";
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -207,4 +212,98 @@ fn rule_path(path: &str) -> String {
         })
     });
     numbered.unwrap_or_else(|| path.to_owned())
+}
+
+/// The rule that applies to a file.
+#[derive(Clone)]
+pub struct Matched {
+    pub config: Arc<Config>,
+    pub(super) index: usize,
+}
+
+impl std::fmt::Display for Matched {
+    /// `.kseal.yaml rule 2 (prod/**)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let rule = self.rule();
+        write!(
+            f,
+            "{} rule {} ({})",
+            self.config.file.display(),
+            rule.number,
+            rule.pattern
+        )
+    }
+}
+
+impl Matched {
+    pub fn rule(&self) -> &Rule {
+        &self.config.rules[self.index]
+    }
+
+    /// Identifies the rule, for caches.
+    pub(super) fn key(&self) -> (PathBuf, usize) {
+        (self.config.file.clone(), self.index)
+    }
+
+    /// The recipient flags a command runs with: the command line's when it names any
+    /// recipient (flags win), else the rule's. Cluster flags (`--kubeconfig`,
+    /// `--controller-namespace`) carry over; the rule's context is used unless
+    /// `--context` was given.
+    pub fn recipient_args(&self, flags: &RecipientArgs) -> RecipientArgs {
+        if !flags.is_empty() || flags.with_cluster {
+            return flags.clone();
+        }
+        let spec = &self.rule().spec;
+        let mut cluster = flags.cluster.clone();
+        if cluster.context.is_none() {
+            cluster.context.clone_from(&spec.context);
+        }
+        RecipientArgs {
+            recipients: spec.recipients.clone(),
+            recipients_files: spec
+                .recipients_files
+                .iter()
+                .map(|f| self.config.resolve(f))
+                .collect(),
+            certs: spec.cert.iter().map(|c| self.cert_location(c)).collect(),
+            with_cluster: spec.context.is_some(),
+            allow_classic_with_pq: flags.allow_classic_with_pq,
+            cluster,
+        }
+    }
+
+    /// The recipients to seal to under `rule` (see [`Matched::recipient_args`]), or the
+    /// flags' without one; errors name the rule.
+    pub fn resolve(
+        rule: Option<&Matched>,
+        flags: &RecipientArgs,
+    ) -> Result<crate::recipient_flags::Resolved> {
+        match rule {
+            Some(rule) => rule
+                .recipient_args(flags)
+                .resolve()
+                .with_context(|| rule.to_string()),
+            None => flags.resolve(),
+        }
+    }
+
+    fn cert_location(&self, cert: &str) -> String {
+        if cert.starts_with("https://") || cert.starts_with("http://") {
+            cert.to_owned()
+        } else {
+            self.config.resolve(cert).display().to_string()
+        }
+    }
+}
+
+/// The highest directory the search for `.kseal.yaml` from `dir` reaches (see the module
+/// doc): the repository's root, else the home directory above `dir`, else `dir`.
+pub fn search_root(dir: &Path) -> PathBuf {
+    if let Some(repo) = dir.ancestors().find(|d| d.join(".git").exists()) {
+        return repo.to_path_buf();
+    }
+    match std::env::var_os("HOME").map(PathBuf::from) {
+        Some(home) if !home.as_os_str().is_empty() && dir.starts_with(&home) => home,
+        _ => dir.to_path_buf(),
+    }
 }

@@ -39,94 +39,9 @@ use anyhow::{Context, Result};
 
 use crate::cli::RecipientArgs;
 
-use config::Matcher;
-pub use config::{Config, Rule};
+pub use config::{Config, FILE_NAME, Matched};
+use config::{Matcher, search_root};
 pub use wanted::{ClusterKeys, Wanted, document_keys};
-
-/// The file the rules live in.
-pub const FILE_NAME: &str = ".kseal.yaml";
-
-/// The rule that applies to a file.
-#[derive(Clone)]
-pub struct Matched {
-    pub config: Arc<Config>,
-    index: usize,
-}
-
-impl std::fmt::Display for Matched {
-    /// `.kseal.yaml rule 2 (prod/**)`.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let rule = self.rule();
-        write!(
-            f,
-            "{} rule {} ({})",
-            self.config.file.display(),
-            rule.number,
-            rule.pattern
-        )
-    }
-}
-
-impl Matched {
-    pub fn rule(&self) -> &Rule {
-        &self.config.rules[self.index]
-    }
-
-    /// Identifies the rule, for caches.
-    fn key(&self) -> (PathBuf, usize) {
-        (self.config.file.clone(), self.index)
-    }
-
-    /// The recipient flags a command runs with: the command line's when it names any
-    /// recipient (flags win), else the rule's. Cluster flags (`--kubeconfig`,
-    /// `--controller-namespace`) carry over; the rule's context is used unless
-    /// `--context` was given.
-    pub fn recipient_args(&self, flags: &RecipientArgs) -> RecipientArgs {
-        if !flags.is_empty() || flags.with_cluster {
-            return flags.clone();
-        }
-        let spec = &self.rule().spec;
-        let mut cluster = flags.cluster.clone();
-        if cluster.context.is_none() {
-            cluster.context.clone_from(&spec.context);
-        }
-        RecipientArgs {
-            recipients: spec.recipients.clone(),
-            recipients_files: spec
-                .recipients_files
-                .iter()
-                .map(|f| self.config.resolve(f))
-                .collect(),
-            certs: spec.cert.iter().map(|c| self.cert_location(c)).collect(),
-            with_cluster: spec.context.is_some(),
-            allow_classic_with_pq: flags.allow_classic_with_pq,
-            cluster,
-        }
-    }
-
-    /// The recipients to seal to under `rule` (see [`Matched::recipient_args`]), or the
-    /// flags' without one; errors name the rule.
-    pub fn resolve(
-        rule: Option<&Matched>,
-        flags: &RecipientArgs,
-    ) -> Result<crate::recipient_flags::Resolved> {
-        match rule {
-            Some(rule) => rule
-                .recipient_args(flags)
-                .resolve()
-                .with_context(|| rule.to_string()),
-            None => flags.resolve(),
-        }
-    }
-
-    fn cert_location(&self, cert: &str) -> String {
-        if cert.starts_with("https://") || cert.starts_with("http://") {
-            cert.to_owned()
-        } else {
-            self.config.resolve(cert).display().to_string()
-        }
-    }
-}
 
 /// Finds and caches `.kseal.yaml` files and what their rules resolve to.
 #[derive(Default)]
@@ -201,19 +116,24 @@ impl Rules {
         }
         Ok(found)
     }
+
+    /// What `matched` asks for, resolved once per rule (see [`wanted::resolve`]).
+    pub fn wanted(
+        &mut self,
+        matched: &Matched,
+        flags: &RecipientArgs,
+        live: bool,
+    ) -> Result<Wanted> {
+        let (file, index) = matched.key();
+        if let Some(w) = self.wanted.get(&(file.clone(), index, live)) {
+            return Ok(w.clone());
+        }
+        let resolved = wanted::resolve(matched, flags, live, self.offline)?;
+        self.wanted.insert((file, index, live), resolved.clone());
+        Ok(resolved)
+    }
 }
 
-/// The highest directory the search for `.kseal.yaml` from `dir` reaches (see the module
-/// doc): the repository's root, else the home directory above `dir`, else `dir`.
-pub fn search_root(dir: &Path) -> PathBuf {
-    if let Some(repo) = dir.ancestors().find(|d| d.join(".git").exists()) {
-        return repo.to_path_buf();
-    }
-    match std::env::var_os("HOME").map(PathBuf::from) {
-        Some(home) if !home.as_os_str().is_empty() && dir.starts_with(&home) => home,
-        _ => dir.to_path_buf(),
-    }
-}
 /// A path under the working directory as a relative one, for messages.
 fn shorten(path: &Path) -> PathBuf {
     std::env::current_dir()

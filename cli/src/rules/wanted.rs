@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use anyhow::{Context, Result};
 use kseal_core::recipients::{Fingerprint, Recipient, RecipientsDocument, parse_cert};
 
-use super::{Matched, Rules};
+use super::config::Matched;
 use crate::cli::RecipientArgs;
 
 /// What a rule asks of an object's recipients, resolved once per rule.
@@ -61,104 +61,6 @@ impl Wanted {
     }
 }
 
-impl Rules {
-    /// What `matched` asks for. `live` reads a rule's context from the cluster (its keys
-    /// and their ages); otherwise a context's keys stay unknown. A cert is always read.
-    pub fn wanted(
-        &mut self,
-        matched: &Matched,
-        flags: &RecipientArgs,
-        live: bool,
-    ) -> Result<Wanted> {
-        let (file, index) = matched.key();
-        if let Some(w) = self.wanted.get(&(file.clone(), index, live)) {
-            return Ok(w.clone());
-        }
-        let args = matched.recipient_args(&RecipientArgs {
-            cluster: flags.cluster.clone(),
-            allow_classic_with_pq: flags.allow_classic_with_pq,
-            ..RecipientArgs::default()
-        });
-        let spec = &matched.rule().spec;
-        let at = matched.to_string();
-        // The named recipients alone: the cert is the cluster, read whole below.
-        let named = RecipientArgs {
-            certs: Vec::new(),
-            ..args.clone()
-        }
-        .named()
-        .with_context(|| at.clone())?;
-        let remote = |cert: &str| cert.starts_with("https://") || cert.starts_with("http://");
-        let cluster = if let Some(cert) = args.certs.first().filter(|c| self.offline && remote(c)) {
-            Some(ClusterKeys {
-                source: format!("cert {cert} (not fetched offline)"),
-                context: None,
-                keys: Vec::new(),
-                created: HashMap::new(),
-            })
-        } else if let Some(cert) = args.certs.first() {
-            let text = crate::recipient_flags::fetch_cert(cert).with_context(|| at.clone())?;
-            let (keys, created) = cert_keys(&text).with_context(|| format!("{at}: cert {cert}"))?;
-            Some(ClusterKeys {
-                source: format!("cert {}", spec.cert.as_deref().unwrap_or(cert)),
-                context: None,
-                keys,
-                created,
-            })
-        } else if let Some(context) = &args
-            .cluster
-            .context
-            .clone()
-            .filter(|_| spec.context.is_some())
-        {
-            let (keys, created) = if live {
-                let cluster = args.connect().with_context(|| at.clone())?;
-                let (doc, _) = cluster
-                    .configmap_with_annotations()
-                    .with_context(|| format!("{at}: context {context}"))?;
-                document_keys(&doc).with_context(|| format!("{at}: context {context}"))?
-            } else {
-                (Vec::new(), HashMap::new())
-            };
-            Some(ClusterKeys {
-                source: format!("context {context}"),
-                context: Some(context.clone()),
-                keys,
-                created,
-            })
-        } else {
-            None
-        };
-        // Each named recipient's source, one file at a time.
-        let mut named_from = HashMap::new();
-        for text in &spec.recipients {
-            if let Ok(r) = text.parse::<Recipient>() {
-                named_from.insert(r.fingerprint(), "recipients".to_owned());
-            }
-        }
-        for file in &spec.recipients_files {
-            let from_file = RecipientArgs {
-                recipients_files: vec![matched.config.resolve(file)],
-                ..RecipientArgs::default()
-            }
-            .named()
-            .with_context(|| format!("{at}: recipientsFiles {file}"))?;
-            for r in from_file {
-                named_from
-                    .entry(r.fingerprint())
-                    .or_insert_with(|| file.clone());
-            }
-        }
-        let wanted = Wanted {
-            named,
-            named_from,
-            cluster,
-        };
-        self.wanted.insert((file, index, live), wanted.clone());
-        Ok(wanted)
-    }
-}
-
 /// A recipients document's keys, newest first, and their creation times.
 pub fn document_keys(
     doc: &RecipientsDocument,
@@ -181,4 +83,95 @@ fn cert_keys(text: &str) -> Result<(Vec<Recipient>, HashMap<Fingerprint, String>
         return document_keys(&doc);
     }
     Ok((parse_cert(text)?, HashMap::new()))
+}
+
+/// What `matched` asks for. `live` reads a rule's context from the cluster (its keys
+/// and their ages); otherwise a context's keys stay unknown. A cert is always read,
+/// unless it is a URL and `offline`.
+pub(super) fn resolve(
+    matched: &Matched,
+    flags: &RecipientArgs,
+    live: bool,
+    offline: bool,
+) -> Result<Wanted> {
+    let args = matched.recipient_args(&RecipientArgs {
+        cluster: flags.cluster.clone(),
+        allow_classic_with_pq: flags.allow_classic_with_pq,
+        ..RecipientArgs::default()
+    });
+    let spec = &matched.rule().spec;
+    let at = matched.to_string();
+    // The named recipients alone: the cert is the cluster, read whole below.
+    let named = RecipientArgs {
+        certs: Vec::new(),
+        ..args.clone()
+    }
+    .named()
+    .with_context(|| at.clone())?;
+    let remote = |cert: &str| cert.starts_with("https://") || cert.starts_with("http://");
+    let cluster = if let Some(cert) = args.certs.first().filter(|c| offline && remote(c)) {
+        Some(ClusterKeys {
+            source: format!("cert {cert} (not fetched offline)"),
+            context: None,
+            keys: Vec::new(),
+            created: HashMap::new(),
+        })
+    } else if let Some(cert) = args.certs.first() {
+        let text = crate::recipient_flags::fetch_cert(cert).with_context(|| at.clone())?;
+        let (keys, created) = cert_keys(&text).with_context(|| format!("{at}: cert {cert}"))?;
+        Some(ClusterKeys {
+            source: format!("cert {}", spec.cert.as_deref().unwrap_or(cert)),
+            context: None,
+            keys,
+            created,
+        })
+    } else if let Some(context) = &args
+        .cluster
+        .context
+        .clone()
+        .filter(|_| spec.context.is_some())
+    {
+        let (keys, created) = if live {
+            let cluster = args.connect().with_context(|| at.clone())?;
+            let (doc, _) = cluster
+                .configmap_with_annotations()
+                .with_context(|| format!("{at}: context {context}"))?;
+            document_keys(&doc).with_context(|| format!("{at}: context {context}"))?
+        } else {
+            (Vec::new(), HashMap::new())
+        };
+        Some(ClusterKeys {
+            source: format!("context {context}"),
+            context: Some(context.clone()),
+            keys,
+            created,
+        })
+    } else {
+        None
+    };
+    // Each named recipient's source, one file at a time.
+    let mut named_from = HashMap::new();
+    for text in &spec.recipients {
+        if let Ok(r) = text.parse::<Recipient>() {
+            named_from.insert(r.fingerprint(), "recipients".to_owned());
+        }
+    }
+    for file in &spec.recipients_files {
+        let from_file = RecipientArgs {
+            recipients_files: vec![matched.config.resolve(file)],
+            ..RecipientArgs::default()
+        }
+        .named()
+        .with_context(|| format!("{at}: recipientsFiles {file}"))?;
+        for r in from_file {
+            named_from
+                .entry(r.fingerprint())
+                .or_insert_with(|| file.clone());
+        }
+    }
+    Ok(Wanted {
+        named,
+        named_from,
+        cluster,
+    })
 }

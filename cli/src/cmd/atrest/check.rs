@@ -10,7 +10,7 @@ use kseal_atrest::probe::{self, ProbeOptions};
 use kseal_atrest::verdict::{self, ClusterVerdict, Verdict};
 use serde::Serialize;
 
-use super::{EXIT_FAILED, EXIT_UNKNOWN, exit};
+use super::exit_code::{EXIT_FAILED, EXIT_UNKNOWN, exit};
 use crate::cli::CheckArgs;
 use crate::cluster::Cluster;
 use crate::io::{out, outln};

@@ -8,7 +8,7 @@ use anyhow::Result;
 use kseal_atrest::config::{self, Lint, SecretsCoverage, Severity};
 use serde::Serialize;
 
-use super::{EXIT_FAILED, exit};
+use super::exit_code::{EXIT_FAILED, exit};
 use crate::cli::LintArgs;
 use crate::io::{out, outln};
 

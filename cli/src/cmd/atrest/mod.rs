@@ -11,14 +11,10 @@ use anyhow::Result;
 use crate::cli::AtRest;
 
 mod check;
+mod exit_code;
 mod lint;
 pub mod rewrite;
 mod scan_etcd;
-
-/// The check ran and found a problem (plaintext, an invalid config, stale data).
-pub const EXIT_FAILED: u8 = 3;
-/// The check ran but could not decide (missing permissions, managed control plane).
-pub const EXIT_UNKNOWN: u8 = 4;
 
 pub fn run(command: &AtRest) -> Result<ExitCode> {
     match command {
@@ -27,8 +23,4 @@ pub fn run(command: &AtRest) -> Result<ExitCode> {
         AtRest::ScanEtcd(args) => scan_etcd::run(args),
         AtRest::Rewrite(args) => rewrite::run(args),
     }
-}
-
-fn exit(code: u8) -> ExitCode {
-    ExitCode::from(code)
 }

@@ -12,7 +12,7 @@ use kseal_atrest::config::{self, SecretsCoverage, Severity};
 use kseal_atrest::stored::{self, Standing, Stored, StoredProvider};
 use serde::Serialize;
 
-use super::{EXIT_FAILED, exit};
+use super::exit_code::{EXIT_FAILED, exit};
 use crate::cli::ScanEtcdArgs;
 use crate::io::{out, outln};
 
