@@ -1,0 +1,74 @@
+//! kseal-custody: the cluster's private keys under custody. With custody on, a key
+//! Secret holds its identity sealed (ChaCha20-Poly1305) under a fresh data key, and that
+//! data key wrapped by a custodian with a key-encryption key (KEK) that never leaves it:
+//! an etcd snapshot, a backup or a reader of the Secret gets nothing that opens a value.
+//! The identity's place (cluster, namespace, Secret name, recipient) is authenticated
+//! beside it, so a wrapped key copied to another Secret or cluster does not open.
+//!
+//! - [`envelope`]: the stored format ([`WrappedIdentity`]) and the sealing of the identity
+//!   under its data key, pure logic;
+//! - [`kms`]: the custodian, a Kubernetes KMS v2 plugin over its unix socket (`Status`,
+//!   `Encrypt`, `Decrypt`), the same plugin that serves kube-apiserver's encryption at
+//!   rest (AWS, Azure, GCP, Vault and others ship one);
+//! - [`wrap_identity`] and [`unwrap_identity`]: the two together.
+
+pub mod envelope;
+pub mod kms;
+mod proto;
+
+pub use envelope::{Context, WrappedIdentity};
+pub use kms::KmsV2;
+
+use zeroize::Zeroizing;
+
+/// Why a key could not be wrapped or unwrapped. Never carries key material.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The custodian did not answer (down, socket missing, timed out).
+    #[error("custodian {custodian} unreachable: {why}")]
+    Unreachable { custodian: String, why: String },
+    /// The custodian answered with a refusal (wrong KEK, unhealthy, denied).
+    #[error("custodian {custodian} refused: {why}")]
+    Refused { custodian: String, why: String },
+    /// The stored wrapped key is not in kseal's format, or is out of bounds.
+    #[error("wrapped key: {0}")]
+    Malformed(String),
+    /// The data key opened, the identity did not: the wrapped key was made for another
+    /// Secret or cluster, or was altered.
+    #[error(
+        "wrapped key does not open for {0}: it was made for another Secret or cluster, or altered"
+    )]
+    WrongContext(String),
+}
+
+/// Seals `identity` (an age identity string) for `context` under a fresh data key that
+/// `custodian` wraps.
+pub async fn wrap_identity(
+    custodian: &KmsV2,
+    identity: &[u8],
+    context: &Context,
+) -> Result<WrappedIdentity, Error> {
+    let data_key = envelope::DataKey::generate()?;
+    let wrapped = custodian.encrypt(data_key.as_bytes()).await?;
+    envelope::seal(&data_key, identity, context, custodian.kind(), wrapped)
+}
+
+/// Opens what [`wrap_identity`] made: the custodian unwraps the data key, which opens the
+/// identity only in the `context` it was sealed for.
+pub async fn unwrap_identity(
+    custodian: &KmsV2,
+    wrapped: &WrappedIdentity,
+    context: &Context,
+) -> Result<Zeroizing<Vec<u8>>, Error> {
+    let parts = wrapped.parts()?;
+    if wrapped.custodian != custodian.kind() {
+        return Err(Error::Malformed(format!(
+            "made by custodian {:?}, not {}",
+            wrapped.custodian,
+            custodian.kind()
+        )));
+    }
+    let data_key = custodian.decrypt(&parts.wrapped).await?;
+    let data_key = envelope::DataKey::from_unwrapped(&data_key)?;
+    envelope::open(&data_key, &parts, context, &wrapped.custodian)
+}
