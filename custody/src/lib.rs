@@ -7,17 +7,20 @@
 //!
 //! - [`envelope`]: the stored format ([`WrappedIdentity`]) and the sealing of the identity
 //!   under its data key, pure logic;
-//! - [`kms`]: the custodian, a Kubernetes KMS v2 plugin over its unix socket (`Status`,
-//!   `Encrypt`, `Decrypt`), the same plugin that serves kube-apiserver's encryption at
-//!   rest (AWS, Azure, GCP, Vault and others ship one);
-//! - [`wrap_identity`] and [`unwrap_identity`]: the two together.
+//! - the custodians, behind one [`Custodian`]: [`kms`], a Kubernetes KMS v2 plugin over
+//!   its unix socket (`Status`, `Encrypt`, `Decrypt`), the same plugin that serves
+//!   kube-apiserver's encryption at rest (AWS, Azure, GCP, Vault and others ship one);
+//!   and [`pkcs11`], a non-extractable AES key on a PKCS#11 token (an HSM);
+//! - [`wrap_identity`] and [`unwrap_identity`]: the envelope and a custodian together.
 
 pub mod envelope;
 pub mod kms;
+pub mod pkcs11;
 mod proto;
 
-pub use envelope::{Context, WrappedIdentity};
+pub use envelope::{Context, WrappedDataKey, WrappedIdentity};
 pub use kms::KmsV2;
+pub use pkcs11::{Pkcs11, Pkcs11Config};
 
 use zeroize::Zeroizing;
 
@@ -41,10 +44,51 @@ pub enum Error {
     WrongContext(String),
 }
 
+/// Who holds the key-encryption key.
+#[derive(Clone, Debug)]
+pub enum Custodian {
+    KmsV2(KmsV2),
+    Pkcs11(Pkcs11),
+}
+
+impl Custodian {
+    /// The kind written in each key it wraps (`kms-v2`, `pkcs11`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Custodian::KmsV2(kms) => kms.kind(),
+            Custodian::Pkcs11(token) => token.kind(),
+        }
+    }
+
+    /// How messages name it: the kind and where it is.
+    pub fn name(&self) -> String {
+        match self {
+            Custodian::KmsV2(kms) => kms.name(),
+            Custodian::Pkcs11(token) => token.name(),
+        }
+    }
+
+    /// Wraps a data key under the current KEK.
+    pub async fn encrypt(&self, data_key: &[u8]) -> Result<WrappedDataKey, Error> {
+        match self {
+            Custodian::KmsV2(kms) => kms.encrypt(data_key).await,
+            Custodian::Pkcs11(token) => token.encrypt(data_key).await,
+        }
+    }
+
+    /// Unwraps a data key, under the KEK it names.
+    pub async fn decrypt(&self, wrapped: &WrappedDataKey) -> Result<Zeroizing<Vec<u8>>, Error> {
+        match self {
+            Custodian::KmsV2(kms) => kms.decrypt(wrapped).await,
+            Custodian::Pkcs11(token) => token.decrypt(wrapped).await,
+        }
+    }
+}
+
 /// Seals `identity` (an age identity string) for `context` under a fresh data key that
 /// `custodian` wraps.
 pub async fn wrap_identity(
-    custodian: &KmsV2,
+    custodian: &Custodian,
     identity: &[u8],
     context: &Context,
 ) -> Result<WrappedIdentity, Error> {
@@ -56,7 +100,7 @@ pub async fn wrap_identity(
 /// Opens what [`wrap_identity`] made: the custodian unwraps the data key, which opens the
 /// identity only in the `context` it was sealed for.
 pub async fn unwrap_identity(
-    custodian: &KmsV2,
+    custodian: &Custodian,
     wrapped: &WrappedIdentity,
     context: &Context,
 ) -> Result<Zeroizing<Vec<u8>>, Error> {

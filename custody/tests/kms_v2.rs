@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use kseal_custody::{Context, Error, KmsV2, WrappedIdentity, unwrap_identity, wrap_identity};
+use kseal_custody::{
+    Context, Custodian, Error, KmsV2, WrappedIdentity, unwrap_identity, wrap_identity,
+};
 
 const IDENTITY: &[u8] =
     b"AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSFCRUGX";
@@ -79,8 +81,8 @@ fn context() -> Context {
     }
 }
 
-fn client(plugin: &Plugin) -> KmsV2 {
-    KmsV2::new(&plugin.socket(), Duration::from_secs(5))
+fn client(plugin: &Plugin) -> Custodian {
+    Custodian::KmsV2(KmsV2::new(&plugin.socket(), Duration::from_secs(5)))
 }
 
 #[tokio::test]
@@ -88,7 +90,10 @@ async fn a_key_wrapped_by_the_plugin_opens_through_it_only_in_its_place() {
     let dir = tempfile::tempdir().unwrap();
     let plugin = Plugin::start(dir.path());
     let kms = client(&plugin);
-    let status = kms.status().await.unwrap();
+    let Custodian::KmsV2(plugin_client) = &kms else {
+        unreachable!()
+    };
+    let status = plugin_client.status().await.unwrap();
     assert_eq!(
         (status.healthz.as_str(), status.version.as_str()),
         ("ok", "v2")
@@ -156,7 +161,10 @@ async fn an_unhealthy_or_stopped_plugin_is_an_error_that_names_it_and_no_key() {
     let wrapped = wrap_identity(&kms, IDENTITY, &context()).await.unwrap();
 
     plugin.control("kseal-test-1", false);
-    assert_ne!(kms.status().await.unwrap().healthz, "ok");
+    let Custodian::KmsV2(plugin_client) = &kms else {
+        unreachable!()
+    };
+    assert_ne!(plugin_client.status().await.unwrap().healthz, "ok");
     let refused = unwrap_identity(&kms, &wrapped, &context())
         .await
         .unwrap_err();
