@@ -12,7 +12,7 @@ use std::process::Command;
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11 as Module};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
-use cryptoki::session::UserType;
+use cryptoki::session::{Session, UserType};
 use cryptoki::types::AuthPin;
 use kseal_custody::{
     Context, Custodian, Error, Pkcs11, Pkcs11Config, unwrap_identity, wrap_identity,
@@ -84,9 +84,9 @@ fn softhsm_conf(dir: &Path) -> PathBuf {
     conf
 }
 
-/// Makes a KEK on the token as an HSM administrator would: AES-256, on the token,
-/// sensitive and never extractable.
-fn make_kek(label: &str) {
+/// A read-write session on the token, logged in as its user: what an HSM administrator's
+/// tool holds.
+fn admin_session() -> Session {
     let module = Module::new(MODULE).unwrap();
     let _ = module.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
     let slot = module
@@ -98,6 +98,12 @@ fn make_kek(label: &str) {
     let session = module.open_rw_session(slot).unwrap();
     let _ = session.login(UserType::User, Some(&AuthPin::from(PIN.to_owned())));
     session
+}
+
+/// Makes a KEK on the token as an HSM administrator would: AES-256, on the token,
+/// sensitive and never extractable.
+fn make_kek(label: &str) {
+    admin_session()
         .generate_key(
             &Mechanism::AesKeyGen,
             &[
@@ -170,11 +176,7 @@ fn a_key_wrapped_on_the_token_opens_there_only_in_its_place() {
             });
 
             // The KEK itself never leaves the token: its value cannot be read.
-            let module = Module::new(MODULE).unwrap();
-            let _ = module.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-            let slot = module.get_slots_with_token().unwrap()[0];
-            let session = module.open_ro_session(slot).unwrap();
-            let _ = session.login(UserType::User, Some(&AuthPin::from(PIN.to_owned())));
+            let session = admin_session();
             let kek = session
                 .find_objects(&[Attribute::Label(b"kek-1".to_vec())])
                 .unwrap()[0];
@@ -272,11 +274,7 @@ fn another_tokens_kek_of_the_same_label_does_not_open_the_key() {
                 .unwrap();
             // The HSM's key replaced by another of the same label (a restore onto the
             // wrong HSM): the data key does not unwrap.
-            let module = Module::new(MODULE).unwrap();
-            let _ = module.initialize(CInitializeArgs::new(CInitializeFlags::OS_LOCKING_OK));
-            let slot = module.get_slots_with_token().unwrap()[0];
-            let session = module.open_rw_session(slot).unwrap();
-            let _ = session.login(UserType::User, Some(&AuthPin::from(PIN.to_owned())));
+            let session = admin_session();
             for kek in session
                 .find_objects(&[Attribute::Label(b"kek-1".to_vec())])
                 .unwrap()
