@@ -15,7 +15,7 @@ use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::Error;
+use crate::error::Error;
 
 /// The format's version, written in every [`WrappedIdentity`].
 pub const VERSION: u32 = 1;

@@ -12,8 +12,8 @@ use hyper_util::rt::TokioIo;
 use tonic::transport::{Channel, Endpoint};
 use zeroize::Zeroizing;
 
-use crate::Error;
 use crate::envelope::WrappedDataKey;
+use crate::error::Error;
 use crate::proto;
 
 /// The kind written in every key this custodian wraps.

@@ -22,8 +22,8 @@ use cryptoki::types::AuthPin;
 use ring::rand::{SecureRandom, SystemRandom};
 use zeroize::Zeroizing;
 
-use crate::Error;
 use crate::envelope::WrappedDataKey;
+use crate::error::Error;
 
 /// The kind written in every key this custodian wraps.
 pub const KIND: &str = "pkcs11";
