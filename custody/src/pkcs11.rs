@@ -136,12 +136,15 @@ impl Pkcs11 {
             .fill(&mut iv)
             .map_err(|_| Error::Malformed("no randomness for an IV".into()))?;
         let aad = aad(&self.inner.key);
-        let mut gcm_iv = iv;
-        let params = GcmParams::new(&mut gcm_iv, &aad, TAG_BITS.into())
-            .map_err(|e| self.refused(format!("AES-GCM parameters: {e}")))?;
-        let sealed = session
-            .encrypt(&Mechanism::AesGcm(params), key, data_key)
-            .map_err(|e| self.refused(format!("AES-GCM encrypt: {e}")))?;
+        let sealed = {
+            let params = GcmParams::new(&mut iv, &aad, TAG_BITS.into())
+                .map_err(|e| self.refused(format!("AES-GCM parameters: {e}")))?;
+            session
+                .encrypt(&Mechanism::AesGcm(params), key, data_key)
+                .map_err(|e| self.refused(format!("AES-GCM encrypt: {e}")))?
+        };
+        // Stored as the token left it: a module in FIPS mode makes the IV itself and
+        // writes it back into the parameters.
         let mut ciphertext = iv.to_vec();
         ciphertext.extend_from_slice(&sealed);
         Ok(WrappedDataKey {
