@@ -33,11 +33,13 @@ impl Plugin {
             .arg(format!("--control={}", dir.join("kms.control").display()))
             .spawn()
             .unwrap();
+        // Accepting, not only bound: the socket file exists from bind(), and a connection
+        // made before listen() is refused.
         let started = Instant::now();
-        while !socket.exists() {
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
-                "the plugin did not open its socket"
+                "the plugin did not accept on its socket"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
