@@ -199,7 +199,19 @@ async fn controller_converges_through_faults() {
     // outage ends and the Controller must converge. (With errors going on, each of them
     // holds every watcher for up to 30 s of kube's shared backoff, and convergence took
     // longer than 90 s once in ten stressed runs: that measures the backoff's tail.)
+    // The outage lasts until it has done what the test means by one too: at least ten
+    // injected errors and one 410 (the errors are a 20% draw, and in 3 s there were once
+    // only nine).
     tokio::time::sleep(Duration::from_secs(3)).await;
+    let outage = Instant::now();
+    while !(proxy.injected().errors >= 10 && proxy.injected().gone >= 1) {
+        assert!(
+            outage.elapsed() < Duration::from_secs(60),
+            "too few faults in 60 s more: {:?}",
+            proxy.injected()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     gone.abort();
     proxy.set_faults(Faults::default());
     let started = Instant::now();
