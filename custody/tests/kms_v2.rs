@@ -5,16 +5,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
+use common::{IDENTITY, context};
 use kseal_custody::{
     Context, Custodian, Error, KmsV2, WrappedIdentity, unwrap_identity, wrap_identity,
 };
-
-const IDENTITY: &[u8] =
-    b"AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSFCRUGX";
 
 /// One plugin process with its root key, socket and control file in `dir`.
 struct Plugin {
@@ -71,15 +71,6 @@ impl Drop for Plugin {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-fn context() -> Context {
-    Context {
-        cluster: "3f0c1d7e-uid-of-kube-system".into(),
-        namespace: "kseal-system".into(),
-        name: "kseal-key-20261206".into(),
-        recipient: "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq".into(),
     }
 }
 

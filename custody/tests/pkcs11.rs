@@ -6,9 +6,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{IDENTITY, context};
 use cryptoki::context::{CInitializeArgs, CInitializeFlags, Pkcs11 as Module};
 use cryptoki::mechanism::Mechanism;
 use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass};
@@ -22,8 +25,6 @@ use zeroize::Zeroizing;
 const MODULE: &str = "/usr/lib/softhsm/libsofthsm2.so";
 const TOKEN: &str = "kseal";
 const PIN: &str = "31415926";
-const IDENTITY: &[u8] =
-    b"AGE-SECRET-KEY-1QYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSZQGPQYQSFCRUGX";
 const DIR_VAR: &str = "KSEAL_TEST_SOFTHSM_DIR";
 
 /// Runs `body` with a fresh SoftHSM token (label `kseal`, user PIN [`PIN`]) in a child
@@ -133,15 +134,6 @@ fn config(key: &str, pin: &str) -> Pkcs11Config {
 
 fn token(key: &str) -> Custodian {
     Custodian::Pkcs11(Pkcs11::open(config(key, PIN)).unwrap())
-}
-
-fn context() -> Context {
-    Context {
-        cluster: "3f0c1d7e-uid-of-kube-system".into(),
-        namespace: "kseal-system".into(),
-        name: "kseal-key-20261206".into(),
-        recipient: "age1qyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqszqgpqyqs3290gq".into(),
-    }
 }
 
 fn runtime() -> tokio::runtime::Runtime {
