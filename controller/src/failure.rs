@@ -22,6 +22,10 @@ pub enum Error {
     Unseal(#[source] UnsealError),
     #[error("no sealing keys are loaded")]
     NoKeys,
+    /// No loaded key opens it, and keys under custody could not be unwrapped: names the
+    /// first such key, its custodian and why.
+    #[error("no loaded key opens it; {0}")]
+    KeyUnavailable(String),
     /// A Bitnami SealedSecret (drop-in mode) that cannot be unsealed.
     #[error("cannot unseal: {0}")]
     Bitnami(#[source] kseal_core::bitnami::UnsealError),
@@ -57,6 +61,7 @@ impl Error {
         match self {
             Error::Unseal(e) => e.reason(),
             Error::NoKeys => Reason::NoMatchingKey,
+            Error::KeyUnavailable(_) => Reason::KeyUnavailable,
             Error::Bitnami(e) => e.reason(),
             Error::SecretNotOwned(..) => Reason::SecretNotOwned,
             Error::SecretRejected(_) => Reason::SecretRejected,

@@ -2,6 +2,7 @@
 //! kube client they pick.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -31,6 +32,9 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Create a new sealing key now (for a CronJob) and exit
     RotateKey(RotateArgs),
+    /// Move the key Secrets onto key custody (wrap) or off it (unwrap)
+    #[command(subcommand)]
+    Custody(CustodyCommand),
     /// Print the SealedSecret CustomResourceDefinition as YAML
     Crd,
     /// Write man pages (kseal-controller.1 and one per subcommand) into a directory
@@ -95,6 +99,8 @@ pub struct RotateArgs {
     /// The kind of key to make
     #[arg(long, env = "KSEAL_KEY_TYPE", value_enum, default_value_t = KeyType::X25519)]
     pub key_type: KeyType,
+    #[command(flatten)]
+    pub custody: CustodyArgs,
 }
 
 /// The flags of `run`, the controller itself.
@@ -176,6 +182,80 @@ pub struct RunArgs {
     /// How often to re-run the encryption-at-rest checks
     #[arg(long, env = "KSEAL_AT_REST_INTERVAL", default_value = "10m", value_parser = parse_duration)]
     pub at_rest_interval: Duration,
+    #[command(flatten)]
+    pub custody: CustodyArgs,
+}
+
+/// The flags of `custody wrap` and `custody unwrap`.
+#[derive(Debug, Clone, Args)]
+pub struct CustodyCommandArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    #[command(flatten)]
+    pub custody: CustodyArgs,
+}
+
+/// Moving the key Secrets onto custody, or off it.
+#[derive(Debug, Subcommand)]
+pub enum CustodyCommand {
+    /// Wrap every key Secret that holds its identity in plaintext, in place (one atomic
+    /// update per key; the running controller keeps its keys throughout)
+    Wrap(CustodyCommandArgs),
+    /// Write every wrapped key's identity back in plaintext, in place: the way off a
+    /// custodian being retired (run it before the controller drops --custody)
+    Unwrap(CustodyCommandArgs),
+}
+
+/// Who holds the key-encryption key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CustodyKind {
+    /// No custody: key Secrets hold their identity in plaintext (as before custody).
+    None,
+    /// A Kubernetes KMS v2 plugin on a unix socket (a sidecar, or the control plane's).
+    KmsV2,
+    /// A non-extractable AES key on a PKCS#11 token (an HSM); needs the dynamically
+    /// linked controller, which can load the module.
+    Pkcs11,
+}
+
+/// The custody flags, taken by `run`, `rotate-key` and `custody`.
+#[derive(Debug, Clone, Args)]
+pub struct CustodyArgs {
+    /// Who holds the key-encryption key that wraps the cluster's keys
+    #[arg(long = "custody", env = "KSEAL_CUSTODY", value_enum, default_value_t = CustodyKind::None)]
+    pub kind: CustodyKind,
+    /// The KMS v2 plugin's unix socket (--custody kms-v2)
+    #[arg(
+        long,
+        env = "KSEAL_CUSTODY_KMS_SOCKET",
+        default_value = "/var/run/kseal-kms/kms.sock"
+    )]
+    pub custody_kms_socket: PathBuf,
+    /// How long one call to the custodian may take
+    #[arg(long, env = "KSEAL_CUSTODY_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub custody_timeout: Duration,
+    /// The PKCS#11 module (a shared library) (--custody pkcs11)
+    #[arg(long, env = "KSEAL_CUSTODY_PKCS11_MODULE")]
+    pub custody_pkcs11_module: Option<PathBuf>,
+    /// The label of the token holding the key-encryption key (--custody pkcs11)
+    #[arg(long, env = "KSEAL_CUSTODY_PKCS11_TOKEN")]
+    pub custody_pkcs11_token: Option<String>,
+    /// The label of the AES key new keys are wrapped under; changing it rotates the KEK
+    /// (keys are wrapped again, the old key stays on the token to unwrap until then)
+    #[arg(long, env = "KSEAL_CUSTODY_PKCS11_KEY")]
+    pub custody_pkcs11_key: Option<String>,
+    /// The token's user PIN (from a Secret, as an environment variable)
+    #[arg(long, env = "KSEAL_CUSTODY_PKCS11_PIN", hide_env_values = true)]
+    pub custody_pkcs11_pin: Option<String>,
+    /// How often the leader asks the custodian for its current KEK, to wrap keys again
+    /// after a KEK rotation (also whenever the keys change)
+    #[arg(long, env = "KSEAL_CUSTODY_CHECK_INTERVAL", default_value = "1m", value_parser = parse_duration)]
+    pub custody_check_interval: Duration,
+    /// The cluster identity wrapped keys are bound to (default: the UID of the
+    /// kube-system namespace); set it to the old cluster's when restoring keys into a
+    /// new one
+    #[arg(long, env = "KSEAL_CUSTODY_CLUSTER_ID")]
+    pub custody_cluster_id: Option<String>,
 }
 
 /// `30d`, `12h`, `15m`, `45s`, `500ms`.

@@ -23,6 +23,8 @@ pub struct HttpState {
     pub crypto: Arc<crate::crypto::Crypto>,
     /// Serve `/v1/verify` and `/v1/reseal`.
     pub services: bool,
+    /// The custodian's name, when custody is on (for the readiness reason).
+    pub custody: Option<String>,
 }
 
 async fn healthz() -> &'static str {
@@ -30,15 +32,19 @@ async fn healthz() -> &'static str {
 }
 
 /// Ready once keys are loaded: a replica without keys can neither unseal nor verify.
+/// Under custody, the reason names the custodian and why no key could be unwrapped.
 async fn readyz(State(s): State<HttpState>) -> impl IntoResponse {
     if s.keys.newest().is_some() {
-        (StatusCode::OK, "ok")
-    } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no sealing keys loaded yet",
-        )
+        return (StatusCode::OK, "ok".to_owned());
     }
+    let why = match (s.keys.unavailable_reason(), &s.custody) {
+        (Some(why), _) => format!("no usable sealing key: {why}"),
+        (None, Some(custodian)) => {
+            format!("no sealing keys loaded yet (keys under custody of {custodian})")
+        }
+        (None, None) => "no sealing keys loaded yet".to_owned(),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, why)
 }
 
 async fn recipients(State(s): State<HttpState>) -> impl IntoResponse {

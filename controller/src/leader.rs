@@ -26,6 +26,8 @@ pub(crate) struct Replica {
     pub metrics: Arc<Metrics>,
     /// This replica's name, for leader election and Events.
     pub identity: String,
+    /// The custodian wrapping the keys, if custody is on.
+    pub custody: Option<Arc<crate::custody::Custody>>,
 }
 
 /// The leader's work: publish recipients whenever keys change, answer requests, and run
@@ -43,11 +45,21 @@ pub(crate) async fn lead(
         crypto,
         metrics,
         identity,
+        custody,
     } = replica;
     let publisher = tokio::spawn(keys::publish_loop(
         client.clone(),
         args.common.namespace.clone(),
         keys.clone(),
+        keys_changed.clone(),
+    ));
+    let custody_upkeep = tokio::spawn(crate::rewrap::upkeep(
+        client.clone(),
+        args.common.namespace.clone(),
+        keys.clone(),
+        custody,
+        identity.clone(),
+        args.custody.custody_check_interval,
         keys_changed.clone(),
     ));
     let bitnami_report = args.bitnami_keys_namespace.clone().map(|from| {
@@ -197,6 +209,7 @@ pub(crate) async fn lead(
         }
     }
     publisher.abort();
+    custody_upkeep.abort();
     answering.abort();
     if let Some(task) = bitnami_report {
         task.abort();

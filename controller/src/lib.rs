@@ -7,8 +7,9 @@
 //!   with [`cached`] (what the watch keeps of a SealedSecret), [`owned`] (of a Secret it
 //!   wrote), [`refused`] (the Secrets it was refused on) and [`failure`] (why a reconcile
 //!   failed, and the backoff);
-//! - [`keys`]: the key Secrets, rotation and the recipients publisher; [`crypto`]: where
-//!   decryption runs;
+//! - [`keys`]: the key Secrets, rotation and the recipients publisher; [`custody`]: keys
+//!   wrapped by a custodian (`kseal-custody`), and [`rewrap`]: key Secrets moved between
+//!   their plaintext and wrapped forms; [`crypto`]: where decryption runs;
 //! - [`answer`]: what the controller answers about one SealedSecret (verify, reseal,
 //!   migrate), asked in [`requests`] (SealedSecretRequests) or over the HTTP
 //!   [`services`], served with health and metrics by [`http`];
@@ -21,6 +22,7 @@ pub mod bitnami;
 pub mod cached;
 pub mod crd;
 pub mod crypto;
+pub mod custody;
 pub mod events;
 pub mod failure;
 pub mod flags;
@@ -33,6 +35,7 @@ pub mod reconcile;
 pub mod refused;
 pub mod replica;
 pub mod requests;
+pub mod rewrap;
 pub mod services;
 pub mod watch;
 

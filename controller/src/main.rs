@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-use kseal_controller::flags::{Cli, Command, LogFormat};
+use kseal_controller::flags::{Cli, Command, CustodyCommand, LogFormat};
 use tracing_subscriber::EnvFilter;
 
 /// jemalloc, configured in `.cargo/config.toml` (one arena, no thread caches): the caches
@@ -33,6 +33,9 @@ async fn main() -> ExitCode {
     let common = match &command {
         Command::Run(run) => Some(&run.common),
         Command::RotateKey(rotate) => Some(&rotate.common),
+        Command::Custody(CustodyCommand::Wrap(args) | CustodyCommand::Unwrap(args)) => {
+            Some(&args.common)
+        }
         Command::Crd | Command::Man { .. } => None,
     };
     if let Some(common) = common {
@@ -41,6 +44,12 @@ async fn main() -> ExitCode {
     let result = match command {
         Command::Run(run) => kseal_controller::run(*run).await,
         Command::RotateKey(args) => rotate(&args).await,
+        Command::Custody(CustodyCommand::Wrap(args)) => {
+            custody(&args, kseal_controller::rewrap::Direction::Wrap).await
+        }
+        Command::Custody(CustodyCommand::Unwrap(args)) => {
+            custody(&args, kseal_controller::rewrap::Direction::Unwrap).await
+        }
         Command::Crd => kseal_controller::crd::crd_yaml()
             .map(|y| print!("{y}"))
             .map_err(Into::into),
@@ -65,15 +74,37 @@ fn man(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `kseal-controller rotate-key`: a new key now; the running controller picks it up.
+/// `kseal-controller rotate-key`: a new key now (wrapped, under custody); the running
+/// controller picks it up.
 async fn rotate(args: &kseal_controller::flags::RotateArgs) -> anyhow::Result<()> {
     let client = kseal_controller::client(&args.common).await?;
+    let custody = kseal_controller::custody::Custody::from_args(&args.custody, &client)?;
     let now = time::OffsetDateTime::now_utc();
     // Named as the scheduled rotation names keys, to the second.
     let name =
         kseal_controller::keys::key_name(now, std::time::Duration::from_secs(1), args.key_type);
-    kseal_controller::keys::create_key(&client, &args.common.namespace, &name, now, args.key_type)
-        .await?;
+    kseal_controller::keys::create_key(
+        &client,
+        &args.common.namespace,
+        &name,
+        now,
+        args.key_type,
+        custody.as_deref(),
+    )
+    .await?;
     println!("{name}");
     Ok(())
+}
+
+/// `kseal-controller custody wrap|unwrap`: every key Secret moved to the other form.
+async fn custody(
+    args: &kseal_controller::flags::CustodyCommandArgs,
+    direction: kseal_controller::rewrap::Direction,
+) -> anyhow::Result<()> {
+    let client = kseal_controller::client(&args.common).await?;
+    let Some(custody) = kseal_controller::custody::Custody::from_args(&args.custody, &client)?
+    else {
+        anyhow::bail!("custody wrap and unwrap need a custodian: --custody kms-v2 or pkcs11");
+    };
+    kseal_controller::rewrap::move_keys(&client, &args.common.namespace, &custody, direction).await
 }

@@ -30,6 +30,12 @@ pub struct WriteLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StorageLabel {
+    /// `plaintext` or `wrapped`.
+    pub storage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
     pub version: String,
 }
@@ -47,6 +53,11 @@ pub struct Metrics {
     pub reconcile_seconds: Histogram,
     pub keys: Gauge,
     pub key_age_seconds: Family<KeyLabel, Gauge>,
+    /// Keys in use by how their Secret stores them: `plaintext` under custody is a key
+    /// left behind (`kseal-controller custody wrap` wraps it).
+    pub keys_stored: Family<StorageLabel, Gauge>,
+    /// Key Secrets under custody that could not be unwrapped (custodian down or refusing).
+    pub keys_unavailable: Gauge,
     pub leader: Gauge,
     /// 1 for the current at-rest verdict, 0 for the others.
     pub at_rest_verdict: Family<VerdictLabel, Gauge>,
@@ -64,6 +75,11 @@ impl Default for Metrics {
         let reconcile_seconds = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         let keys = Gauge::default();
         let key_age_seconds = Family::<KeyLabel, Gauge>::default();
+        let keys_stored = Family::<StorageLabel, Gauge>::default();
+        for storage in ["plaintext", "wrapped"] {
+            keys_stored.get_or_create(&StorageLabel { storage }).set(0);
+        }
+        let keys_unavailable = Gauge::default();
         let leader = Gauge::default();
         let build = Family::<BuildLabel, Gauge>::default();
         build
@@ -108,6 +124,16 @@ impl Default for Metrics {
             key_age_seconds.clone(),
         );
         registry.register(
+            "keys_stored",
+            "Keys in use by how their Secret stores them (plaintext, wrapped by the custodian)",
+            keys_stored.clone(),
+        );
+        registry.register(
+            "keys_unavailable",
+            "Key Secrets under custody that could not be unwrapped (the custodian down or refusing)",
+            keys_unavailable.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica is the leader",
             leader.clone(),
@@ -135,6 +161,8 @@ impl Default for Metrics {
             reconcile_seconds,
             keys,
             key_age_seconds,
+            keys_stored,
+            keys_unavailable,
             leader,
             at_rest_verdict,
             at_rest_checked,

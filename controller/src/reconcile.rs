@@ -243,7 +243,10 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<Outcome, Error> {
     policy::check_template(ss.template(), &ctx.allow_template_metadata)?;
     let keyring = ctx.keys.keyring();
     if keyring.is_empty() {
-        return Err(Error::NoKeys);
+        return Err(match ctx.keys.unavailable_reason() {
+            Some(why) => Error::KeyUnavailable(why),
+            None => Error::NoKeys,
+        });
     }
     // Before its first complete list, the cache's silence about a Secret means nothing.
     ctx.owned.ready().await;
@@ -303,7 +306,10 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<Outcome, Error> {
         .crypto
         .run(move || unseal(&full, &keyring))
         .await
-        .map_err(Error::Unseal)?;
+        .map_err(|e| match ctx.keys.unavailable_reason() {
+            Some(why) if e.reason() == Reason::NoMatchingKey => Error::KeyUnavailable(why),
+            _ => Error::Unseal(e),
+        })?;
     ctx.metrics.items_opened.inc_by(opened);
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let write = |patch_mode, uid: Option<String>| {

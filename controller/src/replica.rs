@@ -34,6 +34,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let kube_config = flags::kube_config(&args.common).await?;
     let client = Client::try_from(kube_config.clone())?;
     let cutoff = cutoff(&args)?;
+    let custody = crate::custody::Custody::from_args(&args.custody, &client)?;
     let keys = Arc::new(KeyStore::default());
     let metrics = Arc::new(Metrics::default());
     let crypto = Arc::new(crypto::Crypto::default());
@@ -62,6 +63,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
             limiter: crate::answer::Limiter::new(args.rate_limit, args.rate_limit_burst),
             crypto: crypto.clone(),
             services: args.http_services,
+            custody: custody.as_ref().map(|c| c.name()),
         },
         stop_rx.clone(),
     ));
@@ -74,6 +76,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         keys.clone(),
         metrics.clone(),
         cutoff,
+        custody.clone(),
         keys_changed_tx,
     ));
 
@@ -140,6 +143,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 &keys,
                 args.key_rotation_period,
                 args.key_type,
+                custody.as_deref(),
             )
             .await
             {
@@ -156,6 +160,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                         crypto: crypto.clone(),
                         metrics: metrics.clone(),
                         identity: identity.clone(),
+                        custody: custody.clone(),
                     },
                     keys_changed_rx.clone(),
                     bitnami_loaded.clone(),

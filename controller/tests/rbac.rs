@@ -59,6 +59,13 @@ const CASES: &[(&str, &str, &str, Option<usize>, &str)] = &[
         "SealedSecretRequests are answered",
     ),
     (
+        "ClusterRole",
+        "kseal-controller",
+        "",
+        Some(6),
+        "under key custody, keys are bound to the cluster identity",
+    ),
+    (
         "Role",
         "kseal-controller",
         "kseal-system",
@@ -316,8 +323,38 @@ async fn without_events_no_unsealed_event() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_kube_system_get_no_key_under_custody() {
+    let dir = tempfile::tempdir().unwrap();
+    manifests_without(6, dir.path());
+    let mut cluster = Cluster::with_manifests(dir.path()).await;
+    // The custodian is never reached: the cluster identity comes first.
+    cluster.start_controller_with(
+        "replica-a",
+        &[
+            "--custody",
+            "kms-v2",
+            "--custody-kms-socket",
+            "/nonexistent/kms.sock",
+        ],
+    );
+    assert!(
+        cluster
+            .recipients_or_none(Duration::from_secs(5))
+            .await
+            .is_none(),
+        "no key can be bound to the cluster: none is made"
+    );
+    assert_eq!(key_secrets(&cluster).await, 0);
+    let logs = cluster.logs();
+    assert!(
+        logs.contains("cluster identity") && logs.contains("namespaces"),
+        "the refusal is logged"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_leases_no_leader() {
-    let (cluster, _dir) = without(6).await;
+    let (cluster, _dir) = without(7).await;
     assert!(
         cluster
             .recipients_or_none(Duration::from_secs(5))
@@ -330,7 +367,7 @@ async fn without_leases_no_leader() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_configmaps_no_recipients() {
-    let (cluster, _dir) = without(7).await;
+    let (cluster, _dir) = without(8).await;
     cluster
         .wait_for_labelled_secret("kseal-system", "kseal.dev/key")
         .await;
@@ -344,7 +381,7 @@ async fn without_configmaps_no_recipients() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_secret_delete_the_canary_stays() {
-    let (cluster, _dir) = without(8).await;
+    let (cluster, _dir) = without(9).await;
     cluster
         .wait_for_labelled_secret("kseal-system", "kseal.dev/at-rest-canary")
         .await;
@@ -353,7 +390,7 @@ async fn without_secret_delete_the_canary_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_recipients_reader_users_cannot_seal() {
-    let (cluster, _dir) = without(9).await;
+    let (cluster, _dir) = without(10).await;
     cluster.recipients().await;
     let token = cluster.plane.user("dev", &[]).unwrap();
     let kubeconfig = cluster.path("dev-kubeconfig");
@@ -383,17 +420,17 @@ async fn at_rest_check_reports(case: usize, missing: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_monitoring_no_metrics() {
-    at_rest_check_reports(11, "missing permission to read /metrics").await;
+    at_rest_check_reports(12, "missing permission to read /metrics").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_pod_list_no_flags() {
-    at_rest_check_reports(12, "missing permission to list pods in kube-system").await;
+    at_rest_check_reports(13, "missing permission to list pods in kube-system").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_endpointslices_no_per_apiserver_checks() {
-    at_rest_check_reports(13, "missing permission to list EndpointSlices in default").await;
+    at_rest_check_reports(14, "missing permission to list EndpointSlices in default").await;
 }
 
 /// `kseal verify` through the API, as `user` (admin when `None`), with a short timeout.
@@ -439,7 +476,7 @@ async fn without_request_status_no_answer() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_requester_role_editors_cannot_ask() {
-    let (cluster, _dir) = without(10).await;
+    let (cluster, _dir) = without(11).await;
     let cert = cluster.recipients().await;
     apply_sealed(&cluster, &cert).await;
     // A namespace editor: the built-in `edit`, into which kube-controller-manager

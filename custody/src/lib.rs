@@ -50,6 +50,25 @@ impl Custodian {
         }
     }
 
+    /// The id of the KEK new data keys are wrapped under now: the KMS plugin's `Status`
+    /// (which must say `ok`), the configured key label on a token. A key wrapped under
+    /// another is due to be wrapped again (the KEK was rotated).
+    pub async fn current_kek(&self) -> Result<String, Error> {
+        match self {
+            Custodian::KmsV2(kms) => {
+                let status = kms.status().await?;
+                if status.healthz != "ok" {
+                    return Err(Error::Refused {
+                        custodian: kms.name(),
+                        why: format!("Status says {:?}", status.healthz),
+                    });
+                }
+                Ok(status.key_id)
+            }
+            Custodian::Pkcs11(token) => Ok(token.current_kek().to_owned()),
+        }
+    }
+
     /// Wraps a data key under the current KEK.
     pub async fn encrypt(&self, data_key: &[u8]) -> Result<WrappedDataKey, Error> {
         match self {

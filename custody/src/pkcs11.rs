@@ -113,6 +113,11 @@ impl Pkcs11 {
         describe(&self.inner.module_path, &self.inner.token, &self.inner.key)
     }
 
+    /// The label of the KEK new data keys are wrapped under.
+    pub fn current_kek(&self) -> &str {
+        &self.inner.key
+    }
+
     /// Wraps `data_key` under the KEK with AES-GCM (a fresh IV, the KEK's label as
     /// associated data).
     pub async fn encrypt(&self, data_key: &[u8]) -> Result<WrappedDataKey, Error> {
@@ -222,7 +227,8 @@ impl Pkcs11 {
     }
 }
 
-fn describe(module: &Path, token: &str, key: &str) -> String {
+/// How messages name a token key: `pkcs11 key "kek-1" on token "kseal" (/usr/lib/…/libsofthsm2.so)`.
+pub fn describe(module: &Path, token: &str, key: &str) -> String {
     format!(
         "{KIND} key {key:?} on token {token:?} ({})",
         module.display()

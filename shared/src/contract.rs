@@ -60,6 +60,18 @@ pub const ACTIVE: &str = "active";
 pub const CREATED_ANNOTATION: &str = "kseal.dev/created";
 /// A key Secret's recipient fingerprint.
 pub const FINGERPRINT_ANNOTATION: &str = "kseal.dev/fingerprint";
+/// A key Secret's public recipient (`age1…`): written on keys under custody, whose
+/// identity cannot be read to derive it.
+pub const RECIPIENT_ANNOTATION: &str = "kseal.dev/recipient";
+/// The key of a key Secret under custody holding its wrapped identity (JSON, the
+/// custodian's envelope). A key Secret holds this or the plaintext identity, never both.
+pub const WRAPPED_IDENTITY_KEY: &str = "identity.wrapped";
+
+/// On [`RECIPIENTS_CONFIGMAP`]: how the keys are held (`kms-v2 plugin at …: 3 wrapped, 1
+/// plaintext (kseal-key-…)`), for `kseal status`.
+pub const CUSTODY_ANNOTATION: &str = "kseal.dev/custody";
+/// The field manager of [`CUSTODY_ANNOTATION`].
+pub const CUSTODY_MANAGER: &str = "kseal-controller-custody";
 
 /// On [`RECIPIENTS_CONFIGMAP`]: the latest encryption-at-rest verdict.
 pub const AT_REST_VERDICT_ANNOTATION: &str = "kseal.dev/encryption-at-rest";

@@ -14,6 +14,9 @@ pub enum Reason {
     ScopeMismatch,
     /// No key the controller holds opens an item.
     NoMatchingKey,
+    /// No key the controller holds opens an item, and a key under custody could not be
+    /// unwrapped (the custodian down or refusing): the message names the key and why.
+    KeyUnavailable,
     /// An item was modified or damaged: its age file fails to decrypt.
     DecryptionFailed,
     /// An item is not a sealed value at all: not base64, not an age file, or no envelope.
@@ -48,10 +51,11 @@ pub enum Reason {
 
 impl Reason {
     /// Every reason, in the order docs/controller.md lists them.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::Unsealed,
         Reason::ScopeMismatch,
         Reason::NoMatchingKey,
+        Reason::KeyUnavailable,
         Reason::DecryptionFailed,
         Reason::MalformedSealedValue,
         Reason::UnsupportedFormat,
@@ -73,6 +77,7 @@ impl Reason {
             Reason::Unsealed => "Unsealed",
             Reason::ScopeMismatch => "ScopeMismatch",
             Reason::NoMatchingKey => "NoMatchingKey",
+            Reason::KeyUnavailable => "KeyUnavailable",
             Reason::DecryptionFailed => "DecryptionFailed",
             Reason::MalformedSealedValue => "MalformedSealedValue",
             Reason::UnsupportedFormat => "UnsupportedFormat",
@@ -99,6 +104,9 @@ impl Reason {
             }
             Reason::NoMatchingKey => {
                 "it was sealed to another cluster's key or a retired one: seal it again against this cluster"
+            }
+            Reason::KeyUnavailable => {
+                "bring the custodian back (kseal status names it); the controller tries again by itself"
             }
             Reason::DecryptionFailed => {
                 "restore the file from Git, or seal the item again (kseal merge)"

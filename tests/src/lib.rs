@@ -5,6 +5,7 @@
 pub mod bitnami;
 pub mod cluster;
 pub mod crafted;
+pub mod custody;
 pub mod etcd;
 pub mod faults;
 pub mod ports;

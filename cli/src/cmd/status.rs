@@ -17,7 +17,8 @@ use crate::cli::{InspectFormat, StatusArgs};
 use crate::cluster::Cluster;
 use crate::io::out;
 use kseal_core::contract::{
-    AT_REST_CHECKED_ANNOTATION, AT_REST_DETAIL_ANNOTATION, AT_REST_VERDICT_ANNOTATION, LEADER_LEASE,
+    AT_REST_CHECKED_ANNOTATION, AT_REST_DETAIL_ANNOTATION, AT_REST_VERDICT_ANNOTATION,
+    CUSTODY_ANNOTATION, LEADER_LEASE,
 };
 
 /// What `kseal status -o json` prints.
@@ -30,6 +31,10 @@ struct Status {
     keys_error: Option<String>,
     leader: Leader,
     encryption_at_rest: Option<AtRest>,
+    /// How the controller's leader reports the keys are held: the custodian, how many are
+    /// wrapped and in plaintext, and any it could not unwrap (absent until it reports).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_custody: Option<String>,
     sealed_secrets: Readiness,
     /// Bitnami sealed-secrets in the cluster: absent when neither its CRD nor imported
     /// keys are there.
@@ -163,6 +168,7 @@ fn read(cluster: &Cluster, namespace: Option<&str>) -> Status {
         keys_error,
         leader,
         encryption_at_rest,
+        key_custody: annotations.get(CUSTODY_ANNOTATION).cloned(),
         sealed_secrets: readiness,
         bitnami,
     }
@@ -326,6 +332,9 @@ fn text(status: &Status, controller_namespace: &str) -> String {
                 )
             };
         }
+    }
+    if let Some(custody) = &status.key_custody {
+        let _ = writeln!(out, "key custody: {custody}");
     }
     readiness_line(&mut out, "sealedsecrets", &status.sealed_secrets, "");
     if let Some(bitnami) = &status.bitnami {

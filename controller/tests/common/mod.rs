@@ -192,6 +192,16 @@ impl Cluster {
 
     /// Starts a replica with extra flags.
     pub fn start_controller_with(&mut self, identity: &str, extra: &[&str]) -> u16 {
+        self.start_controller_env(identity, extra, &[])
+    }
+
+    /// Starts a replica with extra flags and environment variables.
+    pub fn start_controller_env(
+        &mut self,
+        identity: &str,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> u16 {
         let kubeconfig = self.controller_kubeconfig();
         let (port, metrics) = (
             kseal_tests::ports::free_port().unwrap(),
@@ -218,6 +228,7 @@ impl Cluster {
                 &format!("127.0.0.1:{metrics}"),
             ])
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log)

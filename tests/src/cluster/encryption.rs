@@ -23,15 +23,8 @@ impl ControlPlane {
             let staged = path.with_extension("yaml.new");
             std::fs::write(&staged, &config)?;
             std::fs::rename(&staged, &path)?;
-            if config.contains("unix://") && !self.running(Component::KmsPlugin) {
-                self.spawn(Component::KmsPlugin, &binary()?)?;
-                let started = Instant::now();
-                while !socket.exists() {
-                    if started.elapsed() > START_TIMEOUT {
-                        return Err("the KMS plugin did not open its socket".into());
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
+            if config.contains("unix://") {
+                self.start_kms_plugin().await?;
             }
         }
         let mut commands = self.commands.lock().unwrap_or_else(|e| e.into_inner());
@@ -42,6 +35,41 @@ impl ControlPlane {
             }
         }
         Ok(())
+    }
+
+    /// Starts the KMS v2 plugin (unless it runs) and waits until its socket accepts a
+    /// connection (the socket file exists from `bind()`, before `listen()`). Returns the
+    /// socket's path: the apiserver's encryption at rest and kseal's key custody can
+    /// share the one plugin.
+    pub async fn start_kms_plugin(&self) -> Result<PathBuf, Error> {
+        let socket = self.path("kms.sock");
+        if !self.running(Component::KmsPlugin) {
+            self.spawn(Component::KmsPlugin, &binary()?)?;
+        }
+        let started = Instant::now();
+        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
+            if started.elapsed() > START_TIMEOUT {
+                return Err("the KMS plugin did not accept connections on its socket".into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(socket)
+    }
+
+    /// Every key under `prefix` in etcd with its current value, as stored.
+    pub async fn stored_under(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, Error> {
+        let range = kseal_etcd::Range {
+            key: prefix.as_bytes().to_vec(),
+            range_end: kseal_etcd::prefix_end(prefix.as_bytes()),
+            limit: 0,
+            revision: 0,
+        };
+        let found = self.etcd().await?.range(range).await?;
+        Ok(found
+            .kvs
+            .into_iter()
+            .map(|kv| (String::from_utf8_lossy(&kv.key).into_owned(), kv.value))
+            .collect())
     }
 
     /// Restarts the apiserver with a new `EncryptionConfiguration` (`None`: without one),
