@@ -92,7 +92,8 @@ async fn key_forms(cluster: &Cluster) -> BTreeMap<String, bool> {
         .into_iter()
         .map(|s| {
             let data = s.data.clone().unwrap_or_default();
-            let wrapped = data.contains_key("identity.wrapped") && !data.contains_key("identity");
+            let wrapped =
+                data.contains_key("identity.wrapped") && !data.contains_key("identity.txt");
             (s.name_any(), wrapped)
         })
         .collect()
@@ -204,6 +205,53 @@ async fn under_pkcs11_custody_no_usable_identity_rests_in_etcd_or_kseal_system()
     ] {
         assert_eq!(cluster.ready("shop", name).await.1, "Unsealed", "{name}");
     }
+    // A backup of the key Secrets opens nothing without the token; an escrow key does.
+    let backup = cluster
+        .kubectl(&[
+            "get",
+            "secret",
+            "-n",
+            "kseal-system",
+            "-l",
+            "kseal.dev/key",
+            "-o",
+            "yaml",
+        ])
+        .await;
+    std::fs::write(cluster.path("keys.backup.yaml"), &backup).unwrap();
+    let opened =
+        cluster.kseal_unchecked(&["unseal", "-i", "keys.backup.yaml", "-f", "db.yaml"], b"");
+    assert!(
+        !opened.status.success(),
+        "the wrapped backup opened a value"
+    );
+    assert!(!String::from_utf8_lossy(&opened.stdout).contains("pw-db"));
+    let escrow = cluster.kseal(&["keygen", "-o", "escrow.txt"], b"");
+    let escrow = String::from_utf8(escrow.stdout).unwrap().trim().to_owned();
+    let input = secret_yaml("shop", "db-escrowed", &[("password", "pw-escrowed")]);
+    cluster.kseal(
+        &[
+            "seal",
+            "--cert",
+            rotated.to_str().unwrap(),
+            "-r",
+            &escrow,
+            "-w",
+            "db-escrowed.yaml",
+        ],
+        input.as_bytes(),
+    );
+    let opened = cluster.kseal(
+        &["unseal", "-i", "escrow.txt", "-f", "db-escrowed.yaml"],
+        b"",
+    );
+    // The Secret as kseal unseal prints it: the value base64 in `data`.
+    assert!(
+        String::from_utf8_lossy(&opened.stdout).contains("cHctZXNjcm93ZWQ="),
+        "{}",
+        String::from_utf8_lossy(&opened.stderr)
+    );
+
     let status = cluster.kseal(
         &[
             "status",
