@@ -110,6 +110,50 @@ def main():
         }
     )
 
+    # Key custody, each custodian: the environment, the socket's emptyDir and the plugin
+    # as a sidecar (a native one in the rotation job), the token's PIN from a Secret, the
+    # rotation job's cluster-identity rule.
+    secure = {
+        "allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True, "privileged": False,
+        "runAsNonRoot": True, "runAsUser": 65532, "runAsGroup": 65532,
+        "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    kms_plugin = {
+        "name": "kms-plugin", "image": "registry.example/kms-plugin@sha256:" + "1" * 64,
+        "imagePullPolicy": "Always", "args": ["--listen=/var/run/kseal-kms/kms.sock"],
+        "resources": {"requests": {"cpu": "10m", "memory": "32Mi"}, "limits": {"cpu": "200m", "memory": "64Mi"}},
+        "securityContext": secure,
+        "livenessProbe": {"exec": {"command": ["/bin/true"]}},
+        "readinessProbe": {"exec": {"command": ["/bin/true"]}},
+    }
+    custody_kms = helm_render(
+        {
+            "image": {"digest": "sha256:" + "0" * 64},
+            "keyRotationCronJob": {"enabled": True},
+            "custody": {"kind": "kms-v2", "kms": {"sidecar": kms_plugin}},
+        }
+    )
+    custody_pkcs11 = helm_render(
+        {
+            "image": {"digest": "sha256:" + "0" * 64},
+            "custody": {
+                "kind": "pkcs11",
+                "pkcs11": {"module": "/hsm/lib/libhsm.so", "token": "kseal", "key": "kek-1", "pinSecret": {"name": "hsm-pin"}},
+                "extraVolumes": [{"name": "hsm", "configMap": {"name": "hsm-client"}}],
+                "extraVolumeMounts": [{"name": "hsm", "mountPath": "/hsm/etc", "readOnly": True}],
+            },
+        }
+    )
+    for name, objs, want in [("kms-v2", custody_kms, "KSEAL_CUSTODY_KMS_SOCKET"), ("pkcs11", custody_pkcs11, "KSEAL_CUSTODY_PKCS11_TOKEN")]:
+        if env_of(objs).get("KSEAL_CUSTODY") != name or want not in env_of(objs):
+            failures.append(f"the chart's custody {name} settings are not in the controller's environment")
+    if "KSEAL_CUSTODY" not in {
+        e["name"]
+        for o in custody_kms if o["kind"] == "CronJob"
+        for e in o["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    }:
+        failures.append("the chart's rotation job does not get the custody settings")
+
     by_key = {key(o): o for o in base}
     helm_by_key = {key(o): o for o in default}
     if set(by_key) != set(helm_by_key):
@@ -179,6 +223,8 @@ def main():
     dump(out / "helm-default.yaml", default)
     # ServiceMonitor is prometheus-operator's CRD, not a Kubernetes schema: validated apart.
     dump(out / "helm-all-options.yaml", [o for o in everything if o["kind"] != "ServiceMonitor"])
+    dump(out / "helm-custody-kms.yaml", custody_kms)
+    dump(out / "helm-custody-pkcs11.yaml", custody_pkcs11)
     dump(out / "helm-servicemonitor.yaml", [o for o in everything if o["kind"] == "ServiceMonitor"])
 
     print(f"kustomize base: {len(base)} objects; key-rotation component: {len(rotation)}")

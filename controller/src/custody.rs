@@ -22,6 +22,28 @@ use crate::flags::{CustodyArgs, CustodyKind};
 use tokio::sync::OnceCell;
 use zeroize::Zeroizing;
 
+/// The token's PIN: `--custody-pkcs11-pin-file` (one line; its newline dropped) or
+/// `--custody-pkcs11-pin`.
+fn pin(args: &CustodyArgs) -> anyhow::Result<Zeroizing<String>> {
+    if let Some(path) = &args.custody_pkcs11_pin_file {
+        let text =
+            Zeroizing::new(std::fs::read_to_string(path).map_err(|e| {
+                anyhow::anyhow!("--custody-pkcs11-pin-file {}: {e}", path.display())
+            })?);
+        return Ok(Zeroizing::new(
+            text.trim_end_matches(['\r', '\n']).to_owned(),
+        ));
+    }
+    args.custody_pkcs11_pin
+        .clone()
+        .map(Zeroizing::new)
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--custody pkcs11 needs --custody-pkcs11-pin-file or --custody-pkcs11-pin (KSEAL_CUSTODY_PKCS11_PIN)"
+            )
+        })
+}
+
 /// How the controller wraps and unwraps keys: the custodian (a PKCS#11 token is opened
 /// on first use, and again after a failure, so a token that is down at start is retried)
 /// and the cluster's identity.
@@ -69,10 +91,7 @@ impl Custody {
                     module,
                     token: need(&args.custody_pkcs11_token, "--custody-pkcs11-token")?,
                     key: need(&args.custody_pkcs11_key, "--custody-pkcs11-key")?,
-                    pin: Zeroizing::new(need(
-                        &args.custody_pkcs11_pin,
-                        "--custody-pkcs11-pin (or KSEAL_CUSTODY_PKCS11_PIN)",
-                    )?),
+                    pin: pin(args)?,
                 };
                 (None, Some(settings))
             }

@@ -247,6 +247,14 @@ pub struct CustodyArgs {
     /// The token's user PIN (from a Secret, as an environment variable)
     #[arg(long, env = "KSEAL_CUSTODY_PKCS11_PIN", hide_env_values = true)]
     pub custody_pkcs11_pin: Option<String>,
+    /// A file holding the token's user PIN (a mounted Secret), instead of
+    /// --custody-pkcs11-pin; a trailing newline is ignored
+    #[arg(
+        long,
+        env = "KSEAL_CUSTODY_PKCS11_PIN_FILE",
+        conflicts_with = "custody_pkcs11_pin"
+    )]
+    pub custody_pkcs11_pin_file: Option<PathBuf>,
     /// How often the leader asks the custodian for its current KEK, to wrap keys again
     /// after a KEK rotation (also whenever the keys change)
     #[arg(long, env = "KSEAL_CUSTODY_CHECK_INTERVAL", default_value = "1m", value_parser = parse_duration)]

@@ -168,7 +168,14 @@ async fn under_pkcs11_custody_no_usable_identity_rests_in_etcd_or_kseal_system()
     seal_and_check(&cluster, &cert, "db-after-restart").await;
 
     // Failover: the standby unwrapped the key too, and leads.
-    cluster.start_controller_env("replica-b", &strs(&flags), &env);
+    // The standby reads the PIN from a file, as the chart mounts it.
+    let pin_file = hsm.pin_file().unwrap();
+    let mut file_flags = flags.clone();
+    file_flags.extend([
+        "--custody-pkcs11-pin-file".to_owned(),
+        pin_file.display().to_string(),
+    ]);
+    cluster.start_controller_env("replica-b", &strs(&file_flags), &env[..1]);
     wait_for("the standby ready", || async {
         let port = cluster
             .controllers
@@ -181,12 +188,30 @@ async fn under_pkcs11_custody_no_usable_identity_rests_in_etcd_or_kseal_system()
     cluster.stop_controller("replica-a");
     seal_and_check(&cluster, &cert, "db-after-failover").await;
 
-    // rotate-key (the CronJob's command) wraps the key it makes.
+    // rotate-key, as the CronJob runs it (its own ServiceAccount, which can create a key
+    // Secret and read the cluster identity, and read no key), wraps the key it makes.
+    let rbac = repo().join("manifests/components/key-rotation/rbac.yaml");
+    cluster
+        .kubectl(&["apply", "-f", rbac.to_str().unwrap()])
+        .await;
+    let token = cluster
+        .plane
+        .service_account("kseal-system", "kseal-rotate-key")
+        .await
+        .unwrap();
+    let job = cluster.path("rotate-key-job");
+    cluster
+        .plane
+        .write_kubeconfig(&job, &token, "kseal-system")
+        .unwrap();
     let old = newest(&cluster).await;
-    succeeded(
-        "rotate-key",
-        &controller_command(&cluster, &["rotate-key"], &flags, &env),
-    );
+    let out = Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
+        .args(["rotate-key", "--kubeconfig", job.to_str().unwrap()])
+        .args(&flags)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    succeeded("rotate-key as the rotation job", &out);
     let rotated = new_recipients(&cluster, &old).await;
     seal_and_check(&cluster, &rotated, "db-after-rotation").await;
     let forms = key_forms(&cluster).await;

@@ -81,6 +81,14 @@ impl SoftHsm {
         .to_vec()
     }
 
+    /// The PIN in a file, as the chart mounts it from a Secret (with the newline an
+    /// editor leaves).
+    pub fn pin_file(&self) -> Result<PathBuf, crate::cluster::Error> {
+        let path = self.dir.path().join("pin");
+        std::fs::write(&path, format!("{PIN}\n"))?;
+        Ok(path)
+    }
+
     /// `SOFTHSM2_CONF` and the PIN, as the controller's environment.
     pub fn controller_env(&self) -> Vec<(String, String)> {
         vec![
