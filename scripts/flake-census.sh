@@ -14,6 +14,8 @@ cd "$(dirname "$0")/.."
 runs=${1:?usage: flake-census.sh N [--stress]}
 stress=${2:-}
 export PATH="$PWD/target/tools/bin:$PATH"
+# As .ci/run builds: its build is reused, not redone.
+export CARGO_INCREMENTAL=0
 out=target/flake-census
 rm -rf "$out" && mkdir -p "$out"
 
