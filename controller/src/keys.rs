@@ -288,7 +288,7 @@ pub async fn watch(
         metrics,
         custody,
         namespace,
-        unwrapped: HashMap::new(),
+        loaded: HashMap::new(),
     };
     watch_secrets(
         api,
@@ -312,15 +312,15 @@ struct KeyRebuild {
     metrics: Arc<Metrics>,
     custody: Option<Arc<Custody>>,
     namespace: String,
-    /// The keys unwrapped so far, by Secret name (each at the version it was read at).
-    unwrapped: HashMap<String, LoadedKey>,
+    /// The keys last loaded, by Secret name (a wrapped one at the version it was read at).
+    loaded: HashMap<String, LoadedKey>,
 }
 
 impl Rebuild<Stored> for KeyRebuild {
     async fn rebuild(&mut self, current: &BTreeMap<String, Stored>) -> bool {
         let (found, unavailable) = resolve(
             current,
-            &mut self.unwrapped,
+            &mut self.loaded,
             self.custody.as_deref(),
             &self.namespace,
         )
@@ -374,11 +374,14 @@ impl Rebuild<zeroize::Zeroizing<Vec<u8>>> for BitnamiRebuild {
     }
 }
 
-/// The usable keys among `current`, unwrapping those under custody that `unwrapped` (by
-/// Secret name) does not hold at their version, and the ones that could not be.
+/// The usable keys among `current`, unwrapping those under custody that `loaded` (the
+/// keys last loaded, by Secret name) does not hold at their version, and the ones that
+/// could not be. A key Secret that changed to a form that does not open (re-wrapped
+/// under a KEK not reachable yet, or wrapped by `custody wrap` before this controller had
+/// `--custody`) keeps the key last loaded from it, if it publishes the same recipient.
 async fn resolve(
     current: &BTreeMap<String, Stored>,
-    unwrapped: &mut HashMap<String, LoadedKey>,
+    loaded: &mut HashMap<String, LoadedKey>,
     custody: Option<&Custody>,
     namespace: &str,
 ) -> (Vec<LoadedKey>, Vec<Unavailable>) {
@@ -386,8 +389,11 @@ async fn resolve(
     let mut pending = Vec::new();
     for stored in current.values() {
         match stored {
-            Stored::Plain(key) => found.push(key.clone()),
-            Stored::Wrapped(wrapped) => match unwrapped.get(&wrapped.secret_name) {
+            Stored::Plain(key) => {
+                loaded.insert(key.secret_name.clone(), key.clone());
+                found.push(key.clone())
+            }
+            Stored::Wrapped(wrapped) => match loaded.get(&wrapped.secret_name) {
                 Some(key) if matches!(&key.held, Held::Wrapped { version, .. } if *version == wrapped.version) => {
                     found.push(key.clone())
                 }
@@ -414,10 +420,10 @@ async fn resolve(
                         version: wrapped.version.clone(),
                     },
                 };
-                unwrapped.insert(wrapped.secret_name.clone(), key.clone());
+                loaded.insert(wrapped.secret_name.clone(), key.clone());
                 found.push(key);
             }
-            Err(why) => match unwrapped.get(&wrapped.secret_name) {
+            Err(why) => match loaded.get(&wrapped.secret_name) {
                 Some(key) if key.key.recipient().to_string() == wrapped.recipient => {
                     tracing::warn!(secret = %wrapped.secret_name, error = %why, "a new version of a key under custody does not unwrap; the key already in memory stays in use");
                     found.push(key.clone());
@@ -434,7 +440,7 @@ async fn resolve(
             },
         }
     }
-    unwrapped.retain(|name, _| current.contains_key(name));
+    loaded.retain(|name, _| current.contains_key(name));
     (found, unavailable)
 }
 

@@ -64,6 +64,8 @@ struct Env {
     /// The private key behind `recipients_doc` (a runbook rotates keys later on).
     cluster_identity: Vec<u8>,
     other_recipients: Vec<String>,
+    /// The KMS v2 plugin's socket: the key-custody runbook's custodian.
+    kms_socket: PathBuf,
 }
 
 impl Env {
@@ -98,6 +100,10 @@ impl Env {
             );
         }
         line.replace("/etc/kubernetes/enc/enc.yaml", "enc.yaml")
+            .replace(
+                "/var/run/kseal-kms/kms.sock",
+                &self.kms_socket.display().to_string(),
+            )
             .replace("age1…other-cluster", &self.other_recipients[0])
             .replace("age1…escrow", &self.other_recipients[1])
     }
@@ -256,7 +262,9 @@ async fn every_command_line_in_the_docs_runs() {
                 .to_owned()
         })
         .collect();
+    let kms_socket = cluster.plane.start_kms_plugin().await.unwrap();
     let env = Env {
+        kms_socket,
         bin_dir: kseal_bin().parent().unwrap().to_owned(),
         cluster,
         recipients_doc,
