@@ -445,7 +445,7 @@ async fn resolve(
 }
 
 /// Unwraps one key Secret's identity: the key and the KEK that wrapped it, or why not.
-async fn unwrap_stored(
+pub async fn unwrap_stored(
     custody: Option<&Custody>,
     wrapped: &WrappedKey,
     namespace: &str,

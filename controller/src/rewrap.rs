@@ -131,17 +131,7 @@ async fn unwrap_in_place(
     wrapped: &keys::WrappedKey,
     version: &str,
 ) -> Result<(), String> {
-    let document =
-        kseal_custody::WrappedIdentity::from_json(&wrapped.document).map_err(|e| e.to_string())?;
-    let key = custody
-        .unwrap(
-            &document,
-            namespace,
-            &wrapped.secret_name,
-            &wrapped.recipient,
-        )
-        .await
-        .map_err(|e| e.to_string())?;
+    let (key, _) = keys::unwrap_stored(Some(custody), wrapped, namespace).await?;
     let created = wrapped.created.format(&Rfc3339).unwrap_or_default();
     let identity = key.to_identity_file(&created);
     let mut patch = serde_json::json!({

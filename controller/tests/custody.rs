@@ -137,6 +137,13 @@ async fn new_recipients(cluster: &Cluster, old: &str) -> std::path::PathBuf {
     cluster.recipients().await
 }
 
+/// What `kseal status` prints, as the admin.
+fn status(cluster: &Cluster) -> String {
+    let admin = cluster.path("admin");
+    let out = cluster.kseal(&["status", "--kubeconfig", admin.to_str().unwrap()], b"");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 async fn newest(cluster: &Cluster) -> String {
     cluster.document().await.recipients[0].recipient.clone()
 }
@@ -190,20 +197,7 @@ async fn under_pkcs11_custody_no_usable_identity_rests_in_etcd_or_kseal_system()
 
     // rotate-key, as the CronJob runs it (its own ServiceAccount, which can create a key
     // Secret and read the cluster identity, and read no key), wraps the key it makes.
-    let rbac = repo().join("manifests/components/key-rotation/rbac.yaml");
-    cluster
-        .kubectl(&["apply", "-f", rbac.to_str().unwrap()])
-        .await;
-    let token = cluster
-        .plane
-        .service_account("kseal-system", "kseal-rotate-key")
-        .await
-        .unwrap();
-    let job = cluster.path("rotate-key-job");
-    cluster
-        .plane
-        .write_kubeconfig(&job, &token, "kseal-system")
-        .unwrap();
+    let (job, _) = cluster.rotation_job_kubeconfig().await;
     let old = newest(&cluster).await;
     let out = Command::new(env!("CARGO_BIN_EXE_kseal-controller"))
         .args(["rotate-key", "--kubeconfig", job.to_str().unwrap()])
@@ -292,15 +286,7 @@ async fn under_pkcs11_custody_no_usable_identity_rests_in_etcd_or_kseal_system()
         String::from_utf8_lossy(&opened.stderr)
     );
 
-    let status = cluster.kseal(
-        &[
-            "status",
-            "--kubeconfig",
-            cluster.path("admin").to_str().unwrap(),
-        ],
-        b"",
-    );
-    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    let status = status(&cluster);
     assert!(
         status.contains("key custody: pkcs11 key \"kek-1\"")
             && status.contains(" wrapped, 0 plaintext"),
@@ -439,15 +425,7 @@ async fn one_kms_v2_plugin_guards_the_apiserver_and_kseal_through_kek_rotation_a
         keys_before,
         "a refusing custodian is no reason to rotate"
     );
-    let status = cluster.kseal(
-        &[
-            "status",
-            "--kubeconfig",
-            cluster.path("admin").to_str().unwrap(),
-        ],
-        b"",
-    );
-    let status = String::from_utf8_lossy(&status.stdout).into_owned();
+    let status = status(&cluster);
     assert!(
         status.contains("not unwrapped") && status.contains(&name),
         "{status}"

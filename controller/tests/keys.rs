@@ -111,20 +111,7 @@ async fn the_rotation_job_makes_keys_and_reads_none() {
     let mut cluster = Cluster::new().await;
     cluster.start_controller("replica-a");
     let first = cluster.recipients().await;
-    let rbac = repo().join("manifests/components/key-rotation/rbac.yaml");
-    cluster
-        .kubectl(&["apply", "-f", rbac.to_str().unwrap()])
-        .await;
-    let token = cluster
-        .plane
-        .service_account("kseal-system", "kseal-rotate-key")
-        .await
-        .unwrap();
-    let kubeconfig = cluster.path("rotate-key");
-    cluster
-        .plane
-        .write_kubeconfig(&kubeconfig, &token, "kseal-system")
-        .unwrap();
+    let (kubeconfig, token) = cluster.rotation_job_kubeconfig().await;
     let out = cluster.rotate_key(Some(&kubeconfig));
     assert!(
         out.status.success(),

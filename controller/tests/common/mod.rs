@@ -325,6 +325,23 @@ impl Cluster {
             .unwrap()
     }
 
+    /// The rotation CronJob's identity (`components/key-rotation`, applied here): a
+    /// kubeconfig for its ServiceAccount, and the token in it.
+    pub async fn rotation_job_kubeconfig(&self) -> (PathBuf, Credential) {
+        let rbac = repo().join("manifests/components/key-rotation/rbac.yaml");
+        self.kubectl(&["apply", "-f", rbac.to_str().unwrap()]).await;
+        let token = self
+            .plane
+            .service_account("kseal-system", "kseal-rotate-key")
+            .await
+            .unwrap();
+        let kubeconfig = self.path("rotate-key");
+        self.plane
+            .write_kubeconfig(&kubeconfig, &token, "kseal-system")
+            .unwrap();
+        (kubeconfig, token)
+    }
+
     /// The highest resident memory one replica has had (`VmHWM`), in KiB.
     pub fn peak_rss_kib(&self, identity: &str) -> u64 {
         let (_, child, _) = self
