@@ -245,8 +245,8 @@ pub struct CustodyArgs {
     #[arg(long, env = "KSEAL_CUSTODY_PKCS11_KEY")]
     pub custody_pkcs11_key: Option<String>,
     /// The token's user PIN (from a Secret, as an environment variable)
-    #[arg(long, env = "KSEAL_CUSTODY_PKCS11_PIN", hide_env_values = true)]
-    pub custody_pkcs11_pin: Option<String>,
+    #[arg(long, env = "KSEAL_CUSTODY_PKCS11_PIN", hide_env_values = true, value_parser = parse_pin)]
+    pub custody_pkcs11_pin: Option<Pin>,
     /// A file holding the token's user PIN (a mounted Secret), instead of
     /// --custody-pkcs11-pin; a trailing newline is ignored
     #[arg(
@@ -294,6 +294,21 @@ pub async fn client(args: &CommonArgs) -> anyhow::Result<Client> {
     Ok(Client::try_from(kube_config(args).await?)?)
 }
 
+/// A token PIN given as a flag or variable: wiped on drop, and `[redacted]` wherever the
+/// parsed flags are printed with `{:?}`.
+#[derive(Clone)]
+pub struct Pin(pub zeroize::Zeroizing<String>);
+
+impl std::fmt::Debug for Pin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pin([redacted])")
+    }
+}
+
+fn parse_pin(text: &str) -> Result<Pin, std::convert::Infallible> {
+    Ok(Pin(zeroize::Zeroizing::new(text.to_owned())))
+}
+
 /// The client configuration (the at-rest probe pins one client per apiserver from it).
 pub async fn kube_config(args: &CommonArgs) -> anyhow::Result<kube::Config> {
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -324,5 +339,22 @@ mod tests {
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(2_592_000)));
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert!(parse_duration("3 weeks").is_err());
+    }
+
+    #[test]
+    fn a_pin_given_as_a_flag_never_prints() {
+        let flags = Cli::try_parse_from([
+            "kseal-controller",
+            "custody",
+            "wrap",
+            "--custody",
+            "pkcs11",
+            "--custody-pkcs11-pin",
+            "0918-not-printed",
+        ])
+        .unwrap();
+        let printed = format!("{flags:?}");
+        assert!(!printed.contains("0918-not-printed"), "{printed}");
+        assert!(printed.contains("Pin([redacted])"), "{printed}");
     }
 }

@@ -53,7 +53,7 @@ pub(crate) async fn lead(
         keys.clone(),
         keys_changed.clone(),
     ));
-    let custody_upkeep = tokio::spawn(crate::rewrap::upkeep(
+    let custody_upkeep = tokio::spawn(crate::custody::upkeep::upkeep(
         client.clone(),
         args.common.namespace.clone(),
         keys.clone(),

@@ -8,8 +8,8 @@
 //!   wrote), [`refused`] (the Secrets it was refused on) and [`failure`] (why a reconcile
 //!   failed, and the backoff);
 //! - [`keys`]: the key Secrets, rotation and the recipients publisher; [`custody`]: keys
-//!   wrapped by a custodian (`kseal-custody`), and [`rewrap`]: key Secrets moved between
-//!   their plaintext and wrapped forms; [`crypto`]: where decryption runs;
+//!   wrapped by a custodian (`kseal-custody`), moved between their plaintext and wrapped
+//!   forms, and the leader's custody upkeep; [`crypto`]: where decryption runs;
 //! - [`answer`]: what the controller answers about one SealedSecret (verify, reseal,
 //!   migrate), asked in [`requests`] (SealedSecretRequests) or over the HTTP
 //!   [`services`], served with health and metrics by [`http`];
@@ -35,7 +35,6 @@ pub mod reconcile;
 pub mod refused;
 pub mod replica;
 pub mod requests;
-pub mod rewrap;
 pub mod services;
 pub mod watch;
 

@@ -45,10 +45,10 @@ async fn main() -> ExitCode {
         Command::Run(run) => kseal_controller::run(*run).await,
         Command::RotateKey(args) => rotate(&args).await,
         Command::Custody(CustodyCommand::Wrap(args)) => {
-            custody(&args, kseal_controller::rewrap::Direction::Wrap).await
+            custody(&args, kseal_controller::custody::moves::Direction::Wrap).await
         }
         Command::Custody(CustodyCommand::Unwrap(args)) => {
-            custody(&args, kseal_controller::rewrap::Direction::Unwrap).await
+            custody(&args, kseal_controller::custody::moves::Direction::Unwrap).await
         }
         Command::Crd => kseal_controller::crd::crd_yaml()
             .map(|y| print!("{y}"))
@@ -99,12 +99,18 @@ async fn rotate(args: &kseal_controller::flags::RotateArgs) -> anyhow::Result<()
 /// `kseal-controller custody wrap|unwrap`: every key Secret moved to the other form.
 async fn custody(
     args: &kseal_controller::flags::CustodyCommandArgs,
-    direction: kseal_controller::rewrap::Direction,
+    direction: kseal_controller::custody::moves::Direction,
 ) -> anyhow::Result<()> {
     let client = kseal_controller::client(&args.common).await?;
     let Some(custody) = kseal_controller::custody::Custody::from_args(&args.custody, &client)?
     else {
         anyhow::bail!("custody wrap and unwrap need a custodian: --custody kms-v2 or pkcs11");
     };
-    kseal_controller::rewrap::move_keys(&client, &args.common.namespace, &custody, direction).await
+    kseal_controller::custody::moves::move_keys(
+        &client,
+        &args.common.namespace,
+        &custody,
+        direction,
+    )
+    .await
 }

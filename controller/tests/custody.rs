@@ -240,19 +240,7 @@ async fn under_pkcs11_custody_no_usable_identity_rests_in_etcd_or_kseal_system()
         assert_eq!(cluster.ready("shop", name).await.1, "Unsealed", "{name}");
     }
     // A backup of the key Secrets opens nothing without the token; an escrow key does.
-    let backup = cluster
-        .kubectl(&[
-            "get",
-            "secret",
-            "-n",
-            "kseal-system",
-            "-l",
-            "kseal.dev/key",
-            "-o",
-            "yaml",
-        ])
-        .await;
-    std::fs::write(cluster.path("keys.backup.yaml"), &backup).unwrap();
+    cluster.back_up_keys("yaml", "keys.backup.yaml").await;
     let opened =
         cluster.kseal_unchecked(&["unseal", "-i", "keys.backup.yaml", "-f", "db.yaml"], b"");
     assert!(

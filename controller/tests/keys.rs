@@ -71,20 +71,8 @@ async fn rotations_keep_every_retained_key_working() {
     // Recovery from the backup docs/operations.md tells users to make (a List of the four
     // key Secrets), in YAML and in JSON: each object opens with it, offline.
     for format in ["yaml", "json"] {
-        let backup = cluster
-            .kubectl(&[
-                "get",
-                "secret",
-                "-n",
-                "kseal-system",
-                "-l",
-                "kseal.dev/key",
-                "-o",
-                format,
-            ])
-            .await;
         let file = format!("kseal-keys.backup.{format}");
-        std::fs::write(cluster.path(&file), backup).unwrap();
+        cluster.back_up_keys(format, &file).await;
         for round in 0..4 {
             let sealed = format!("gen{round}.yaml");
             let out = cluster.kseal(&["unseal", "-i", &file, "-f", &sealed, "-o", "json"], b"");

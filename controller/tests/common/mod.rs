@@ -296,6 +296,27 @@ impl Cluster {
     }
 
     /// kubectl as someone else, without checking the result.
+    /// The backup of the cluster's keys that docs/operations.md tells users to make: a
+    /// List of the key Secrets, as `format` (`yaml` or `json`), written to `file` in the
+    /// test's directory.
+    pub async fn back_up_keys(&self, format: &str, file: &str) -> PathBuf {
+        let backup = self
+            .kubectl(&[
+                "get",
+                "secret",
+                "-n",
+                "kseal-system",
+                "-l",
+                "kseal.dev/key",
+                "-o",
+                format,
+            ])
+            .await;
+        let path = self.path(file);
+        std::fs::write(&path, backup).unwrap();
+        path
+    }
+
     pub async fn kubectl_as(&self, who: &Credential, args: &[&str]) -> Output {
         static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -8,6 +8,11 @@
 //! - A wrapped key is unwrapped once per version of its Secret and kept in memory only
 //!   ([`crate::keys`]); nothing writes an unwrapped identity back but `custody unwrap`,
 //!   the documented way off custody.
+//! - [`moves`]: `custody wrap|unwrap`, existing key Secrets changed between the forms;
+//!   [`upkeep`]: the leader's rewrap under a rotated KEK, and its reports.
+
+pub mod moves;
+pub mod upkeep;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,8 +40,8 @@ fn pin(args: &CustodyArgs) -> anyhow::Result<Zeroizing<String>> {
         ));
     }
     args.custody_pkcs11_pin
-        .clone()
-        .map(Zeroizing::new)
+        .as_ref()
+        .map(|pin| pin.0.clone())
         .ok_or_else(|| {
             anyhow::anyhow!(
                 "--custody pkcs11 needs --custody-pkcs11-pin-file or --custody-pkcs11-pin (KSEAL_CUSTODY_PKCS11_PIN)"
