@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Render kseal's install manifests and check them, as CI does.
 
-1. `kubectl kustomize manifests/` (the base) and `manifests/components/key-rotation`.
+1. `kubectl kustomize manifests/` (the base) and `manifests/components/key-rotation`;
+   `components/argocd-health` merged into a stand-in argocd-cm.
 2. The Helm chart `manifests/helm/kseal`, rendered by Helm itself (`helm template`, the
    helm binary `tests/cluster/build.sh` builds from helm.sh/helm/v4, or $HELM), with
    default values and with every option on.
@@ -94,6 +95,27 @@ def main():
             f"resources: [{manifests}]\ncomponents: [{manifests}/components/bitnami]\n"
         )
         with_bitnami = docs(kustomize(tmp))
+    # The Argo CD health check component merges one key into the argocd-cm of the
+    # kustomization that installs Argo CD: rendered over a stand-in argocd-cm, it must
+    # hold health.lua exactly and keep the ConfigMap's other keys.
+    argocd_health = ROOT / "manifests" / "components" / "argocd-health"
+    with tempfile.TemporaryDirectory(dir=ROOT / "target") as tmp:
+        (Path(tmp) / "argocd-cm.yaml").write_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: argocd-cm\n"
+            "data:\n  url: https://argocd.example.com\n"
+        )
+        (Path(tmp) / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            "namespace: argocd\nresources: [argocd-cm.yaml]\n"
+            f"components: [{os.path.relpath(argocd_health, tmp)}]\n"
+        )
+        argocd = docs(kustomize(tmp))
+    argocd_key = "resource.customizations.health.kseal.dev_SealedSecret"
+    if [o["metadata"]["name"] for o in argocd] != ["argocd-cm"] or argocd[0]["data"] != {
+        "url": "https://argocd.example.com",
+        argocd_key: (argocd_health / "health.lua").read_text(),
+    }:
+        failures.append("components/argocd-health does not merge health.lua into argocd-cm")
     default = helm_render(None)
     everything = helm_render(
         {
@@ -227,7 +249,7 @@ def main():
     dump(out / "helm-custody-pkcs11.yaml", custody_pkcs11)
     dump(out / "helm-servicemonitor.yaml", [o for o in everything if o["kind"] == "ServiceMonitor"])
 
-    print(f"kustomize base: {len(base)} objects; key-rotation component: {len(rotation)}")
+    print(f"kustomize base: {len(base)} objects; key-rotation component: {len(rotation)}; argocd-health merges {argocd_key}")
     version = subprocess.run([helm(), "version", "--short"], check=True, capture_output=True, text=True).stdout.strip()
     print(f"helm {version}: defaults {len(default)} objects, all options {len(everything)}")
     if failures:

@@ -11,6 +11,10 @@
 #   age, age-keygen
 #                  Go age v1.3, the reference age with post-quantum recipients, from
 #                  age/go.mod (its own module too)
+#   argocd/bitnami.com/SealedSecret/
+#                  the health check Argo CD ships for Bitnami's SealedSecret, with Argo
+#                  CD's own test cases for it, from the argo-cd module (pinned below by
+#                  version and hash; nothing of it is compiled)
 # into target/cluster/<key>/, where the key hashes this script, go.mod, go.sum and the
 # Go sources: a
 # warm run finds them and builds nothing. Go's module and build caches live under
@@ -23,7 +27,11 @@ mkdir -p "$target/cluster"
 target=$(cd "$target" && pwd)
 key=$(cd "$here" && cat build.sh go.mod go.sum bitnami/go.mod bitnami/go.sum age/go.mod age/go.sum $(find cmd internal -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 out=$target/cluster/$key
-built() { [ -x "$out/kseal-cluster" ] && [ -x "$out/helm" ] && [ -x "$out/kubeseal" ] && [ -x "$out/sealed-secrets-controller" ] && [ -x "$out/age" ] && [ -x "$out/age-keygen" ]; }
+built() { [ -x "$out/kseal-cluster" ] && [ -x "$out/helm" ] && [ -x "$out/kubeseal" ] && [ -x "$out/sealed-secrets-controller" ] && [ -x "$out/age" ] && [ -x "$out/age-keygen" ] && [ -f "$out/argocd/bitnami.com/SealedSecret/health.lua" ]; }
+# Argo CD's module: its go.mod needs no newer Go than this one, and its zip's hash is the
+# one the checksum database records for the version.
+argocd_version=v3.5.8
+argocd_hash=h1:RJYooz62wX0S1A7LpgwQ2unap5doaWxvtrpyfh81P3c=
 if ! built; then
   exec 9>"$target/cluster/build.lock"
   flock 9
@@ -54,6 +62,15 @@ if ! built; then
       age_version=$(sed -n 's/^\tfilippo.io\/age \(v[0-9.]*\).*$/\1/p' go.mod)
       go build -trimpath -o "$tmp/" -ldflags "-s -w -X main.Version=$age_version" \
         filippo.io/age/cmd/age filippo.io/age/cmd/age-keygen
+      cd ..
+      argocd=$(go mod download -json "github.com/argoproj/argo-cd/v3@$argocd_version")
+      field() { echo "$argocd" | sed -n "s/^\t\"$1\": \"\(.*\)\",*$/\1/p"; }
+      if [ "$(field Sum)" != "$argocd_hash" ]; then
+        echo "github.com/argoproj/argo-cd/v3@$argocd_version: hash $(field Sum), expected $argocd_hash" >&2
+        exit 1
+      fi
+      mkdir -p "$tmp/argocd/bitnami.com"
+      cp -r "$(field Dir)/resource_customizations/bitnami.com/SealedSecret" "$tmp/argocd/bitnami.com/"
     ) >&2
     rm -rf "$out" && mv "$tmp" "$out"
   fi

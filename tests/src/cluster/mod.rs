@@ -19,7 +19,9 @@ mod tools;
 
 use pki::issuer;
 pub(crate) use tools::built;
-pub use tools::{KstatusVerdict, binary, go_age_dir, helm, host_ip, kstatus};
+pub use tools::{
+    Health, argocd_bitnami_check, argocd_health, binary, go_age_dir, helm, host_ip, kstatus,
+};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

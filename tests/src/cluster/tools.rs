@@ -1,5 +1,5 @@
-//! The binaries the harness built: the control plane, Helm, Go age, and the kstatus
-//! checker.
+//! The binaries the harness built: the control plane, Helm, Go age, the kstatus
+//! checker and Argo CD's Lua health checks.
 
 use super::*;
 
@@ -56,22 +56,49 @@ pub fn host_ip() -> Option<std::net::IpAddr> {
 }
 
 /// One object's health as kstatus computes it (`sigs.k8s.io/cli-utils`
-/// `status.Compute`, the library Flux and Argo CD use).
+/// `status.Compute`, the library Flux uses), or as an Argo CD Lua health check assesses it.
 #[derive(Clone, Debug, serde::Deserialize)]
-pub struct KstatusVerdict {
+pub struct Health {
     pub namespace: String,
     pub name: String,
-    /// `InProgress`, `Failed`, `Current`, `Terminating`, `NotFound` or `Unknown`.
+    /// kstatus: `InProgress`, `Failed`, `Current`, `Terminating`, `NotFound` or
+    /// `Unknown`; Argo CD: `Healthy`, `Progressing`, `Degraded`, `Suspended`, `Missing`
+    /// or `Unknown`.
     pub status: String,
     pub message: String,
 }
 
 /// Runs the real kstatus library on `objects` (JSON: one object, or a List as
 /// `kubectl get -o json` prints it).
-pub fn kstatus(objects: &str) -> Result<Vec<KstatusVerdict>, Error> {
+pub fn kstatus(objects: &str) -> Result<Vec<Health>, Error> {
+    verdicts(&["kstatus"], objects)
+}
+
+/// Runs the Argo CD health check `script` (Lua) on `objects` (JSON or YAML: one object,
+/// or a List) in gopher-lua, as Argo CD's controller does: with only the libraries Argo
+/// CD gives a check from `argocd-cm`, or every one for a check Argo CD ships (`builtin`).
+/// A script error is an `Err`.
+pub fn argocd_health(script: &Path, builtin: bool, objects: &str) -> Result<Vec<Health>, Error> {
+    let script = script.to_str().ok_or("a script path that is not UTF-8")?;
+    let mut args = vec!["argocd-health", "-script", script];
+    if builtin {
+        args.push("-builtin");
+    }
+    verdicts(&args, objects)
+}
+
+/// The health check Argo CD ships for Bitnami's `bitnami.com/SealedSecret`, with Argo
+/// CD's own test cases for it (`health_test.yaml`, `testdata/`): the directory
+/// `resource_customizations/bitnami.com/SealedSecret` of the pinned argo-cd module.
+pub fn argocd_bitnami_check() -> Result<PathBuf, Error> {
+    Ok(built()?.join("argocd/bitnami.com/SealedSecret"))
+}
+
+/// `kseal-cluster ARGS` with `objects` on stdin: one verdict per line of its output.
+fn verdicts(args: &[&str], objects: &str) -> Result<Vec<Health>, Error> {
     use std::io::Write;
     let mut child = Command::new(binary()?)
-        .arg("kstatus")
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
