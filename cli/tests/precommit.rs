@@ -5,7 +5,7 @@
 //! passes a repository of SealedSecrets.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

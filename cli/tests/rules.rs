@@ -4,7 +4,7 @@
 //! the new key, leaves the others' bytes alone, and the new key alone opens them.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

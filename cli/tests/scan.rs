@@ -5,7 +5,7 @@
 //! plaintext, then scanned: the guard must fail, name the file, and print no value.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::process::Command;

@@ -5,7 +5,7 @@
 //! an existing Secret is left alone when the verdict turns plaintext again.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 /// Secrets through a KMS v2 plugin named `vault`.

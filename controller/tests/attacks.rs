@@ -6,7 +6,7 @@
 //! a reseal that used to drop recipients.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! kseal. What kseal makes must be what Bitnami made, byte for byte.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

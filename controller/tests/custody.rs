@@ -5,7 +5,7 @@
 //! it; and the custodian's faults.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Output};

@@ -3,7 +3,7 @@
 //! with kubectl.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

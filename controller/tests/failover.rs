@@ -4,7 +4,7 @@
 //! changed costs no decryption and no write.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -4,7 +4,7 @@
 //! held is checked, read from an etcd watch that starts before the first write.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

@@ -8,7 +8,7 @@
 //! failure only a change can fix.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,7 @@
 //! controller binary itself, with that identity.)
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use common::*;
 

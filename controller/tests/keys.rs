@@ -3,7 +3,7 @@
 //! rotation walked through with the CLI, and a move to post-quantum keys.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

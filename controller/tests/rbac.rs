@@ -4,7 +4,7 @@
 //! fails `every_rule_has_a_behaviour`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -5,7 +5,7 @@
 //! opened: by the controller into a Secret, or with a key.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};

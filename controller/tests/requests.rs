@@ -2,7 +2,7 @@
 //! through SealedSecretRequests, a throttled verify, and `--watch-namespaces`.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
