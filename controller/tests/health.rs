@@ -349,7 +349,9 @@ async fn argo_cd_reads_the_drop_in_mode_with_its_own_bitnami_check() {
         ])
         .await;
     let rbac = repo().join("manifests/components/bitnami/rbac.yaml");
-    cluster.kubectl(&["apply", "-f", rbac.to_str().unwrap()]).await;
+    cluster
+        .kubectl(&["apply", "-f", rbac.to_str().unwrap()])
+        .await;
     let vectors = repo().join("tests/vectors/bitnami");
     cluster
         .kubectl(&["apply", "-f", vectors.join("keys.yaml").to_str().unwrap()])
