@@ -116,6 +116,23 @@ def main():
         argocd_key: (argocd_health / "health.lua").read_text(),
     }:
         failures.append("components/argocd-health does not merge health.lua into argocd-cm")
+    # Monitoring: the component (over the base) and the chart carry the same rules and
+    # dashboard, and the chart's files are the component's.
+    monitoring = ROOT / "manifests" / "components" / "monitoring"
+    chart_files = ROOT / "manifests" / "helm" / "kseal" / "files"
+    for name in ["kseal.rules.yaml", "dashboard.json"]:
+        if (monitoring / name).read_bytes() != (chart_files / name).read_bytes():
+            failures.append(f"manifests/helm/kseal/files/{name} differs from components/monitoring/{name}")
+    rules = yaml.safe_load((monitoring / "kseal.rules.yaml").read_text())
+    dashboard = (monitoring / "dashboard.json").read_text()
+    json.loads(dashboard)
+    with tempfile.TemporaryDirectory(dir=ROOT / "target") as tmp:
+        manifests = os.path.relpath(ROOT / "manifests", tmp)
+        (Path(tmp) / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources: [{manifests}]\ncomponents: [{manifests}/components/monitoring]\n"
+        )
+        with_monitoring = docs(kustomize(tmp))
     default = helm_render(None)
     everything = helm_render(
         {
@@ -129,6 +146,8 @@ def main():
             "serviceMonitor": {"enabled": True, "labels": {"release": "prometheus"}},
             "resources": {"requests": {"cpu": "100m", "memory": "96Mi"}, "limits": {"cpu": "2", "memory": "256Mi"}},
             "bitnami": {"keysNamespace": "kube-system", "dropIn": True},
+            "prometheusRule": {"enabled": True, "labels": {"release": "prometheus"}},
+            "grafanaDashboard": {"enabled": True},
         }
     )
 
@@ -202,9 +221,17 @@ def main():
         if env.get(name) != value:
             failures.append(f"values: {name} is {env.get(name)!r}, expected {value!r}")
     kinds = {o["kind"] for o in everything}
-    for kind in ["CronJob", "ServiceMonitor"]:
+    for kind in ["CronJob", "ServiceMonitor", "PrometheusRule"]:
         if kind not in kinds:
             failures.append(f"values: enabling it did not render a {kind}")
+    for source, objs in [("components/monitoring", with_monitoring), ("the chart", everything)]:
+        rule = [o for o in objs if o["kind"] == "PrometheusRule"]
+        board = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "kseal-dashboard"]
+        if len(rule) != 1 or rule[0]["spec"] != rules or rule[0]["metadata"]["namespace"] != "kseal-system":
+            failures.append(f"{source}: its PrometheusRule does not hold kseal.rules.yaml's groups in kseal-system")
+        if len(board) != 1 or board[0]["data"]["kseal.json"].rstrip() != dashboard.rstrip() \
+                or board[0]["metadata"]["labels"].get("grafana_dashboard") != "1":
+            failures.append(f"{source}: its dashboard ConfigMap does not hold dashboard.json with grafana_dashboard: \"1\"")
     deployment = next(o for o in everything if o["kind"] == "Deployment")
     if deployment["spec"]["replicas"] != 3:
         failures.append("values: replicas not applied")
@@ -244,10 +271,11 @@ def main():
     dump(out / "kustomize-key-rotation.yaml", rotation)
     dump(out / "helm-default.yaml", default)
     # ServiceMonitor is prometheus-operator's CRD, not a Kubernetes schema: validated apart.
-    dump(out / "helm-all-options.yaml", [o for o in everything if o["kind"] != "ServiceMonitor"])
+    dump(out / "helm-all-options.yaml", [o for o in everything if o["kind"] not in ("ServiceMonitor", "PrometheusRule")])
     dump(out / "helm-custody-kms.yaml", custody_kms)
     dump(out / "helm-custody-pkcs11.yaml", custody_pkcs11)
     dump(out / "helm-servicemonitor.yaml", [o for o in everything if o["kind"] == "ServiceMonitor"])
+    dump(out / "helm-prometheusrule.yaml", [o for o in everything if o["kind"] == "PrometheusRule"])
 
     print(f"kustomize base: {len(base)} objects; key-rotation component: {len(rotation)}; argocd-health merges {argocd_key}")
     version = subprocess.run([helm(), "version", "--short"], check=True, capture_output=True, text=True).stdout.strip()

@@ -113,6 +113,7 @@ pub async fn serve(
             keys: state.keys.clone(),
             limiter: state.limiter.clone(),
             crypto: state.crypto.clone(),
+            metrics: state.metrics.clone(),
         });
     let mut main = Router::new()
         .route("/healthz", get(healthz))

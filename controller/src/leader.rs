@@ -112,20 +112,27 @@ pub(crate) async fn lead(
         owned: owned::OwnedSecrets::new(apis.len()),
         recent: Mutex::new(Default::default()),
         refused: refused::Refused::new(client.clone()),
+        census: Default::default(),
     });
+    let census = tokio::spawn(
+        ctx.census
+            .clone()
+            .run(ctx.metrics.clone(), ctx.keys.clone()),
+    );
     // Requests are answered once a key is loaded (right after the very first start the
     // key this leader just created may still be on its way through the key watch).
     let answering = tokio::spawn({
-        let (client, keys, namespaces) = (
+        let (client, keys, namespaces, metrics) = (
             client.clone(),
             ctx.keys.clone(),
             args.watch_namespaces.clone(),
+            ctx.metrics.clone(),
         );
         let mut changed = keys_changed.clone();
         let (per_second, burst) = (args.rate_limit, args.rate_limit_burst);
         async move {
             if changed.wait_for(|_| keys.newest().is_some()).await.is_ok() {
-                requests::run(client, namespaces, keys, crypto, per_second, burst).await;
+                requests::run(client, namespaces, keys, crypto, metrics, per_second, burst).await;
             }
         }
     });
@@ -208,6 +215,8 @@ pub(crate) async fn lead(
             futures::future::join_all(runs).await;
         }
     }
+    census.abort();
+    ctx.metrics.clear_census();
     publisher.abort();
     custody_upkeep.abort();
     answering.abort();

@@ -13,13 +13,15 @@
 //! - [`answer`]: what the controller answers about one SealedSecret (verify, reseal,
 //!   migrate), asked in [`requests`] (SealedSecretRequests) or over the HTTP
 //!   [`services`], served with health and metrics by [`http`];
-//! - [`atrest`]: the encryption-at-rest policy; [`events`] and [`metrics`]: what it reports;
+//! - [`atrest`]: the encryption-at-rest policy; [`events`] and [`metrics`]: what it reports,
+//!   with [`census`]: the leader's counts of the SealedSecrets it watches;
 //! - [`crd`]: the CustomResourceDefinitions, generated from kseal-core's types.
 
 pub mod answer;
 pub mod atrest;
 pub mod bitnami;
 pub mod cached;
+pub mod census;
 pub mod crd;
 pub mod crypto;
 pub mod custody;

@@ -35,6 +35,18 @@ pub struct StorageLabel {
     pub storage: &'static str,
 }
 
+/// Which kind of SealedSecret: `kseal` or `bitnami`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    pub kind: &'static str,
+}
+
+/// How a request reached the controller: `request` (a SealedSecretRequest) or `http`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ViaLabel {
+    pub via: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BuildLabel {
     pub version: String,
@@ -58,6 +70,17 @@ pub struct Metrics {
     pub keys_stored: Family<StorageLabel, Gauge>,
     /// Key Secrets under custody that could not be unwrapped (custodian down or refusing).
     pub keys_unavailable: Gauge,
+    /// When each key in use was made (its Secret's creation time, clamped as loaded).
+    pub key_created: Family<KeyLabel, Gauge>,
+    /// `--key-rotation-period`, in seconds (0: no scheduled rotation).
+    pub rotation_period: Gauge,
+    /// Requests answered `RateLimited`, by how they came.
+    pub rate_limited: Family<ViaLabel, Counter>,
+    /// The leader's census ([`crate::census`]): SealedSecrets by kind, not ready by
+    /// reason, and sealed to each key in use.
+    pub sealed_secrets: Family<KindLabel, Gauge>,
+    pub not_ready: Family<Reason, Gauge>,
+    pub sealed_to_key: Family<KeyLabel, Gauge>,
     pub leader: Gauge,
     /// 1 for the current at-rest verdict, 0 for the others.
     pub at_rest_verdict: Family<VerdictLabel, Gauge>,
@@ -80,6 +103,16 @@ impl Default for Metrics {
             keys_stored.get_or_create(&StorageLabel { storage }).set(0);
         }
         let keys_unavailable = Gauge::default();
+        let key_created = Family::<KeyLabel, Gauge>::default();
+        let rotation_period = Gauge::default();
+        let rate_limited = Family::<ViaLabel, Counter>::default();
+        // Both series from the start, so that a rate over them starts at zero.
+        for via in ["request", "http"] {
+            rate_limited.get_or_create(&ViaLabel { via }).inc_by(0);
+        }
+        let sealed_secrets = Family::<KindLabel, Gauge>::default();
+        let not_ready = Family::<Reason, Gauge>::default();
+        let sealed_to_key = Family::<KeyLabel, Gauge>::default();
         let leader = Gauge::default();
         let build = Family::<BuildLabel, Gauge>::default();
         build
@@ -134,6 +167,36 @@ impl Default for Metrics {
             keys_unavailable.clone(),
         );
         registry.register(
+            "key_created_timestamp_seconds",
+            "When each key in use was made",
+            key_created.clone(),
+        );
+        registry.register(
+            "key_rotation_period_seconds",
+            "How old the newest key may get before a new one is made (0: no scheduled rotation)",
+            rotation_period.clone(),
+        );
+        registry.register(
+            "requests_rate_limited",
+            "Verify, reseal and migrate requests answered RateLimited, by how they came (request, http)",
+            rate_limited.clone(),
+        );
+        registry.register(
+            "sealedsecrets",
+            "SealedSecrets watched, by kind (kseal, bitnami); reported by the leader",
+            sealed_secrets.clone(),
+        );
+        registry.register(
+            "sealedsecrets_not_ready",
+            "SealedSecrets whose status says they cannot be unsealed, by reason; reported by the leader",
+            not_ready.clone(),
+        );
+        registry.register(
+            "sealedsecrets_by_key",
+            "SealedSecrets sealed to each key in use (their recipients hint); reported by the leader",
+            sealed_to_key.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica is the leader",
             leader.clone(),
@@ -163,6 +226,12 @@ impl Default for Metrics {
             key_age_seconds,
             keys_stored,
             keys_unavailable,
+            key_created,
+            rotation_period,
+            rate_limited,
+            sealed_secrets,
+            not_ready,
+            sealed_to_key,
             leader,
             at_rest_verdict,
             at_rest_checked,
@@ -182,6 +251,18 @@ impl Metrics {
                 reason: reason.as_str().to_owned(),
             })
             .inc();
+    }
+
+    /// Counts one request answered `RateLimited`, that came `via` `request` or `http`.
+    pub fn rate_limited(&self, via: &'static str) {
+        self.rate_limited.get_or_create(&ViaLabel { via }).inc();
+    }
+
+    /// Drops the census's gauges: a replica that does not lead reports none.
+    pub fn clear_census(&self) {
+        self.sealed_secrets.clear();
+        self.not_ready.clear();
+        self.sealed_to_key.clear();
     }
 
     /// Records an at-rest verdict (`encrypted`, `plaintext` or `unknown`).

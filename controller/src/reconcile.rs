@@ -62,6 +62,8 @@ pub struct Context {
     pub allow_template_metadata: Vec<String>,
     /// The Secrets kseal wrote, as its watch caches them.
     pub owned: OwnedSecrets,
+    /// What the leader counts of the watched SealedSecrets, for the metrics.
+    pub census: Arc<crate::census::Census>,
     /// SealedSecrets written in the last moments: their own watch events may not have
     /// reached the caches yet.
     pub recent: Mutex<Recent>,

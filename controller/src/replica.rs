@@ -37,6 +37,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let custody = crate::custody::Custody::from_args(&args.custody, &client)?;
     let keys = Arc::new(KeyStore::default());
     let metrics = Arc::new(Metrics::default());
+    metrics
+        .rotation_period
+        .set(i64::try_from(args.key_rotation_period.as_secs()).unwrap_or(i64::MAX));
     let crypto = Arc::new(crypto::Crypto::default());
     let identity = args.identity.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/etc/hostname")

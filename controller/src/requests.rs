@@ -60,6 +60,7 @@ pub async fn run(
     namespaces: Vec<String>,
     keys: Arc<KeyStore>,
     crypto: Arc<Crypto>,
+    metrics: Arc<crate::metrics::Metrics>,
     per_second: u32,
     burst: u32,
 ) {
@@ -86,25 +87,27 @@ pub async fn run(
         })
         .collect();
     let answering = apis.into_iter().map(|(_, meta)| {
-        let (client, keys, crypto, limiter) = (
+        let (client, keys, crypto, limiter, metrics) = (
             client.clone(),
             keys.clone(),
             crypto.clone(),
             limiter.clone(),
+            metrics.clone(),
         );
         watcher(meta, watcher::Config::default())
             .default_backoff()
             .applied_objects()
             .for_each_concurrent(4, move |request| {
-                let (client, keys, crypto, limiter) = (
+                let (client, keys, crypto, limiter, metrics) = (
                     client.clone(),
                     keys.clone(),
                     crypto.clone(),
                     limiter.clone(),
+                    metrics.clone(),
                 );
                 async move {
                     match request {
-                        Ok(r) => handle(&client, &keys, &crypto, &limiter, r).await,
+                        Ok(r) => handle(&client, &keys, &crypto, &limiter, &metrics, r).await,
                         Err(e) => tracing::debug!(error = %e, "request watch"),
                     }
                 }
@@ -160,6 +163,7 @@ async fn handle(
     keys: &Arc<KeyStore>,
     crypto: &Crypto,
     limiter: &Limiter,
+    metrics: &crate::metrics::Metrics,
     meta: PartialObjectMeta<SealedSecretRequest>,
 ) {
     let namespace = meta.namespace().unwrap_or_default();
@@ -185,6 +189,7 @@ async fn handle(
     let status = if let Err((reason, message)) = admissible(&request, &namespace, pq) {
         failed(reason, message)
     } else if !limiter.charge(&namespace, items) {
+        metrics.rate_limited("request");
         failed(
             Reason::RateLimited,
             format!("too many requests in namespace {namespace:?}; retry in a few seconds"),

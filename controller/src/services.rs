@@ -28,6 +28,7 @@ pub struct ServiceState {
     pub keys: Arc<KeyStore>,
     pub limiter: Arc<Limiter<IpAddr>>,
     pub crypto: Arc<Crypto>,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 fn reply(code: StatusCode, body: serde_json::Value) -> Response {
@@ -45,6 +46,7 @@ fn read(
     body: &[u8],
 ) -> Result<SealedSecret, Box<Response>> {
     let limited = || {
+        state.metrics.rate_limited("http");
         let mut r = reply(
             StatusCode::TOO_MANY_REQUESTS,
             json!({"error": "rate limited; retry later"}),

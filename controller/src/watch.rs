@@ -72,6 +72,7 @@ pub(crate) fn unsealing_controller<K, Fut>(
 ) -> impl std::future::Future<Output = ()>
 where
     K: kube::Resource<DynamicType = ()>
+        + crate::census::Counted
         + Clone
         + serde::de::DeserializeOwned
         + std::fmt::Debug
@@ -83,6 +84,7 @@ where
         + 'static,
 {
     let (reader, writer) = reflector::store::<K>();
+    ctx.census.watch(reader.clone());
     let refused = ctx.refused.clone();
     let sealed_stream = watcher(sealed, watcher::Config::default())
         .default_backoff()

@@ -31,6 +31,8 @@ mod install;
 mod keys;
 #[path = "man.rs"]
 mod man;
+#[path = "monitoring.rs"]
+mod monitoring;
 #[path = "rbac.rs"]
 mod rbac;
 #[path = "repository.rs"]

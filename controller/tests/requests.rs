@@ -242,6 +242,17 @@ async fn a_throttled_verify_says_so_once_and_finishes() {
     );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.matches("rate limit").count(), 1, "{stderr}");
+    // Counted for the KsealRequestsRateLimited alert, by how the requests came.
+    let limited = |via: &str| {
+        cluster
+            .metric(
+                "replica-a",
+                &format!("kseal_requests_rate_limited_total{{via=\"{via}\"}}"),
+            )
+            .unwrap_or_else(|| panic!("no rate-limited count for {via}"))
+    };
+    assert!(limited("request") >= 1.0);
+    assert_eq!(limited("http"), 0.0);
 }
 
 /// `--watch-namespaces` limits the controller to those namespaces.

@@ -87,15 +87,21 @@ impl Rebuild<Stored> for KeyRebuild {
         metrics.keys.set(n as i64);
         let now = OffsetDateTime::now_utc();
         metrics.key_age_seconds.clear();
+        metrics.key_created.clear();
         let mut plaintext = 0;
         for k in keys.snapshot() {
             plaintext += i64::from(k.held == Held::Plaintext);
+            let label = crate::metrics::KeyLabel {
+                fingerprint: k.key.fingerprint().to_string(),
+            };
             metrics
                 .key_age_seconds
-                .get_or_create(&crate::metrics::KeyLabel {
-                    fingerprint: k.key.fingerprint().to_string(),
-                })
+                .get_or_create(&label)
                 .set((now - k.created).whole_seconds());
+            metrics
+                .key_created
+                .get_or_create(&label)
+                .set(k.created.unix_timestamp());
         }
         let stored = |storage| StorageLabel { storage };
         metrics
