@@ -78,6 +78,19 @@ def env_of(objs, kind="Deployment"):
     return {}
 
 
+def base_with_component(name):
+    """The kustomize base with manifests/components/NAME, through a kustomization of both
+    in a directory under target/ (kustomize refuses a root inside one it loads)."""
+    (ROOT / "target").mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ROOT / "target") as tmp:
+        manifests = os.path.relpath(ROOT / "manifests", tmp)
+        (Path(tmp) / "kustomization.yaml").write_text(
+            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
+            f"resources: [{manifests}]\ncomponents: [{manifests}/components/{name}]\n"
+        )
+        return docs(kustomize(tmp))
+
+
 def main():
     out = Path(sys.argv[1])
     out.mkdir(parents=True, exist_ok=True)
@@ -85,16 +98,8 @@ def main():
 
     base = docs(kustomize(ROOT / "manifests"))
     rotation = docs(kustomize(ROOT / "manifests" / "components" / "key-rotation"))
-    # The Bitnami component applies to the base: rendered through a kustomization of both.
-    # (Outside manifests/: kustomize refuses a root inside one it loads.)
-    (ROOT / "target").mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=ROOT / "target") as tmp:
-        manifests = os.path.relpath(ROOT / "manifests", tmp)
-        (Path(tmp) / "kustomization.yaml").write_text(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"resources: [{manifests}]\ncomponents: [{manifests}/components/bitnami]\n"
-        )
-        with_bitnami = docs(kustomize(tmp))
+    # The Bitnami component applies to the base.
+    with_bitnami = base_with_component("bitnami")
     # The Argo CD health check component merges one key into the argocd-cm of the
     # kustomization that installs Argo CD: rendered over a stand-in argocd-cm, it must
     # hold health.lua exactly and keep the ConfigMap's other keys.
@@ -126,13 +131,7 @@ def main():
     rules = yaml.safe_load((monitoring / "kseal.rules.yaml").read_text())
     dashboard = (monitoring / "dashboard.json").read_text()
     json.loads(dashboard)
-    with tempfile.TemporaryDirectory(dir=ROOT / "target") as tmp:
-        manifests = os.path.relpath(ROOT / "manifests", tmp)
-        (Path(tmp) / "kustomization.yaml").write_text(
-            "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"resources: [{manifests}]\ncomponents: [{manifests}/components/monitoring]\n"
-        )
-        with_monitoring = docs(kustomize(tmp))
+    with_monitoring = base_with_component("monitoring")
     default = helm_render(None)
     everything = helm_render(
         {

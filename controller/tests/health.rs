@@ -107,20 +107,8 @@ async fn kstatus_and_argo_cd_read_unsealed_in_progress_and_each_failure() {
 
     // Failures only a change can fix, one object each.
     // Sealed to a key this cluster does not hold.
-    let stranger = cluster.kseal(&["keygen", "-o", "stranger-key.txt"], b"");
-    let recipient = String::from_utf8(stranger.stdout).unwrap();
-    let input = secret_yaml("shop", "foreign", &[("password", "pw-kstatus-3")]);
-    cluster.kseal(
-        &["seal", "-r", recipient.trim(), "-w", "foreign.yaml"],
-        input.as_bytes(),
-    );
-    cluster
-        .kubectl(&[
-            "apply",
-            "-f",
-            cluster.path("foreign.yaml").to_str().unwrap(),
-        ])
-        .await;
+    cluster.seal_to_stranger("shop", "foreign", "pw-kstatus-3");
+    cluster.apply(&["foreign.yaml"]).await;
     // Sealed for `db`, moved to `moved`: the binding refuses it.
     let mut moved = sealed(&cluster, &cert, "shop", "db");
     moved["metadata"]["name"] = "moved".into();
@@ -307,6 +295,15 @@ async fn bitnami_health(cluster: &Cluster, check: &Path, name: &str) -> Health {
     argocd_health(check, true, &json).unwrap().remove(0)
 }
 
+/// Waits for Argo CD's Bitnami check to call `shop/db-credentials` Healthy.
+async fn bitnami_healthy(cluster: &Cluster, check: &Path) {
+    wait_for("Argo CD's check: Healthy", || async {
+        let got = bitnami_health(cluster, check, "db-credentials").await;
+        (got.status == "Healthy").then_some(())
+    })
+    .await;
+}
+
 /// In drop-in mode kseal writes Bitnami's `Synced` condition on Bitnami's SealedSecrets;
 /// Argo CD's own check for that kind (the pinned argo-cd module's, with every standard
 /// library as Argo CD gives its own checks) reads it as it reads Bitnami's controller.
@@ -366,14 +363,7 @@ async fn argo_cd_reads_the_drop_in_mode_with_its_own_bitnami_check() {
     cluster
         .kubectl(&["apply", "-f", db.to_str().unwrap()])
         .await;
-    wait_for("Argo CD's check: Healthy", || async {
-        (bitnami_health(&cluster, &check, "db-credentials")
-            .await
-            .status
-            == "Healthy")
-            .then_some(())
-    })
-    .await;
+    bitnami_healthy(&cluster, &check).await;
 
     // A new generation the controller has not seen: Progressing.
     cluster.stop_controller("replica-a");
@@ -393,14 +383,7 @@ async fn argo_cd_reads_the_drop_in_mode_with_its_own_bitnami_check() {
     let got = bitnami_health(&cluster, &check, "db-credentials").await;
     assert_eq!(got.status, "Progressing", "{got:?}");
     cluster.start_controller_with("replica-a", &drop_in);
-    wait_for("Argo CD's check: Healthy again", || async {
-        (bitnami_health(&cluster, &check, "db-credentials")
-            .await
-            .status
-            == "Healthy")
-            .then_some(())
-    })
-    .await;
+    bitnami_healthy(&cluster, &check).await;
 
     // Moved to another name, its strict scope refuses it: Degraded, with kseal's message.
     let moved = std::fs::read_to_string(&db)

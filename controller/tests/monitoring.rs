@@ -223,20 +223,8 @@ async fn every_metric_and_label_the_dashboard_and_alerts_use_is_in_a_real_scrape
         .seal_and_apply(&cert, "shop", "db", &[("password", "pw-monitoring")])
         .await;
     // Sealed to a key this cluster does not hold.
-    let stranger = cluster.kseal(&["keygen", "-o", "stranger-key.txt"], b"");
-    let recipient = String::from_utf8(stranger.stdout).unwrap();
-    let input = secret_yaml("shop", "foreign", &[("password", "pw-foreign")]);
-    cluster.kseal(
-        &["seal", "-r", recipient.trim(), "-w", "foreign.yaml"],
-        input.as_bytes(),
-    );
-    cluster
-        .kubectl(&[
-            "apply",
-            "-f",
-            cluster.path("foreign.yaml").to_str().unwrap(),
-        ])
-        .await;
+    cluster.seal_to_stranger("shop", "foreign", "pw-foreign");
+    cluster.apply(&["foreign.yaml"]).await;
     assert_eq!(cluster.ready("shop", "db").await.1, "Unsealed");
     assert_eq!(cluster.ready("shop", "foreign").await.1, "NoMatchingKey");
 

@@ -392,6 +392,16 @@ impl Cluster {
             .await;
     }
 
+    /// Seals `ns`/`name` (one item, `password`) to a fresh key this cluster never held,
+    /// into `{name}.yaml` in the test's directory (not applied).
+    pub fn seal_to_stranger(&self, ns: &str, name: &str, password: &str) {
+        let stranger = self.kseal(&["keygen", "-o", &format!("{name}-stranger-key.txt")], b"");
+        let recipient = String::from_utf8_lossy(&stranger.stdout).trim().to_owned();
+        let input = secret_yaml(ns, name, &[("password", password)]);
+        let file = format!("{name}.yaml");
+        self.kseal(&["seal", "-r", &recipient, "-w", &file], input.as_bytes());
+    }
+
     /// Waits until a Secret labelled `selector` exists in `ns`.
     pub async fn wait_for_labelled_secret(&self, ns: &str, selector: &str) {
         let api: Api<Secret> = Api::namespaced(self.admin.clone(), ns);
