@@ -133,19 +133,12 @@ impl Census {
                 })
                 .collect();
             counts.by_key = held;
-            for (kind, n) in &counts.by_kind {
-                metrics
-                    .sealed_secrets
-                    .get_or_create(&KindLabel { kind })
-                    .set(*n);
-            }
-            for kind in previous
-                .by_kind
-                .keys()
-                .filter(|k| !counts.by_kind.contains_key(*k))
-            {
-                metrics.sealed_secrets.remove(&KindLabel { kind });
-            }
+            set(
+                &metrics.sealed_secrets,
+                &counts.by_kind,
+                &previous.by_kind,
+                |kind| KindLabel { kind },
+            );
             set(
                 &metrics.not_ready,
                 &counts.not_ready,
@@ -166,12 +159,13 @@ impl Census {
 
 /// Sets `family` to `now` (one series per key), removing the series of `before` that
 /// `now` lacks.
-fn set<L>(
+fn set<K, L>(
     family: &Family<L, Gauge>,
-    now: &BTreeMap<String, i64>,
-    before: &BTreeMap<String, i64>,
-    label: impl Fn(String) -> L,
+    now: &BTreeMap<K, i64>,
+    before: &BTreeMap<K, i64>,
+    label: impl Fn(K) -> L,
 ) where
+    K: Clone + Ord,
     L: Clone + std::hash::Hash + Eq + prometheus_client::encoding::EncodeLabelSet + std::fmt::Debug,
 {
     for (name, n) in now {

@@ -254,7 +254,7 @@ impl Metrics {
     }
 
     /// Counts one request answered `RateLimited`, that came `via` `request` or `http`.
-    pub fn rate_limited(&self, via: &'static str) {
+    pub fn count_rate_limited(&self, via: &'static str) {
         self.rate_limited.get_or_create(&ViaLabel { via }).inc();
     }
 

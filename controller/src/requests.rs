@@ -189,7 +189,7 @@ async fn handle(
     let status = if let Err((reason, message)) = admissible(&request, &namespace, pq) {
         failed(reason, message)
     } else if !limiter.charge(&namespace, items) {
-        metrics.rate_limited("request");
+        metrics.count_rate_limited("request");
         failed(
             Reason::RateLimited,
             format!("too many requests in namespace {namespace:?}; retry in a few seconds"),

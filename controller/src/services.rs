@@ -46,7 +46,7 @@ fn read(
     body: &[u8],
 ) -> Result<SealedSecret, Box<Response>> {
     let limited = || {
-        state.metrics.rate_limited("http");
+        state.metrics.count_rate_limited("http");
         let mut r = reply(
             StatusCode::TOO_MANY_REQUESTS,
             json!({"error": "rate limited; retry later"}),

@@ -18,9 +18,9 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	luajson "layeh.com/gopher-json"
-	"sigs.k8s.io/yaml"
+
+	"kseal.dev/tests/cluster/internal/objects"
 )
 
 // status is Argo CD's health status of one object, as a line of JSON.
@@ -53,33 +53,14 @@ func Run(args []string, in io.Reader, out, errs io.Writer) int {
 		fmt.Fprintf(errs, "argocd-health: -script: %v\n", err)
 		return 2
 	}
-	body, err := io.ReadAll(in)
+	items, err := objects.Read(in)
 	if err != nil {
-		fmt.Fprintf(errs, "argocd-health: reading stdin: %v\n", err)
+		fmt.Fprintf(errs, "argocd-health: %v\n", err)
 		return 1
-	}
-	body, err = yaml.YAMLToJSON(body)
-	if err != nil {
-		fmt.Fprintf(errs, "argocd-health: stdin is neither JSON nor YAML: %v\n", err)
-		return 1
-	}
-	var doc unstructured.Unstructured
-	if err := doc.UnmarshalJSON(body); err != nil {
-		fmt.Fprintf(errs, "argocd-health: stdin is not a Kubernetes object: %v\n", err)
-		return 1
-	}
-	objects := []unstructured.Unstructured{doc}
-	if doc.IsList() {
-		list, err := doc.ToList()
-		if err != nil {
-			fmt.Fprintf(errs, "argocd-health: stdin is not a list: %v\n", err)
-			return 1
-		}
-		objects = list.Items
 	}
 	encoder := json.NewEncoder(out)
-	for i := range objects {
-		obj := &objects[i]
+	for i := range items {
+		obj := &items[i]
 		code, message, err := assess(string(script), *builtin, obj.Object)
 		if err != nil {
 			fmt.Fprintf(errs, "argocd-health: %s/%s: %v\n", obj.GetNamespace(), obj.GetName(), err)
