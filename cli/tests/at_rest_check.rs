@@ -77,6 +77,7 @@ impl Setup {
                 encryption_config: configs[0].clone(),
                 apiserver_flags,
                 controller_manager: false,
+                ..Options::default()
             }))
             .unwrap();
         let mut urls = vec![plane.url.clone()];

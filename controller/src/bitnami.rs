@@ -23,7 +23,7 @@ use serde_json::json;
 use kseal_core::contract::{MERGE_INTO, TAKE_OVER};
 
 use crate::failure::Error;
-use crate::reconcile::{Context, desired_secret, ownership, write_secret};
+use crate::reconcile::{Context, desired_secret, ownership, release, write_secret};
 use crate::refused::Kind;
 
 pub async fn reconcile(ss: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -100,10 +100,11 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
     let name = ss.name_any();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     let uid = ss.uid().unwrap_or_default();
-    let (patch_mode, _) = ownership(&secrets, &name, &uid, TAKE_OVER, MERGE_INTO).await?;
+    let (patch_mode, existing) = ownership(&secrets, &name, &uid, TAKE_OVER, MERGE_INTO).await?;
     let owner = (!unsealed.skip_owner)
         .then(|| ss.controller_owner_ref(&()))
         .flatten();
+    let owned_by_us = owner.is_some();
     let secret = desired_secret(
         &name,
         &namespace,
@@ -113,7 +114,14 @@ async fn apply(ss: &Arc<SealedSecret>, ctx: &Context) -> Result<(), Error> {
         owner,
     );
     drop(unsealed);
-    write_secret(&secrets, &name, secret, &ctx.metrics).await
+    write_secret(&secrets, &name, secret, &ctx.metrics).await?;
+    // A template that asks for no owner (the hand-over's skip-set-owner-references) on a
+    // Secret the Bitnami controller made owned: the owner reference goes, as the Bitnami
+    // controller would have removed it, so that pruning this object leaves the Secret.
+    if !owned_by_us && existing.is_some_and(|found| found.owners.contains(&uid)) {
+        release(&secrets, &name, &uid).await?;
+    }
+    Ok(())
 }
 
 /// Writes Bitnami's `Synced` condition when it changes (or the generation does).

@@ -335,7 +335,7 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<Outcome, Error> {
             // has not delivered yet), or one replaced since: decided from the API's view.
             let (patch_mode, existing) =
                 ownership(&secrets, &name, &uid, TAKE_OVER, MERGE_INTO).await?;
-            write(patch_mode, existing).await?;
+            write(patch_mode, existing.map(|found| found.uid)).await?;
         }
         other => other?,
     }
@@ -364,24 +364,43 @@ fn hint_held(ss: &Cached, keyring: &kseal_core::keys::Keyring) -> bool {
 }
 
 /// Whether the Secret `name` may be written for the owner `uid`, and how, read from the
-/// API (see [`ownership_of`]); with the existing Secret's uid, `None` when there is none.
+/// API (see [`ownership_of`]); with what the existing Secret's metadata holds, `None`
+/// when there is none.
 pub(crate) async fn ownership(
     secrets: &Api<Secret>,
     name: &str,
     uid: &str,
     managed: &[&str],
     patch: &[&str],
-) -> Result<(bool, Option<String>), Error> {
+) -> Result<(bool, Option<Owned>), Error> {
     // Metadata only: ownership is decided from it, and the Secret's values never need to
     // be read.
     match secrets.get_metadata_opt(name).await? {
         Some(existing) => {
             let found = Owned::from_meta(&existing.metadata);
             let patch_mode = ownership_of(name, &found, uid, managed, patch)?;
-            Ok((patch_mode, Some(found.uid)))
+            Ok((patch_mode, Some(found)))
         }
         None => Ok((false, None)),
     }
+}
+
+/// Removes the owner reference to `uid` from the Secret `name`. A server-side apply
+/// without it does not remove one another field manager also set (the Bitnami
+/// controller, which created the Secret with it); a strategic merge patch deleting the
+/// list entry by its key does.
+pub(crate) async fn release(secrets: &Api<Secret>, name: &str, uid: &str) -> Result<(), Error> {
+    let patch = serde_json::json!({
+        "metadata": { "ownerReferences": [{ "uid": uid, "$patch": "delete" }] }
+    });
+    secrets
+        .patch_metadata(
+            name,
+            &PatchParams::apply(MANAGER),
+            &Patch::Strategic(&patch),
+        )
+        .await?;
+    Ok(())
 }
 
 /// Whether the existing Secret `name` may be written for the owner `uid`, and how:

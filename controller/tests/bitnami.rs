@@ -42,7 +42,7 @@ fn shape(s: &Secret) -> Shape {
 
 /// Installs the Bitnami CRD and the drop-in RBAC, starts the Bitnami controller, and
 /// waits for its first key; returns it with that key's certificate file.
-async fn with_bitnami(c: &Cluster) -> (BitnamiController, PathBuf) {
+pub(crate) async fn with_bitnami(c: &Cluster) -> (BitnamiController, PathBuf) {
     let crd = kseal_tests::bitnami::crd().unwrap();
     c.kubectl(&["apply", "-f", crd.to_str().unwrap()]).await;
     c.kubectl(&[
@@ -101,7 +101,7 @@ async fn bitnami_cert(c: &Cluster, previous: Option<&Path>, file: &str) -> PathB
 }
 
 /// The Bitnami key backup, as its README makes it, written to `file`.
-async fn backup_keys(c: &Cluster, file: &str) {
+pub(crate) async fn backup_keys(c: &Cluster, file: &str) {
     let keys = c
         .kubectl(&[
             "get",
@@ -118,7 +118,7 @@ async fn backup_keys(c: &Cluster, file: &str) {
 }
 
 /// Runs the real kubeseal in the test directory.
-fn kubeseal_run(c: &Cluster, args: &[&str], stdin: &str) -> Vec<u8> {
+pub(crate) fn kubeseal_run(c: &Cluster, args: &[&str], stdin: &str) -> Vec<u8> {
     use std::io::Write;
     let mut child = Command::new(kubeseal().unwrap())
         .args(args)
@@ -144,7 +144,7 @@ fn kubeseal_run(c: &Cluster, args: &[&str], stdin: &str) -> Vec<u8> {
     out.stdout
 }
 
-fn secret(ns: &str, name: &str, extra_meta: &str, body: &str) -> String {
+pub(crate) fn secret(ns: &str, name: &str, extra_meta: &str, body: &str) -> String {
     format!(
         "apiVersion: v1\nkind: Secret\nmetadata:\n  name: {name}\n  namespace: {ns}\n{extra_meta}{body}"
     )
@@ -581,11 +581,11 @@ async fn drop_in_takes_over_bitnami_secrets_without_a_gap() {
 
 /// What the API reported of one Secret, in order: `Some(uid)` for each write, `None` for
 /// its deletion, with the time.
-type Seen = std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, Option<String>)>>>;
+pub(crate) type Seen = std::sync::Arc<std::sync::Mutex<Vec<(std::time::Instant, Option<String>)>>>;
 
 /// Records every change to the Secret `ns/name` from now on (returns once its watch has
 /// listed it).
-async fn record(c: &Cluster, ns: &str, name: &str) -> Seen {
+pub(crate) async fn record(c: &Cluster, ns: &str, name: &str) -> Seen {
     let seen: Seen = Default::default();
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
     let mut events = watcher(c.secrets(ns), config).boxed();

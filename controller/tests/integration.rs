@@ -23,6 +23,8 @@ mod e2e;
 mod failover;
 #[path = "faults.rs"]
 mod faults;
+#[path = "flux.rs"]
+mod flux;
 #[path = "health.rs"]
 mod health;
 #[path = "install.rs"]

@@ -11,6 +11,9 @@
 #   age, age-keygen
 #                  Go age v1.3, the reference age with post-quantum recipients, from
 #                  age/go.mod (its own module too)
+#   source-controller, kustomize-controller, flux-crds/
+#                  Flux's two controllers a GitRepository and a Kustomization need, and
+#                  their CRDs, from flux/go.mod (its own module: Flux pins client-go 0.36)
 #   argocd/bitnami.com/SealedSecret/
 #                  the health check Argo CD ships for Bitnami's SealedSecret, with Argo
 #                  CD's own test cases for it, from the argo-cd module (pinned below by
@@ -25,9 +28,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 target=${CARGO_TARGET_DIR:-$here/../../target}
 mkdir -p "$target/cluster"
 target=$(cd "$target" && pwd)
-key=$(cd "$here" && cat build.sh go.mod go.sum bitnami/go.mod bitnami/go.sum age/go.mod age/go.sum $(find cmd internal -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
+key=$(cd "$here" && cat build.sh go.mod go.sum bitnami/go.mod bitnami/go.sum age/go.mod age/go.sum flux/go.mod flux/go.sum $(find cmd internal -name '*.go' | LC_ALL=C sort) | sha256sum | cut -c1-16)
 out=$target/cluster/$key
-built() { [ -x "$out/kseal-cluster" ] && [ -x "$out/helm" ] && [ -x "$out/kubeseal" ] && [ -x "$out/sealed-secrets-controller" ] && [ -x "$out/age" ] && [ -x "$out/age-keygen" ] && [ -f "$out/argocd/bitnami.com/SealedSecret/health.lua" ]; }
+built() { [ -x "$out/kseal-cluster" ] && [ -x "$out/helm" ] && [ -x "$out/kubeseal" ] && [ -x "$out/sealed-secrets-controller" ] && [ -x "$out/age" ] && [ -x "$out/age-keygen" ] && [ -x "$out/kustomize-controller" ] && [ -f "$out/argocd/bitnami.com/SealedSecret/health.lua" ]; }
 # Argo CD's module: its go.mod needs no newer Go than this one, and its zip's hash is the
 # one the checksum database records for the version.
 argocd_version=v3.5.8
@@ -62,6 +65,13 @@ if ! built; then
       age_version=$(sed -n 's/^\tfilippo.io\/age \(v[0-9.]*\).*$/\1/p' go.mod)
       go build -trimpath -o "$tmp/" -ldflags "-s -w -X main.Version=$age_version" \
         filippo.io/age/cmd/age filippo.io/age/cmd/age-keygen
+      cd ../flux
+      mkdir -p "$tmp/flux-crds"
+      for controller in source-controller kustomize-controller; do
+        version=$(sed -n "s/^\tgithub.com\/fluxcd\/$controller \(v[0-9.]*\).*$/\1/p" go.mod)
+        go build -trimpath -o "$tmp/$controller" -ldflags "-s -w" "github.com/fluxcd/$controller"
+        cp "$GOMODCACHE/github.com/fluxcd/$controller@$version"/config/crd/bases/*.yaml "$tmp/flux-crds/"
+      done
       cd ..
       argocd=$(go mod download -json "github.com/argoproj/argo-cd/v3@$argocd_version")
       field() { echo "$argocd" | sed -n "s/^\t\"$1\": \"\(.*\)\",*$/\1/p"; }

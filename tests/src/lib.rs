@@ -8,6 +8,7 @@ pub mod crafted;
 pub mod custody;
 pub mod etcd;
 pub mod faults;
+pub mod flux;
 pub mod ports;
 pub mod sealing;
 pub mod stored_values;

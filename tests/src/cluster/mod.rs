@@ -55,6 +55,10 @@ pub struct Options {
     /// An `EncryptionConfiguration` for `--encryption-provider-config`. Write a KMS
     /// provider's endpoint as `unix://KMS_SOCKET`: the harness runs a KMS v2 plugin there.
     pub encryption_config: Option<String>,
+    /// kube-controller-manager also runs the Deployment and ReplicaSet controllers, so a
+    /// Deployment gets the status kstatus reads. (No scheduler or kubelet runs: a pod
+    /// stays Pending.)
+    pub workloads: bool,
 }
 
 impl Default for Options {
@@ -63,6 +67,7 @@ impl Default for Options {
             controller_manager: true,
             apiserver_flags: Vec::new(),
             encryption_config: None,
+            workloads: false,
         }
     }
 }
@@ -125,6 +130,8 @@ pub struct ControlPlane {
     pub etcd_url: String,
     commands: Mutex<Vec<(Component, Vec<String>)>>,
     children: Mutex<Vec<(Component, Child)>>,
+    /// [`Options::workloads`]
+    workloads: bool,
 }
 
 impl ControlPlane {
@@ -213,6 +220,7 @@ impl ControlPlane {
                 ),
             ]),
             children: Mutex::new(Vec::new()),
+            workloads: options.workloads,
             dir,
         };
         plane.admin = plane.user("kseal-admin", &["system:masters"])?;
@@ -232,15 +240,20 @@ impl ControlPlane {
 
     /// Starts kube-controller-manager with the garbage collector, the namespace controller,
     /// the ServiceAccount controller and ClusterRole aggregation (which fills `edit`,
-    /// `admin` and `view` from the roles labelled to join them). Its garbage collector learns of a new custom
+    /// `admin` and `view` from the roles labelled to join them), and with
+    /// [`Options::workloads`] the Deployment and ReplicaSet controllers. Its garbage collector learns of a new custom
     /// resource at its next discovery sync (every 30 s), so a test that installs CRDs and
     /// relies on garbage collection at once starts it after them.
     pub fn start_controller_manager(&self) -> Result<(), Error> {
         let kubeconfig = self.path("controller-manager.kubeconfig");
         self.write_kubeconfig(&kubeconfig, &self.admin, "default")?;
+        let mut controllers = "garbage-collector-controller,namespace-controller,serviceaccount-controller,clusterrole-aggregation-controller".to_owned();
+        if self.workloads {
+            controllers.push_str(",deployment-controller,replicaset-controller");
+        }
         let kcm = vec![
             format!("--kubeconfig={}", kubeconfig.display()),
-            "--controllers=garbage-collector-controller,namespace-controller,serviceaccount-controller,clusterrole-aggregation-controller".to_owned(),
+            format!("--controllers={controllers}"),
             "--leader-elect=false".to_owned(),
             "--secure-port=0".to_owned(),
             "--v=1".to_owned(),
