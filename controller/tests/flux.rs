@@ -140,6 +140,29 @@ spec:
         found
     }
 
+    /// Lists `resources` in the working copy's `shop/kustomization.yaml`.
+    fn list(&self, resources: &[&str]) {
+        self.repo
+            .write("shop/kustomization.yaml", &kustomization_file(resources))
+            .unwrap();
+    }
+
+    /// Commits `shop/db` and `shop/cache`, sealed to the cluster's key, and waits until
+    /// Flux applied them and kseal unsealed both.
+    async fn commit_two_secrets(&self) {
+        self.seal("db", &[("password", "db-pw")]).await;
+        self.seal("cache", &[("password", "cache-pw")]).await;
+        self.list(&["db.yaml", "cache.yaml"]);
+        let (revision, _) = self.push("two secrets").await;
+        assert_eq!(self.kustomization_at(&revision).await.0, "True");
+        for name in ["db", "cache"] {
+            assert_eq!(
+                self.cluster.ready("shop", name).await,
+                ("True".into(), "Unsealed".into())
+            );
+        }
+    }
+
     /// Seals `items` as Secret `shop/name` to the cluster's recipients into the working
     /// copy's `shop/<name>.yaml`.
     async fn seal(&self, name: &str, items: &[(&str, &str)]) {
@@ -169,16 +192,13 @@ impl Drop for GitOps {
 
 /// `shop/kustomization.yaml` listing `resources`.
 fn kustomization_file(resources: &[&str]) -> String {
-    let mut s = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n"
-        .to_owned();
-    if !resources.is_empty() {
-        s = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n"
-            .to_owned();
-        for r in resources {
-            s.push_str(&format!("  - {r}\n"));
-        }
-    }
-    s
+    let list: String = resources.iter().map(|r| format!("\n  - {r}")).collect();
+    let list = if list.is_empty() {
+        " []".to_owned()
+    } else {
+        list
+    };
+    format!("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:{list}\n")
 }
 
 /// A Deployment whose container reads `password` of Secret `secret` as `DB_PASSWORD`.
@@ -230,13 +250,7 @@ async fn a_commit_becomes_a_secret_and_a_wrong_key_fails_the_kustomization() {
 
     gitops.seal("db", &[("password", "first-pw")]).await;
     gitops.repo.write("shop/app.yaml", &workload("db")).unwrap();
-    gitops
-        .repo
-        .write(
-            "shop/kustomization.yaml",
-            &kustomization_file(&["db.yaml", "app.yaml"]),
-        )
-        .unwrap();
+    gitops.list(&["db.yaml", "app.yaml"]);
     let (revision, pushed) = gitops.push("add the shop's database password").await;
     let secrets = cluster.secrets("shop");
     wait_for_within(
@@ -292,27 +306,10 @@ async fn a_commit_becomes_a_secret_and_a_wrong_key_fails_the_kustomization() {
 async fn a_sealed_secret_removed_from_git_is_pruned_with_its_secret() {
     let gitops = GitOps::start().await;
     let cluster = &gitops.cluster;
-    gitops.seal("db", &[("password", "pw")]).await;
-    gitops.seal("cache", &[("password", "cache-pw")]).await;
-    gitops
-        .repo
-        .write(
-            "shop/kustomization.yaml",
-            &kustomization_file(&["db.yaml", "cache.yaml"]),
-        )
-        .unwrap();
-    let (revision, _) = gitops.push("two secrets").await;
-    assert_eq!(gitops.kustomization_at(&revision).await.0, "True");
-    assert_eq!(cluster.secret_value("shop", "db", "password").await, "pw");
+    gitops.commit_two_secrets().await;
 
     gitops.repo.remove("shop/db.yaml").unwrap();
-    gitops
-        .repo
-        .write(
-            "shop/kustomization.yaml",
-            &kustomization_file(&["cache.yaml"]),
-        )
-        .unwrap();
+    gitops.list(&["cache.yaml"]);
     let (revision, _) = gitops.push("drop the database password").await;
     assert_eq!(gitops.kustomization_at(&revision).await.0, "True");
     let (sealed, secrets) = (cluster.sealed("shop"), cluster.secrets("shop"));
@@ -343,19 +340,7 @@ async fn a_rotation_and_the_resealed_commit_keep_every_object_ready() {
 
     let gitops = GitOps::start().await;
     let cluster = &gitops.cluster;
-    gitops.seal("db", &[("password", "db-pw")]).await;
-    gitops.seal("cache", &[("password", "cache-pw")]).await;
-    gitops
-        .repo
-        .write(
-            "shop/kustomization.yaml",
-            &kustomization_file(&["db.yaml", "cache.yaml"]),
-        )
-        .unwrap();
-    let (revision, _) = gitops.push("two secrets").await;
-    assert_eq!(gitops.kustomization_at(&revision).await.0, "True");
-    assert_eq!(cluster.ready("shop", "db").await.0, "True");
-    assert_eq!(cluster.ready("shop", "cache").await.0, "True");
+    gitops.commit_two_secrets().await;
 
     // Every Ready condition written from here on.
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
@@ -487,10 +472,7 @@ async fn a_bitnami_repository_keeps_reconciling_through_the_switch_to_kseal() {
 
     // Bitnami, as the repository has run so far.
     kubeseal(&gitops, "one");
-    gitops
-        .repo
-        .write("shop/kustomization.yaml", &kustomization_file(&["db.yaml"]))
-        .unwrap();
+    gitops.list(&["db.yaml"]);
     let (revision, _) = gitops
         .push("the database password, sealed by kubeseal")
         .await;

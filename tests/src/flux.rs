@@ -189,8 +189,8 @@ fn git(dir: &Path, args: &[&str]) -> Result<String, Error> {
 /// Flux's source-controller and kustomize-controller, running with a kubeconfig (no
 /// leader election, no notification-controller). The CRDs must be installed first.
 pub struct Flux {
-    source: Process,
-    kustomize: Process,
+    /// Each controller's name and process.
+    controllers: Vec<(&'static str, Process)>,
     dir: PathBuf,
 }
 
@@ -210,78 +210,72 @@ fn ready(port: u16) -> bool {
 impl Flux {
     /// Starts both controllers against the cluster `kubeconfig` names, with their
     /// artifacts, metrics and health endpoints on free loopback ports and their logs in
-    /// `dir`. `namespace` is their own (`RUNTIME_NAMESPACE`).
+    /// `dir`, and returns once both are ready. `namespace` is their own
+    /// (`RUNTIME_NAMESPACE`).
     pub fn start(kubeconfig: &Path, namespace: &str, dir: &Path) -> Result<Flux, Error> {
-        std::fs::create_dir_all(dir.join("artifacts"))?;
-        let dir = dir.to_path_buf();
+        let (artifacts, tmp) = (dir.join("artifacts"), dir.join("tmp"));
+        std::fs::create_dir_all(&artifacts)?;
+        std::fs::create_dir_all(&tmp)?;
         let runtime_namespace = PathBuf::from(namespace);
         let env = [
             ("KUBECONFIG", kubeconfig),
             ("RUNTIME_NAMESPACE", runtime_namespace.as_path()),
+            // A temporary directory of their own: kustomize-controller deletes every
+            // `kustomization-*` directory in its TMPDIR when it starts (a previous
+            // process's leftovers), which in a shared /tmp are the builds of the Flux
+            // of a test running beside this one.
+            ("TMPDIR", tmp.as_path()),
         ];
-        let ports = |n: usize| -> Result<Vec<u16>, Error> {
-            (0..n).map(|_| Ok(crate::ports::free_port()?)).collect()
+        let storage = crate::ports::free_port()?;
+        let controllers: [(&'static str, Vec<String>); 2] = [
+            (
+                "source-controller",
+                vec![
+                    format!("--storage-path={}", artifacts.display()),
+                    format!("--storage-addr=127.0.0.1:{storage}"),
+                    format!("--storage-adv-addr=127.0.0.1:{storage}"),
+                ],
+            ),
+            (
+                "kustomize-controller",
+                vec!["--no-remote-bases=true".to_owned()],
+            ),
+        ];
+        let mut flux = Flux {
+            controllers: Vec::new(),
+            dir: dir.to_path_buf(),
         };
-        let common = |metrics: u16, health: u16| {
-            vec![
+        let mut health = Vec::new();
+        for (name, own) in controllers {
+            let (metrics, port) = (crate::ports::free_port()?, crate::ports::free_port()?);
+            let mut args = vec![
                 format!("--metrics-addr=127.0.0.1:{metrics}"),
-                format!("--health-addr=127.0.0.1:{health}"),
+                format!("--health-addr=127.0.0.1:{port}"),
                 "--enable-leader-election=false".to_owned(),
                 // How soon a Kustomization looks again for a source not yet fetched
                 // (30 s by default).
                 "--requeue-dependency=2s".to_owned(),
                 "--log-level=debug".to_owned(),
-            ]
-        };
-        let source = ports(3)?;
-        let mut args = common(source[0], source[1]);
-        args.extend([
-            format!("--storage-path={}", dir.join("artifacts").display()),
-            format!("--storage-addr=127.0.0.1:{}", source[2]),
-            format!("--storage-adv-addr=127.0.0.1:{}", source[2]),
-        ]);
-        let source_process = Process::spawn(
-            &built()?.join("source-controller"),
-            &args,
-            &env,
-            &dir.join("source-controller.log"),
-        )?;
-        let kustomize = ports(2)?;
-        let mut args = common(kustomize[0], kustomize[1]);
-        args.push("--no-remote-bases=true".to_owned());
-        let kustomize_process = Process::spawn(
-            &built()?.join("kustomize-controller"),
-            &args,
-            &env,
-            &dir.join("kustomize-controller.log"),
-        )?;
-        let mut flux = Flux {
-            source: source_process,
-            kustomize: kustomize_process,
-            dir,
-        };
-        flux.wait_ready(&[
-            ("source-controller", source[1]),
-            ("kustomize-controller", kustomize[1]),
-        ])?;
+            ];
+            args.extend(own);
+            let log = dir.join(format!("{name}.log"));
+            let process = Process::spawn(&built()?.join(name), &args, &env, &log)?;
+            flux.controllers.push((name, process));
+            health.push(port);
+        }
+        flux.wait_ready(&health)?;
         Ok(flux)
     }
 
-    /// Waits until each controller's health endpoint answers `/readyz`; an error names a
-    /// controller that exited, with its last log lines.
-    fn wait_ready(&mut self, health: &[(&str, u16)]) -> Result<(), Error> {
+    /// Waits until each controller's health endpoint (`ports`, in order) answers
+    /// `/readyz`; an error names a controller that exited, with the logs.
+    fn wait_ready(&mut self, ports: &[u16]) -> Result<(), Error> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        for (name, port) in health {
-            loop {
-                let process = match *name {
-                    "source-controller" => &mut self.source,
-                    _ => &mut self.kustomize,
-                };
-                if let Some(status) = process.0.try_wait()? {
+        for (i, port) in ports.iter().enumerate() {
+            while !ready(*port) {
+                let name = self.controllers[i].0;
+                if let Some(status) = self.controllers[i].1.0.try_wait()? {
                     return Err(format!("{name} exited ({status}):\n{}", self.logs()).into());
-                }
-                if ready(*port) {
-                    break;
                 }
                 if std::time::Instant::now() > deadline {
                     return Err(format!("{name} not ready within 60 s:\n{}", self.logs()).into());
@@ -294,9 +288,9 @@ impl Flux {
 
     /// Both controllers' logs, for a failing test's message.
     pub fn logs(&self) -> String {
-        ["source-controller", "kustomize-controller"]
+        self.controllers
             .iter()
-            .map(|c| {
+            .map(|(c, _)| {
                 let log =
                     std::fs::read_to_string(self.dir.join(format!("{c}.log"))).unwrap_or_default();
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
