@@ -163,6 +163,17 @@ spec:
         }
     }
 
+    /// Runs `kseal ARGS` in the working copy, as someone changing the repository would;
+    /// it must succeed.
+    fn kseal(&self, args: &[&str]) {
+        let out = self.cluster.kseal_in(self.repo.dir(), &[], args, b"");
+        assert!(
+            out.status.success(),
+            "kseal {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// Seals `items` as Secret `shop/name` to the cluster's recipients into the working
     /// copy's `shop/<name>.yaml`.
     async fn seal(&self, name: &str, items: &[(&str, &str)]) {
@@ -372,17 +383,7 @@ async fn a_rotation_and_the_resealed_commit_keep_every_object_ready() {
     .await;
     let newest = document(cluster).await.recipients[0].fingerprint.0.clone();
     let admin = cluster.path("admin");
-    let resealed = cluster.kseal_in(
-        gitops.repo.dir(),
-        &[],
-        &["reseal", "shop", "--kubeconfig", admin.to_str().unwrap()],
-        b"",
-    );
-    assert!(
-        resealed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&resealed.stderr)
-    );
+    gitops.kseal(&["reseal", "shop", "--kubeconfig", admin.to_str().unwrap()]);
     for file in ["shop/db.yaml", "shop/cache.yaml"] {
         let path = gitops.repo.path(file);
         let inspected = cluster.kseal(&["inspect", path.to_str().unwrap()], b"");
@@ -501,17 +502,7 @@ async fn a_bitnami_repository_keeps_reconciling_through_the_switch_to_kseal() {
     value(&gitops, "two").await;
 
     // The hand-over commit: kseal lets go of the owner reference in drop-in mode.
-    let handed = gitops.cluster.kseal_in(
-        gitops.repo.dir(),
-        &[],
-        &["migrate", "shop", "--hand-over"],
-        b"",
-    );
-    assert!(
-        handed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&handed.stderr)
-    );
+    gitops.kseal(&["migrate", "shop", "--hand-over"]);
     let (revision, _) = gitops.push("hand the Secrets over").await;
     assert_eq!(gitops.kustomization_at(&revision).await.0, "True");
     let secrets = gitops.cluster.secrets("shop");
@@ -524,24 +515,14 @@ async fn a_bitnami_repository_keeps_reconciling_through_the_switch_to_kseal() {
     // The converted commit: Flux applies kseal's SealedSecret and prunes Bitnami's.
     backup_keys(&gitops.cluster, "bitnami-keys.yaml").await;
     let keys = gitops.cluster.path("bitnami-keys.yaml");
-    let converted = gitops.cluster.kseal_in(
-        gitops.repo.dir(),
-        &[],
-        &[
-            "migrate",
-            "shop",
-            "--bitnami-key",
-            keys.to_str().unwrap(),
-            "--cert",
-            recipients.to_str().unwrap(),
-        ],
-        b"",
-    );
-    assert!(
-        converted.status.success(),
-        "{}",
-        String::from_utf8_lossy(&converted.stderr)
-    );
+    gitops.kseal(&[
+        "migrate",
+        "shop",
+        "--bitnami-key",
+        keys.to_str().unwrap(),
+        "--cert",
+        recipients.to_str().unwrap(),
+    ]);
     let (revision, _) = gitops.push("convert to kseal").await;
     assert_eq!(gitops.kustomization_at(&revision).await.0, "True");
     let kss = gitops.cluster.sealed("shop").get("db").await.unwrap();
@@ -552,15 +533,8 @@ async fn a_bitnami_repository_keeps_reconciling_through_the_switch_to_kseal() {
     })
     .await;
     assert_eq!(now.data.as_ref().unwrap()["password"].0, b"two");
-    let bitnami_api: kube::Api<kube::api::DynamicObject> = kube::Api::namespaced_with(
-        gitops.cluster.admin.clone(),
-        "shop",
-        &kube::api::ApiResource::from_gvk(&kube::api::GroupVersionKind::gvk(
-            "bitnami.com",
-            "v1alpha1",
-            "SealedSecret",
-        )),
-    );
+    let bitnami_api: kube::Api<kseal_core::bitnami::SealedSecret> =
+        kube::Api::namespaced(gitops.cluster.admin.clone(), "shop");
     wait_for("Flux to prune the Bitnami SealedSecret", || async {
         bitnami_api
             .get_opt("db")

@@ -150,23 +150,10 @@ impl Etcd {
 
 /// etcd's `/health` answers `{"health":"true"}` once it has a leader.
 fn ureq_health(endpoint: &str) -> bool {
-    use std::io::{Read, Write};
-    let Some(addr) = endpoint.strip_prefix("http://") else {
-        return false;
-    };
-    let Ok(mut stream) = std::net::TcpStream::connect(addr) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(format!("GET /health HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .is_err()
-    {
-        return false;
-    }
-    let mut body = String::new();
-    let _ = stream.read_to_string(&mut body);
-    body.contains("\"health\":\"true\"")
+    endpoint
+        .strip_prefix("http://")
+        .and_then(|addr| crate::http_get(addr, "/health"))
+        .is_some_and(|body| body.contains("\"health\":\"true\""))
 }
 
 impl Drop for Etcd {

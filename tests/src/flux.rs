@@ -113,7 +113,6 @@ impl GitServer {
         for (key, value) in [
             ("user.name", "kseal tests"),
             ("user.email", "tests@kseal.invalid"),
-            ("init.defaultBranch", "main"),
         ] {
             git(&work, &["config", key, value])?;
         }
@@ -196,15 +195,9 @@ pub struct Flux {
 
 /// Whether `GET /readyz` on 127.0.0.1:`port` answers 200.
 fn ready(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let request = format!("GET /readyz HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n");
-    let mut answer = String::new();
-    stream.write_all(request.as_bytes()).is_ok()
-        && stream.read_to_string(&mut answer).is_ok()
-        && answer.starts_with("HTTP/1.0 200") | answer.starts_with("HTTP/1.1 200")
+    crate::http_get(&format!("127.0.0.1:{port}"), "/readyz").is_some_and(|answer| {
+        answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+    })
 }
 
 impl Flux {
