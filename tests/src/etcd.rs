@@ -152,7 +152,7 @@ impl Etcd {
 fn ureq_health(endpoint: &str) -> bool {
     endpoint
         .strip_prefix("http://")
-        .and_then(|addr| crate::http_get(addr, "/health"))
+        .and_then(|addr| crate::health::get(addr, "/health"))
         .is_some_and(|body| body.contains("\"health\":\"true\""))
 }
 

@@ -195,7 +195,7 @@ pub struct Flux {
 
 /// Whether `GET /readyz` on 127.0.0.1:`port` answers 200.
 fn ready(port: u16) -> bool {
-    crate::http_get(&format!("127.0.0.1:{port}"), "/readyz").is_some_and(|answer| {
+    crate::health::get(&format!("127.0.0.1:{port}"), "/readyz").is_some_and(|answer| {
         answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
     })
 }

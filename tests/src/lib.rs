@@ -9,28 +9,12 @@ pub mod custody;
 pub mod etcd;
 pub mod faults;
 pub mod flux;
+mod health;
 pub mod ports;
 pub mod sealing;
 pub mod stored_values;
 
 use serde::{Deserialize, Serialize};
-
-/// `GET path` from the plain-HTTP server at `addr` (`host:port`) with HTTP/1.0: the whole
-/// answer, status line, headers and body, or `None` when nothing answers within 2 s.
-/// For health endpoints of the servers tests start (etcd, Flux).
-pub(crate) fn http_get(addr: &str, path: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(2)))
-        .ok()?;
-    stream
-        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    Some(answer)
-}
 
 /// One frozen vector: an identity, a sealed value, where it is opened, and the outcome.
 #[derive(Debug, Serialize, Deserialize)]
