@@ -96,26 +96,35 @@ const SETTLE: Duration = Duration::from_secs(30);
 /// that names one.
 const ABSENT_RESOURCE_VERSION: &str = "1";
 
-/// SealedSecrets (by uid) written in the last [`SETTLE`], with the generation written.
-/// An entry leaves when the caches show the write, or at the next sweep after it
-/// expires (its object deleted meanwhile, say).
+/// SealedSecrets (by uid) written in the last [`SETTLE`]. An entry leaves when the
+/// caches show the write, or at the next sweep after it expires (its object deleted
+/// meanwhile, say).
 #[derive(Default)]
 pub struct Recent {
-    written: HashMap<String, (Option<i64>, Instant)>,
+    written: HashMap<String, Written>,
     swept: Option<Instant>,
 }
 
+/// One SealedSecret's Secret write.
+struct Written {
+    generation: Option<i64>,
+    at: Instant,
+    /// Whether the status of that write was recorded too.
+    status: bool,
+}
+
 impl Context {
-    /// Whether `uid` was written at `generation` a moment ago.
-    fn just_written(&self, uid: &str, generation: Option<i64>) -> bool {
+    /// Whether `uid`'s Secret was written at `generation` a moment ago: `None` if not,
+    /// else whether its status was recorded too.
+    fn just_written(&self, uid: &str, generation: Option<i64>) -> Option<bool> {
         let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
         match recent.written.get(uid) {
-            Some((written, at)) if *written == generation && at.elapsed() < SETTLE => true,
+            Some(w) if w.generation == generation && w.at.elapsed() < SETTLE => Some(w.status),
             Some(_) => {
                 recent.written.remove(uid);
-                false
+                None
             }
-            None => false,
+            None => None,
         }
     }
 
@@ -126,10 +135,26 @@ impl Context {
             .swept
             .is_none_or(|at| now.duration_since(at) >= SETTLE)
         {
-            recent.written.retain(|_, (_, at)| at.elapsed() < SETTLE);
+            recent.written.retain(|_, w| w.at.elapsed() < SETTLE);
             recent.swept = Some(now);
         }
-        recent.written.insert(uid, (generation, now));
+        recent.written.insert(
+            uid,
+            Written {
+                generation,
+                at: now,
+                status: false,
+            },
+        );
+    }
+
+    /// The status of `uid`'s last write is recorded: what is left is for the caches to
+    /// show it.
+    fn status_recorded(&self, uid: &str) {
+        let mut recent = self.recent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(w) = recent.written.get_mut(uid) {
+            w.status = true;
+        }
     }
 
     /// The caches show `uid`'s Secret as it is now: no write of it is on its way.
@@ -150,6 +175,9 @@ pub(crate) enum Outcome {
     UpToDate,
     /// Written a moment ago, and the caches do not show it yet: looked at again shortly.
     Settling,
+    /// Written a moment ago, and the status write that followed failed: the status is
+    /// what is left to write (not a second unseal once the settle time is over).
+    StatusLeft,
 }
 
 fn key_of(ss: &Cached) -> String {
@@ -182,9 +210,11 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Err
             // object.
             Ok(Action::await_change())
         }
-        Ok(Outcome::Written) => {
+        Ok(outcome @ (Outcome::Written | Outcome::StatusLeft)) => {
             forget_failures();
-            ctx.metrics.unseals.inc();
+            if matches!(outcome, Outcome::Written) {
+                ctx.metrics.unseals.inc();
+            }
             let changed = set_status(
                 &ss,
                 &ctx,
@@ -193,6 +223,7 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Err
                 "all items unsealed into the Secret",
             )
             .await?;
+            ctx.status_recorded(&ss.uid().unwrap_or_default());
             if changed {
                 publish_event(
                     &ss,
@@ -285,9 +316,11 @@ async fn apply(ss: &Cached, ctx: &Context) -> Result<Outcome, Error> {
             return Ok(Outcome::UpToDate);
         }
     }
-    if ctx.just_written(&uid, ss.metadata.generation) {
+    match ctx.just_written(&uid, ss.metadata.generation) {
         // The watch events of that write are on their way.
-        return Ok(Outcome::Settling);
+        Some(true) => return Ok(Outcome::Settling),
+        Some(false) => return Ok(Outcome::StatusLeft),
+        None => {}
     }
     tracing::debug!(sealedsecret = %key_of(ss), cached = cached.is_some(), unsealed = ss.unsealed(), "not up to date: unsealing");
     // Work to do. The cache drops an unsealed object's ciphertexts: read them back.

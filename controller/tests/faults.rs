@@ -225,3 +225,46 @@ async fn an_etcd_outage_is_ridden_out() {
         "the controller did not exit"
     );
 }
+
+/// The Secret written and its status write failing (the apiserver refusing that one
+/// request): the retry writes the status alone, as soon as the API takes it, and does not
+/// wait out the write's settle time (30 s) to unseal and write the Secret again. Before,
+/// Ready stayed unset for those 30 s after an apiserver hiccup, and Flux's health check
+/// with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_status_write_is_retried_alone() {
+    let mut cluster = Cluster::with_fault_proxy(Options::default()).await;
+    cluster.start_controller("replica-a");
+    let cert = cluster.recipients().await;
+    let status = "/apis/kseal.dev/v1alpha1/namespaces/shop/sealedsecrets/db/status";
+    proxy_of(&cluster).set_faults(Faults {
+        errors_on: vec![status.into()],
+        ..Faults::default()
+    });
+    let before = proxy_of(&cluster).injected().errors;
+    cluster
+        .seal_and_apply(&cert, "shop", "db", &[("password", "pw-status")])
+        .await;
+    assert_eq!(
+        cluster.secret_value("shop", "db", "password").await,
+        "pw-status"
+    );
+    // Refused twice: the write after the Secret's, and a retry that wrote the status
+    // alone (before, the retries waited for the Secret's write to settle, without one).
+    wait_for_within(
+        "two refused status writes",
+        Duration::from_secs(20),
+        || async { (proxy_of(&cluster).injected().errors >= before + 2).then_some(()) },
+    )
+    .await;
+    proxy_of(&cluster).set_faults(Faults::default());
+    assert_eq!(
+        cluster.ready("shop", "db").await,
+        ("True".into(), "Unsealed".into())
+    );
+    // Unsealed once: the retries wrote the status, not the Secret again.
+    assert_eq!(
+        cluster.metric("replica-a", "kseal_unseals_total"),
+        Some(1.0)
+    );
+}

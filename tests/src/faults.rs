@@ -41,6 +41,9 @@ pub struct Faults {
     /// Updates (PUT) of these paths are answered `409 Conflict`, every time: an object
     /// someone else keeps editing, as a client that reads then writes sees it.
     pub conflicts_on: Vec<String>,
+    /// Requests of these paths (any verb) are answered `500 InternalError`, every time:
+    /// one kind of write failing while the rest work.
+    pub errors_on: Vec<String>,
 }
 
 /// What the proxy has done so far.
@@ -261,7 +264,7 @@ async fn forward(shared: &Arc<Shared>, req: Request<Incoming>) -> Response<Body>
             rng.random_bool(faults.throttle_rate.clamp(0.0, 1.0)),
         )
     };
-    if fail {
+    if fail || faults.errors_on.iter().any(|p| p == req.uri().path()) {
         shared.counters.errors.fetch_add(1, Ordering::Relaxed);
         return status(500, "InternalError", &format!("injected fault on {verb}"));
     }
