@@ -2,7 +2,8 @@
 //! things: Prometheus's own `promtool` checks the rules and runs their unit tests (each
 //! alert once firing, once quiet) and parses every dashboard query; and every metric and
 //! label they use is in a real scrape of the controller, whose census counts what the
-//! cluster holds.
+//! cluster holds; and the dashboard is read strictly by Grafana's own schema (the
+//! Grafana Foundation SDK, in `kseal-cluster dashboard-check`).
 #![allow(clippy::unwrap_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -194,6 +195,56 @@ fn promtool_checks_the_rules_and_every_alert_fires_and_stays_quiet_in_its_tests(
     let path = dir.path().join("dashboard.rules.yaml");
     std::fs::write(&path, file).unwrap();
     promtool(&["check", "rules", path.to_str().unwrap()]);
+}
+
+/// The dashboard as Grafana's own schema describes a dashboard, its panels (each panel
+/// plugin's options) and their Prometheus queries: `kseal-cluster dashboard-check`, the
+/// Grafana Foundation SDK's strict reading. A dashboard with a misspelt field, an
+/// option its panel does not take or a field Grafana does not know is refused, naming
+/// each.
+#[test]
+fn the_dashboard_is_what_grafanas_schema_describes() {
+    let check = |path: &Path| {
+        Command::new(kseal_tests::cluster::binary().unwrap())
+            .arg("dashboard-check")
+            .arg(path)
+            .output()
+            .unwrap()
+    };
+    let shipped = check(&monitoring().join("dashboard.json"));
+    assert!(
+        shipped.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shipped.stderr)
+    );
+    assert!(String::from_utf8_lossy(&shipped.stdout).contains("19 panels"));
+
+    let mut board: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(monitoring().join("dashboard.json")).unwrap())
+            .unwrap();
+    let panels = board["panels"].as_array_mut().unwrap();
+    let at = panels.iter().position(|p| p["type"] == "stat").unwrap();
+    let grid = panels[at]
+        .as_object_mut()
+        .unwrap()
+        .remove("gridPos")
+        .unwrap();
+    panels[at]["gridpos"] = grid;
+    panels[at]["options"]["colourMode"] = "value".into();
+    let at = panels
+        .iter()
+        .position(|p| p["type"] == "timeseries")
+        .unwrap();
+    panels[at]["span"] = "wide".into();
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("dashboard.json");
+    std::fs::write(&bad, serde_json::to_vec(&board).unwrap()).unwrap();
+    let refused = check(&bad);
+    assert_eq!(refused.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&refused.stderr);
+    for field in ["'gridpos'", "'colourMode'", "'span'"] {
+        assert!(said.contains(field), "{field} not named: {said}");
+    }
 }
 
 #[test]

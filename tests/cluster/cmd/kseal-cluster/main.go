@@ -2,8 +2,9 @@
 // in one binary the way k3s and microshift embed it: etcd, kube-apiserver and
 // kube-controller-manager from their pinned upstream modules, plus the kstatus verdict
 // Flux computes, Argo CD's Lua health checks run as Argo CD runs them, a KMS v2 plugin
-// for encryption at rest, and a Git server (git-http-backend over HTTP) for Flux. The
-// first argument picks the component; the rest are that component's own flags, unchanged.
+// for encryption at rest, a Git server (git-http-backend over HTTP) for Flux, and a
+// check of Grafana dashboards against Grafana's schema. The first argument picks the
+// component; the rest are that component's own flags, unchanged.
 package main
 
 import (
@@ -22,12 +23,13 @@ import (
 	kcm "k8s.io/kubernetes/cmd/kube-controller-manager/app"
 
 	"kseal.dev/tests/cluster/internal/argocdhealth"
+	"kseal.dev/tests/cluster/internal/dashboardcheck"
 	"kseal.dev/tests/cluster/internal/gitserver"
 	"kseal.dev/tests/cluster/internal/kmsplugin"
 	"kseal.dev/tests/cluster/internal/kstatus"
 )
 
-const usage = "usage: kseal-cluster etcd|kube-apiserver|kube-controller-manager|kstatus|argocd-health|kms-plugin|git-server [flags]"
+const usage = "usage: kseal-cluster etcd|kube-apiserver|kube-controller-manager|kstatus|argocd-health|kms-plugin|git-server|dashboard-check [flags]"
 
 func main() {
 	if len(os.Args) < 2 {
@@ -57,6 +59,8 @@ func main() {
 		os.Exit(kmsplugin.Run(args, os.Stderr))
 	case "git-server":
 		os.Exit(gitserver.Run(args, os.Stderr))
+	case "dashboard-check":
+		os.Exit(dashboardcheck.Run(args, os.Stdout, os.Stderr))
 	default:
 		fmt.Fprintf(os.Stderr, "kseal-cluster: unknown component %q\n%s\n", component, usage)
 		os.Exit(2)
