@@ -211,9 +211,10 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Err
             Ok(Action::await_change())
         }
         Ok(outcome @ (Outcome::Written | Outcome::StatusLeft)) => {
-            forget_failures();
             if matches!(outcome, Outcome::Written) {
                 ctx.metrics.unseals.inc();
+                // The Secret is written: whatever failed before it is over.
+                forget_failures();
             }
             let changed = set_status(
                 &ss,
@@ -223,6 +224,9 @@ pub async fn reconcile(ss: Arc<Cached>, ctx: Arc<Context>) -> Result<Action, Err
                 "all items unsealed into the Secret",
             )
             .await?;
+            // A status write refused again and again backs off like any failure, rather
+            // than being tried every second.
+            forget_failures();
             ctx.status_recorded(&ss.uid().unwrap_or_default());
             if changed {
                 publish_event(

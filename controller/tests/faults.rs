@@ -257,6 +257,12 @@ async fn a_failed_status_write_is_retried_alone() {
         || async { (proxy_of(&cluster).injected().errors >= before + 2).then_some(()) },
     )
     .await;
+    // Refused for good, the status write backs off (1 s, 2 s, 4 s: the fourth try is 7 s
+    // after the first) rather than being tried every second.
+    let refused = proxy_of(&cluster).injected().errors;
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let tried = proxy_of(&cluster).injected().errors - refused;
+    assert!(tried <= 3, "{tried} status writes in 8 s");
     proxy_of(&cluster).set_faults(Faults::default());
     assert_eq!(
         cluster.ready("shop", "db").await,
