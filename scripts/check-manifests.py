@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Render kseal's install manifests and check them, as CI does.
 
-1. `kubectl kustomize manifests/` (the base) and `manifests/components/key-rotation`;
+1. `kubectl kustomize manifests/` (the base) and `manifests/components/key-rotation`; the
+   base with the custody components, against the chart's custody settings;
    `components/argocd-health` merged into a stand-in argocd-cm.
 2. The Helm chart `manifests/helm/kseal`, rendered by Helm itself (`helm template`, the
    helm binary `tests/cluster/build.sh` builds from helm.sh/helm/v4, or $HELM), with
@@ -70,23 +71,49 @@ def dump(path, objs):
     path.write_text(yaml.safe_dump_all(objs, sort_keys=True))
 
 
-def env_of(objs, kind="Deployment"):
+def pod_of(objs, kind="Deployment"):
     for o in objs:
         if o["kind"] == kind:
-            container = o["spec"]["template"]["spec"]["containers"][0]
-            return {e["name"]: e.get("value") for e in container.get("env", [])}
-    return {}
+            spec = o["spec"]["jobTemplate"]["spec"] if kind == "CronJob" else o["spec"]
+            return spec["template"]["spec"]
+    return {"containers": [{}]}
 
 
-def base_with_component(name):
-    """The kustomize base with manifests/components/NAME, through a kustomization of both
-    in a directory under target/ (kustomize refuses a root inside one it loads)."""
+def env_of(objs, kind="Deployment"):
+    container = pod_of(objs, kind)["containers"][0]
+    return {e["name"]: e.get("value") for e in container.get("env", [])}
+
+
+def custody_of(objs, kind):
+    """What a custody install gives the controller's (or rotate-key's) container: its
+    KSEAL_CUSTODY* environment, and its mounts with the volumes behind them (the PIN's
+    Secret is named by the user, in either)."""
+    pod = pod_of(objs, kind)
+    container = pod["containers"][0]
+    volumes = {}
+    for v in pod.get("volumes", []):
+        v = yaml.safe_load(yaml.safe_dump(v))
+        v.get("secret", {}).pop("secretName", None)
+        volumes[v.pop("name")] = v
+    return {
+        "env": {k: v for k, v in env_of(objs, kind).items() if k.startswith("KSEAL_CUSTODY")},
+        "mounts": {
+            m["mountPath"]: (m["name"], m.get("readOnly", False), volumes.get(m["name"]))
+            for m in container.get("volumeMounts", [])
+        },
+    }
+
+
+def base_with_component(*names):
+    """The kustomize base with manifests/components/NAME..., in that order, through a
+    kustomization in a directory under target/ (kustomize refuses a root inside one it
+    loads)."""
     (ROOT / "target").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=ROOT / "target") as tmp:
         manifests = os.path.relpath(ROOT / "manifests", tmp)
         (Path(tmp) / "kustomization.yaml").write_text(
             "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n"
-            f"resources: [{manifests}]\ncomponents: [{manifests}/components/{name}]\n"
+            f"resources: [{manifests}]\ncomponents: [{', '.join(f'{manifests}/components/{n}' for n in names)}]\n"
         )
         return docs(kustomize(tmp))
 
@@ -194,6 +221,24 @@ def main():
     }:
         failures.append("the chart's rotation job does not get the custody settings")
 
+    # The kustomize components give the same settings as the chart, to the controller and
+    # to the rotation job; the PKCS#11 module, token and key labels are the site's own (a
+    # patch of the user's, as docs/operations.md shows), and the chart's extra volumes.
+    custody_kustomize = {
+        "kms-v2": base_with_component("key-rotation", "custody-kms"),
+        "pkcs11": base_with_component("key-rotation", "custody-pkcs11"),
+    }
+    site = {f"KSEAL_CUSTODY_PKCS11_{k}" for k in ("MODULE", "TOKEN", "KEY")}
+    for name, chart in [("kms-v2", custody_kms), ("pkcs11", custody_pkcs11)]:
+        component = "custody-kms" if name == "kms-v2" else "custody-pkcs11"
+        want = custody_of(chart, "Deployment")
+        want["env"] = {k: v for k, v in want["env"].items() if k not in site}
+        want["mounts"] = {p: m for p, m in want["mounts"].items() if not p.startswith("/hsm/")}
+        for kind in ["Deployment", "CronJob"]:
+            got = custody_of(custody_kustomize[name], kind)
+            if got != want:
+                failures.append(f"components/{component} gives the {kind} {got}, the chart {want}")
+
     by_key = {key(o): o for o in base}
     helm_by_key = {key(o): o for o in default}
     if set(by_key) != set(helm_by_key):
@@ -268,6 +313,8 @@ def main():
     dump(out / "kustomize-base.yaml", base)
     dump(out / "kustomize-bitnami.yaml", with_bitnami)
     dump(out / "kustomize-key-rotation.yaml", rotation)
+    dump(out / "kustomize-custody-kms.yaml", custody_kustomize["kms-v2"])
+    dump(out / "kustomize-custody-pkcs11.yaml", custody_kustomize["pkcs11"])
     dump(out / "helm-default.yaml", default)
     # ServiceMonitor is prometheus-operator's CRD, not a Kubernetes schema: validated apart.
     dump(out / "helm-all-options.yaml", [o for o in everything if o["kind"] not in ("ServiceMonitor", "PrometheusRule")])

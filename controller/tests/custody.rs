@@ -335,6 +335,22 @@ async fn one_kms_v2_plugin_guards_the_apiserver_and_kseal_through_kek_rotation_a
     seal_and_check(&cluster, &rotated, "db-after-rotation").await;
     assert!(key_forms(&cluster).await.values().all(|w| *w));
     assert_nothing_usable(&cluster, "after a restart, a failover and rotate-key").await;
+    // The scheduled rotation (the leader's own), as on the token: restarted with a period
+    // shorter than the newest key's age, the leader makes one at once, wrapped; then back
+    // to no period, so that the keys stay as they are for what follows.
+    cluster.stop_controller("replica-b");
+    let mut scheduled = flags.clone();
+    scheduled.extend(["--key-rotation-period".to_owned(), "2s".to_owned()]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = newest(&cluster).await;
+    cluster.start_controller_with("replica-b", &strs(&scheduled));
+    let scheduled_cert = new_recipients(&cluster, &before).await;
+    seal_and_check(&cluster, &scheduled_cert, "db-after-scheduled-rotation").await;
+    cluster.stop_controller("replica-b");
+    cluster.start_controller_with("replica-b", &strs(&flags));
+    let forms = key_forms(&cluster).await;
+    assert!(forms.len() >= 3 && forms.values().all(|w| *w), "{forms:?}");
+    assert_nothing_usable(&cluster, "after a scheduled rotation").await;
 
     // The KEK rotates at the plugin: every key is wrapped again, with no restart, and no
     // SealedSecret leaves Ready meanwhile.
@@ -389,7 +405,11 @@ async fn one_kms_v2_plugin_guards_the_apiserver_and_kseal_through_kek_rotation_a
         (cluster.metric("replica-a", "kseal_keys_unavailable") == Some(1.0)).then_some(())
     })
     .await;
-    assert_eq!(cluster.metric("replica-a", "kseal_keys"), Some(1.0));
+    assert_eq!(
+        cluster.metric("replica-a", "kseal_keys"),
+        Some((keys_before - 1) as f64),
+        "every key but the refused one"
+    );
     cluster
         .seal_and_apply(&first_key_only, "shop", "db-refused", &[("password", "x")])
         .await;
@@ -432,6 +452,86 @@ async fn one_kms_v2_plugin_guards_the_apiserver_and_kseal_through_kek_rotation_a
         "x"
     );
     assert_nothing_usable(&cluster, "at the end").await;
+}
+
+/// The kustomize install with `components/custody-kms`, exactly as docs/operations.md
+/// shows it (the component and the user's patch adding the plugin): applied to the real
+/// apiserver, it stores a controller and a rotation job that reach the plugin through the
+/// socket's `emptyDir`; a controller started with the environment the apiserver stored
+/// (the socket pointed at the harness's plugin, as the `emptyDir` would be) wraps its
+/// first key, and a value sealed to it unseals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kustomize_component_puts_the_controller_under_kms_custody() {
+    let overlay = docs_overlay("components/custody-kms");
+    let mut cluster = Cluster::with_manifests(&overlay.path().join("overlay")).await;
+    let deployment = stored_json(&cluster, "deployment/kseal-controller").await;
+    let cronjob = stored_json(&cluster, "cronjob/kseal-rotate-key").await;
+    let controller = &deployment["spec"]["template"]["spec"];
+    let job = &cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    for (what, pod) in [("the controller", controller), ("the rotation job", job)] {
+        assert_eq!(
+            custody_env(pod),
+            [
+                ("KSEAL_CUSTODY".into(), "kms-v2".into()),
+                (
+                    "KSEAL_CUSTODY_KMS_SOCKET".into(),
+                    "/var/run/kseal-kms/kms.sock".into()
+                ),
+            ],
+            "{what}"
+        );
+        // kseal and the plugin mount one emptyDir at the socket's directory.
+        let mounts = |c: &serde_json::Value| {
+            c["volumeMounts"].as_array().is_some_and(|m| {
+                m.iter()
+                    .any(|m| m["name"] == "kms-socket" && m["mountPath"] == "/var/run/kseal-kms")
+            })
+        };
+        let plugin = pod["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(pod["initContainers"].as_array().into_iter().flatten())
+            .find(|c| c["name"] == "kms-plugin")
+            .unwrap_or_else(|| panic!("{what}: no plugin container: {pod}"));
+        assert!(
+            mounts(&pod["containers"][0]) && mounts(plugin),
+            "{what}: {pod}"
+        );
+        assert_eq!(pod["volumes"][0]["name"], "kms-socket", "{what}");
+        assert!(pod["volumes"][0]["emptyDir"].is_object(), "{what}");
+    }
+    let mut env = custody_env(controller);
+    let socket = cluster.plane.start_kms_plugin().await.unwrap();
+    env[1].1 = socket.to_str().unwrap().to_owned();
+    cluster.start_controller_env("replica-a", &[], &env);
+    let cert = cluster.recipients().await;
+    seal_and_check(&cluster, &cert, "db").await;
+    let forms = key_forms(&cluster).await;
+    assert!(!forms.is_empty() && forms.values().all(|w| *w), "{forms:?}");
+    assert_nothing_usable(&cluster, "after the kustomize install").await;
+}
+
+/// An object in `kseal-system` as the apiserver stored it.
+async fn stored_json(cluster: &Cluster, object: &str) -> serde_json::Value {
+    let out = cluster
+        .kubectl(&["get", object, "-n", "kseal-system", "-o", "json"])
+        .await;
+    serde_json::from_str(&out).unwrap()
+}
+
+/// The `KSEAL_CUSTODY*` environment of a pod spec's first container, in order.
+fn custody_env(pod: &serde_json::Value) -> Vec<(String, String)> {
+    pod["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["name"].as_str().unwrap().starts_with("KSEAL_CUSTODY"))
+        .map(|e| {
+            let text = |f: &str| e[f].as_str().unwrap().to_owned();
+            (text("name"), text("value"))
+        })
+        .collect()
 }
 
 /// SealedSecrets in `load` whose Ready condition is not True.

@@ -58,23 +58,13 @@ async fn the_kustomize_install_applies_without_warnings() {
     let plane = kseal_tests::cluster::ControlPlane::start(kseal_tests::cluster::Options::default())
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
+    // The base, then docs/operations.md's overlay with the Bitnami component, as the
+    // page shows it, in a directory beside `manifests/`.
+    let dir = docs_overlay("components/bitnami");
     let kubeconfig = dir.path().join("admin");
     plane
         .write_kubeconfig(&kubeconfig, &plane.admin, "default")
         .unwrap();
-    // The base, then docs/operations.md's overlay with the Bitnami component, as the
-    // page shows it, in a directory beside `manifests/`.
-    let page = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
-    let overlay = page
-        .split("```yaml\n")
-        .filter_map(|block| block.split("```").next())
-        .find(|block| block.contains("components/bitnami"))
-        .expect("docs/operations.md shows the Bitnami overlay")
-        .to_owned();
-    std::os::unix::fs::symlink(repo().join("manifests"), dir.path().join("manifests")).unwrap();
-    std::fs::create_dir(dir.path().join("overlay")).unwrap();
-    std::fs::write(dir.path().join("overlay/kustomization.yaml"), overlay).unwrap();
     let kubectl = |args: Vec<String>| {
         let (kubeconfig, cache) = (kubeconfig.clone(), dir.path().join("cache"));
         tokio::task::spawn_blocking(move || {

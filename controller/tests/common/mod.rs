@@ -41,6 +41,23 @@ pub fn repo() -> PathBuf {
 }
 
 /// The `kseal` CLI, built beside this crate's binary by a workspace build.
+/// The kustomization docs/operations.md shows in the ```yaml block that names `needle`,
+/// written as `overlay/kustomization.yaml` in a new directory beside a link to
+/// `manifests/`, as the page places it. Apply `DIR/overlay`.
+pub fn docs_overlay(needle: &str) -> tempfile::TempDir {
+    let page = std::fs::read_to_string(repo().join("docs/operations.md")).unwrap();
+    let overlay = page
+        .split("```yaml\n")
+        .filter_map(|block| block.split("```").next())
+        .find(|block| block.contains(needle))
+        .unwrap_or_else(|| panic!("docs/operations.md shows a kustomization with {needle}"));
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(repo().join("manifests"), dir.path().join("manifests")).unwrap();
+    std::fs::create_dir(dir.path().join("overlay")).unwrap();
+    std::fs::write(dir.path().join("overlay/kustomization.yaml"), overlay).unwrap();
+    dir
+}
+
 pub fn kseal_bin() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_kseal-controller")).with_file_name("kseal");
     assert!(
