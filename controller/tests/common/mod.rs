@@ -40,7 +40,6 @@ pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The `kseal` CLI, built beside this crate's binary by a workspace build.
 /// The kustomization docs/operations.md shows in the ```yaml block that names `needle`,
 /// written as `overlay/kustomization.yaml` in a new directory beside a link to
 /// `manifests/`, as the page places it. Apply `DIR/overlay`.
@@ -58,6 +57,7 @@ pub fn docs_overlay(needle: &str) -> tempfile::TempDir {
     dir
 }
 
+/// The `kseal` CLI, built beside this crate's binary by a workspace build.
 pub fn kseal_bin() -> PathBuf {
     let path = Path::new(env!("CARGO_BIN_EXE_kseal-controller")).with_file_name("kseal");
     assert!(
